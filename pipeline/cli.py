@@ -1,0 +1,96 @@
+"""`python -m pipeline`: build synthetic audio releases from a YAML config.
+
+Exit codes: 0 done, 2 bad input (config, flags, files), 1 the run failed (a check or a stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pipeline.errors import BadInput, PipelineFailure
+
+EPILOG = """examples:
+  python -m pipeline run configs/default.yaml --version 2026-01-01
+  python -m pipeline validate-config configs/default.yaml
+  python -m pipeline generate configs/default.yaml --version 2026-01-01 --shard 0
+"""
+
+
+def _common(parser: argparse.ArgumentParser, shard: bool = False) -> None:
+    parser.add_argument("config", help="build config (YAML), e.g. configs/default.yaml")
+    parser.add_argument("--version", help="release version: a date YYYY-MM-DD or a token (default: today, UTC)")
+    parser.add_argument("--n-clips", type=int, help="override the config's n_clips")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or progress messages")
+    if shard:
+        parser.add_argument("--shard", type=int, required=True, help="shard number (0 .. n_shards-1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline", description=__doc__, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run every stage locally and publish the release",
+                         description="Run plan, generate, features, leakcheck and export; reruns resume.")
+    _common(run)
+    run.add_argument("--workers", type=int, help="parallel shard processes (default: one per core)")
+    validate = sub.add_parser("validate-config", help="check a config and print it resolved",
+                              description="Validate a config; exit 2 with every problem if it is invalid.")
+    validate.add_argument("config")
+    plan = sub.add_parser("plan", help="sample prompts and plan shards (plan.json, prompts.parquet)")
+    _common(plan)
+    for stage, text in (("generate", "generate one shard's audio with Jukebox"),
+                        ("features", "extract one shard's features"),
+                        ("leakcheck", "leak-check one shard against the reference voices")):
+        _common(sub.add_parser(stage, help=text, description=text), shard=True)
+    export = sub.add_parser("export", help="publish the release from finished shards")
+    _common(export)
+    return parser
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    from pipeline import runner
+
+    if args.command == "validate-config":
+        from pipeline.config import load_config
+
+        loaded = load_config(args.config)
+        print(json.dumps({"config": str(loaded.path), "workspace": str(loaded.workspace_root),
+                          "releases": str(loaded.releases_root), **loaded.config.model_dump()}, indent=2))
+        return 0
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    ctx = runner.make_context(args.config, args.version, n_clips=args.n_clips, quiet=args.quiet)
+    if args.command == "run":
+        release = runner.run_all(ctx, n_clips=args.n_clips, workers=args.workers, log=log)
+        print(release)
+    elif args.command == "plan":
+        from pipeline.prompts.stage import plan
+
+        print(json.dumps({"shards": plan(ctx)}))
+    elif args.command == "export":
+        from pipeline.export.release import export
+
+        print(export(ctx))
+    else:
+        runner.run_shard_stage(args.command, args.config, ctx.version, args.n_clips, args.shard, args.quiet)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return dispatch(args)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (PipelineFailure, FileNotFoundError) as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Immutable, versioned releases: Parquet + FLAC, manifest, dataset card, checksums."""

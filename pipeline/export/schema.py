@@ -1,0 +1,55 @@
+"""The Arrow schema of a release's Parquet rows, declared once (schemas/release.schema.json pins it).
+
+`audio` uses the Hugging Face Audio storage type `struct<bytes: binary, path: string>`: `path` is
+relative to the release folder and `bytes` is null, unless the config embeds the FLAC bytes.
+Nothing here describes reference speakers or per-clip similarity scores.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pipeline.features.extract import FEATURE_COLUMNS, FEATURE_SCHEMA
+
+AUDIO_STORAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+
+# name -> (Arrow type, unit, meaning); features are appended from FEATURE_COLUMNS
+BASE_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
+    "clip_id": (pa.string(), "", "stable id: <dataset>-<version>-<index>"),
+    "split": (pa.string(), "", "train, validation or test; derived from clip_id, stable as the dataset grows"),
+    "caption": (pa.string(), "", "human-readable description of the prompt"),
+    "genre": (pa.string(), "", "Jukebox genre token the clip was conditioned on"),
+    "artist": (pa.string(), "", "Jukebox artist style token the clip was conditioned on"),
+    "lyrics": (pa.string(), "", "lyrics the clip was conditioned on (empty: instrumental)"),
+    "requested_duration_s": (pa.float64(), "s", "duration asked for in the prompt"),
+    "model_preset": (pa.string(), "", "model preset that generated the clip"),
+    "model_weights_sha256": (pa.string(), "", "sha256 identifying the model weights"),
+    "levels_sampled": (pa.int64(), "", "Jukebox prior levels sampled (3 = top, middle and bottom)"),
+    "temperature": (pa.float64(), "", "sampling temperature"),
+    "sampling_seed": (pa.int64(), "", "seed of the clip's sampling batch"),
+    "num_samples": (pa.int64(), "samples", "audio length in samples"),
+    "leak_check": (pa.string(), "", "speaker-similarity leak check verdict; always 'pass' in a release"),
+    "leak_check_no_voice": (pa.bool_(), "flag", "true when the leak check found no voiced speech in the clip"),
+}
+
+
+def release_schema() -> pa.Schema:
+    fields = [pa.field(name, dtype, nullable=False) for name, (dtype, _, _) in BASE_COLUMNS.items()]
+    fields += [FEATURE_SCHEMA.field(name) for name in FEATURE_COLUMNS]
+    fields.append(pa.field("audio", AUDIO_STORAGE_TYPE, nullable=False))
+    return pa.schema(fields)
+
+
+def column_docs() -> list[tuple[str, str, str, str]]:
+    """(name, type, unit, meaning) of every release column, for the dataset card."""
+    schema = release_schema()
+    docs = [(n, str(schema.field(n).type), unit, meaning) for n, (_, unit, meaning) in BASE_COLUMNS.items()]
+    docs += [(n, str(schema.field(n).type), unit, how) for n, (unit, how) in FEATURE_COLUMNS.items()]
+    docs.append(("audio", "struct<bytes: binary, path: string>", "FLAC 44.1 kHz mono 16-bit",
+                 "Hugging Face Audio storage: path relative to the release (bytes null unless embedded)"))
+    return docs
+
+
+def schema_as_json(schema: pa.Schema) -> list[dict]:
+    """A stable JSON description of an Arrow schema, committed under schemas/."""
+    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]

@@ -1,0 +1,1 @@
+"""Per-clip audio features and quality flags."""

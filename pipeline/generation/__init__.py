@@ -1,0 +1,1 @@
+"""Jukebox generation: model presets, level-by-level sampling, FLAC output."""

@@ -1,0 +1,148 @@
+"""The `generate` stage: sample a shard's clips with Jukebox and write one FLAC per clip.
+
+Prompts are grouped into batches of equal duration (at most `max_batch_size`). The tokens of each
+level are saved as soon as the level finishes, so a retried task resumes at the first unfinished
+level instead of resampling what it had. Every random draw derives from the run seed and the
+batch's first clip, so a shard's audio is the same however often it is retried.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import soundfile as sf
+
+from pipeline.generation.presets import SAMPLE_RATE_HZ, load_preset
+from pipeline.generation.sampler import decode, encode_labels, sample_level, total_samples
+from pipeline.progress import progress
+from pipeline.prompts.stage import shard_prompts
+from pipeline.workspace import (
+    RunContext, atomic_path, derive_seed, fingerprint, run_once, write_bytes_atomic, write_table_atomic,
+)
+
+GENERATION_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("audio_file", pa.string(), nullable=False),  # relative to the shard folder
+        pa.field("model_preset", pa.string(), nullable=False),
+        pa.field("model_weights_sha256", pa.string(), nullable=False),
+        pa.field("levels_sampled", pa.int64(), nullable=False),
+        pa.field("temperature", pa.float64(), nullable=False),
+        pa.field("sampling_seed", pa.int64(), nullable=False),
+        pa.field("sample_rate_hz", pa.int64(), nullable=False),
+        pa.field("num_samples", pa.int64(), nullable=False),
+        pa.field("batch_size", pa.int64(), nullable=False),
+        pa.field("tokens_per_s", pa.list_(pa.float64()), nullable=False),  # per level sampled, this batch
+        pa.field("generation_wall_s", pa.float64(), nullable=False),  # this batch, all levels + decode
+    ]
+)
+
+
+def flac_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
+    """16-bit FLAC of a mono float signal in [-1, 1] (clipped)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def batches(prompts: pa.Table, max_batch_size: int) -> list[list[int]]:
+    """Row indices grouped by duration (in row order), each group cut into batches of at most max_batch_size."""
+    by_duration: dict[float, list[int]] = {}
+    for row, duration in enumerate(prompts.column("duration_s").to_pylist()):
+        by_duration.setdefault(duration, []).append(row)
+    return [rows[i:i + max_batch_size] for rows in by_duration.values() for i in range(0, len(rows), max_batch_size)]
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def generate(ctx: RunContext, shard: int) -> None:
+    """Generate the clips of `shard` (skipped if it already ran on the same inputs)."""
+    cfg = ctx.config
+    gen = cfg.generation
+    inputs = {
+        "plan": ctx.output_fingerprint("plan", None), "shard": shard,
+        "generation": gen.model_dump(), "weights_dir": str(ctx.loaded.weights_dir),
+    }
+    out_dir = ctx.shard_dir("generate", shard)
+
+    def body() -> list[Path]:
+        import torch
+
+        torch.set_num_threads(1)  # tiny models run ~10x slower on 2 threads; parallelise across tasks
+        prompts = shard_prompts(ctx, shard)
+        loaded = load_preset(gen.preset, ctx.loaded.weights_dir)
+        device = _device(gen.device)
+        model = loaded.model.to(device)
+        token_dir = out_dir / "tokens" / fingerprint(inputs)[:16]
+        rows = {name: [] for name in GENERATION_SCHEMA.names}
+        outputs = []
+        groups = batches(prompts, gen.max_batch_size)
+        for group in progress(groups, desc=f"generate shard {shard}", quiet=ctx.quiet, unit="batch"):
+            outputs += _generate_batch(ctx, model, loaded, prompts.take(group), token_dir, out_dir, device, rows)
+        table_path = out_dir / "generation.parquet"
+        write_table_atomic(table_path, pa.Table.from_pydict(rows, schema=GENERATION_SCHEMA))
+        return outputs + [table_path]
+
+    run_once(ctx, "generate", shard, inputs, body)
+
+
+def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_dir: Path, device, rows) -> list[Path]:
+    import torch
+
+    gen = ctx.config.generation
+    clip_ids = batch.column("clip_id").to_pylist()
+    n = len(clip_ids)
+    length = total_samples(batch.column("duration_s")[0].as_py())
+    temperature = batch.column("temperature")[0].as_py()
+    labels_per_clip = [
+        encode_labels(loaded.tokenizer, a, g, l)
+        for a, g, l in zip(batch.column("artist").to_pylist(), batch.column("genre").to_pylist(),
+                           batch.column("lyrics").to_pylist())
+    ]
+    started = time.perf_counter()
+    tokens, rates = [], []
+    for level in range(gen.levels):
+        path = token_dir / f"{clip_ids[0]}-level{level}.npy"
+        if path.is_file():  # resume: this level finished in an earlier attempt
+            tokens.append(torch.from_numpy(np.load(path)).to(device))
+            rates.append(float("nan"))
+            continue
+        labels = [per_clip[level].to(device) for per_clip in labels_per_clip]  # per clip: (1, labels)
+        torch.manual_seed(derive_seed(ctx.seed, "sample", clip_ids[0], level))
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            level_tokens = sample_level(
+                model, level, tokens[-1] if tokens else None, labels, n, length, temperature=temperature,
+            )  # (batch, length // hop)
+        rates.append(level_tokens.numel() / (time.perf_counter() - t0))
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, level_tokens.cpu().numpy())
+        tokens.append(level_tokens)
+    audio = decode(model, tokens)  # (batch, samples) @ 44.1 kHz
+    wall = time.perf_counter() - started
+    seed = derive_seed(ctx.seed, "sample", clip_ids[0], 0)
+    outputs = []
+    for i, cid in enumerate(clip_ids):
+        path = out_dir / "audio" / f"{cid}.flac"
+        write_bytes_atomic(path, flac_bytes(audio[i], SAMPLE_RATE_HZ))
+        outputs.append(path)
+        for name, value in (
+            ("clip_id", cid), ("audio_file", f"audio/{cid}.flac"), ("model_preset", loaded.preset),
+            ("model_weights_sha256", loaded.weights_sha256), ("levels_sampled", gen.levels),
+            ("temperature", temperature), ("sampling_seed", seed), ("sample_rate_hz", SAMPLE_RATE_HZ),
+            ("num_samples", int(audio.shape[1])), ("batch_size", n), ("tokens_per_s", rates),
+            ("generation_wall_s", wall),
+        ):
+            rows[name].append(value)
+    return outputs

@@ -1,0 +1,1 @@
+"""Speaker-similarity leak check against a private reference set of real voices."""

@@ -1,0 +1,1 @@
+"""Prompt sampling: the structured Jukebox conditioning and a caption for every clip."""

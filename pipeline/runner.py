@@ -1,0 +1,68 @@
+"""Run contexts and whole-run orchestration for the CLI (the DAG fans the same stages out itself)."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from datetime import date
+from pathlib import Path
+
+from pipeline.config import load_config
+from pipeline.workspace import RunContext, validate_version
+
+STAGES = ("plan", "generate", "features", "leakcheck", "export")
+
+
+def make_context(config_path: str | Path, version: str | None = None, *, n_clips: int | None = None,
+                 quiet: bool = False) -> RunContext:
+    """Validated context of one run; version defaults to today's date (UTC)."""
+    loaded = load_config(config_path, n_clips=n_clips)
+    return RunContext(loaded, validate_version(version or date.today().isoformat()), quiet=quiet)
+
+
+def run_shard_stage(stage: str, config_path: str, version: str, n_clips: int | None, shard: int, quiet: bool) -> None:
+    """One shard of one stage, in this process (also the entry point of worker processes)."""
+    ctx = make_context(config_path, version, n_clips=n_clips, quiet=quiet)
+    if stage == "generate":
+        from pipeline.generation.stage import generate
+
+        generate(ctx, shard)
+    elif stage == "features":
+        from pipeline.features.stage import features
+
+        features(ctx, shard)
+    elif stage == "leakcheck":
+        from pipeline.privacy.leakcheck import leakcheck
+
+        leakcheck(ctx, shard)
+    else:
+        raise ValueError(f"{stage!r} is not a sharded stage")
+
+
+def run_all(ctx: RunContext, n_clips: int | None = None, workers: int | None = None, log=print) -> Path:
+    """plan -> generate[*] -> features[*] -> leakcheck[*] -> export; returns the release folder.
+
+    Shards of a stage run in parallel worker processes (one per core by default); every stage is
+    skipped where it already ran on the same inputs, so a rerun after a crash resumes.
+    """
+    from pipeline.export.release import export
+    from pipeline.prompts.stage import plan
+
+    shards = plan(ctx)
+    log(f"planned {ctx.config.n_clips} clips in {len(shards)} shard(s); workspace {ctx.root}")
+    workers = workers or min(len(shards), os.cpu_count() or 1)
+    for stage in ("generate", "features", "leakcheck"):
+        log(f"{stage}: {len(shards)} shard(s)")
+        args = [(stage, str(ctx.loaded.path), ctx.version, n_clips, s, ctx.quiet) for s in shards]
+        if workers > 1 and len(shards) > 1:
+            import multiprocessing
+
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for future in [pool.submit(run_shard_stage, *a) for a in args]:
+                    future.result()
+        else:
+            for a in args:
+                run_shard_stage(*a)
+    release = export(ctx)
+    log(f"release: {release}")
+    return release
