@@ -107,6 +107,19 @@ def build_tiny():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
         model = JukeboxModel(tiny_config()).eval()
+        # transformers 4.57.6 leaves some Jukebox weights (positional embeddings, JukeboxConv1D) as
+        # torch.empty memory when it builds a model from a config: initialise every part explicitly,
+        # or the "random" model depends on whatever the allocator handed out.
+        model.vqvae.apply(model.vqvae._init_weights)
+        for prior in model.priors:
+            prior.apply(prior._init_weights)
+        # The VQ-VAE codebooks are zero buffers until training initialises them from encoder
+        # latents; with all-zero codes every token would decode to the same audio.
+        for level in model.vqvae.bottleneck.level_blocks:
+            level.codebook.normal_(mean=0.0, std=1.0)
+    uninitialised = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if uninitialised:
+        raise RuntimeError(f"tiny Jukebox model has non-finite weights after initialisation: {uninitialised[:5]}")
     return model
 
 

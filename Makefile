@@ -1,0 +1,76 @@
+# Synthaudio: `make run` builds the default release through Airflow, `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+VERSION ?= $(shell date -u +%F)
+CONFIG ?= configs/default.yaml
+VOICES := var/reference_voices
+
+.PHONY: help install deps voices airflow-init run run-cli test test-fast airflow bench lock schemas clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet torch==2.13.0   # the CPU wheel; a looser pin pulls a CUDA build
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt resemblyzer==0.1.4   # webrtcvad-wheels replaces webrtcvad
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install pinned dependencies
+
+deps:  ## Debian packages: speech synthesisers for test voices, sox, libsndfile
+	@command -v flite >/dev/null && command -v text2wave >/dev/null && command -v sox >/dev/null \
+	  && [ -d /usr/share/festival/voices/english/ked_diphone ] || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    flite festival festvox-kdlpc16k sox libsndfile1 >/dev/null; }
+
+voices: deps $(VENV)/.installed  ## synthesise the default reference voices into var/
+	$(BIN)/python -m pipeline.privacy.test_voices $(VOICES)
+
+$(AIRFLOW_HOME)/airflow.db: $(VENV)/.installed
+	mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate >/dev/null
+
+airflow-init: $(AIRFLOW_HOME)/airflow.db  ## initialise Airflow (SQLite, AIRFLOW_HOME=.airflow)
+
+run: voices airflow-init  ## build the default release through the DAG (airflow dags test), VERSION=YYYY-MM-DD
+	$(BIN)/airflow dags test synthaudio__default $(VERSION) > var/dags-test-$(VERSION).log 2>&1 \
+	  || { tail -40 var/dags-test-$(VERSION).log; echo "airflow dags test failed: see var/dags-test-$(VERSION).log"; exit 1; }
+	@grep -q "state=success" var/dags-test-$(VERSION).log \
+	  || { tail -40 var/dags-test-$(VERSION).log; echo "DAG run did not succeed: see var/dags-test-$(VERSION).log"; exit 1; }
+	@echo "release: $$($(BIN)/python -c 'from pipeline.runner import make_context as m; print(m("$(CONFIG)", "$(VERSION)").release_dir)')"
+
+run-cli: voices  ## the same build without Airflow: python -m pipeline run
+	$(BIN)/python -m pipeline run $(CONFIG) --version $(VERSION)
+
+test: deps $(VENV)/.installed  ## the whole test suite (unit, DAG integrity, end to end)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(VENV)/.installed  ## unit tests only (no end-to-end runs)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+airflow: voices airflow-init  ## the Airflow UI and scheduler: airflow standalone on http://localhost:8080
+	$(BIN)/airflow standalone
+
+bench: $(VENV)/.installed  ## benchmarks (on demand, not part of make test)
+	$(BIN)/python benchmarks/generation.py
+
+schemas: $(VENV)/.installed  ## regenerate schemas/*.json from the code
+	$(BIN)/python -m pipeline.schemas
+
+lock: $(VENV)/.installed  ## rewrite constraints.txt from the current venv
+	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:  ## remove the venv, Airflow home and var/ (workspaces, releases, voices)
+	rm -rf $(VENV) $(AIRFLOW_HOME) var
