@@ -1,0 +1,51 @@
+"""Shared fixtures: synthesised reference voices, throw-away configs, one end-to-end CLI release."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.testing import run_cli, write_config
+
+os.environ.setdefault("SYNTHAUDIO_QUIET", "1")
+VERSION = "2026-01-01"
+
+
+@pytest.fixture(scope="session")
+def voices_root(tmp_path_factory) -> Path:
+    """Reference and non-reference voices synthesised with flite/festival (once per session)."""
+    from pipeline.privacy.test_voices import synthesise
+
+    root = tmp_path_factory.mktemp("voices")
+    synthesise(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def reference_dir(voices_root) -> Path:
+    return voices_root / "reference"
+
+
+@pytest.fixture
+def small_config(tmp_path, reference_dir):
+    """A fast config: 2 clips of 0.5 s in 1 shard (override anything with keyword arguments)."""
+
+    def make(**overrides) -> Path:
+        values = {"n_clips": 2, "n_shards": 1, "prompts.duration_s": 0.5, **overrides}
+        return write_config(tmp_path, reference_dir, **values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def cli_release(tmp_path_factory, reference_dir) -> Path:
+    """configs/default.yaml (storage moved to a temp folder) built once with `python -m pipeline run`."""
+    folder = tmp_path_factory.mktemp("cli_run")
+    config = write_config(folder, reference_dir)
+    result = run_cli("run", str(config), "--version", VERSION, "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    release = Path(result.stdout.strip().splitlines()[-1])
+    assert release == folder / "releases" / "default" / VERSION
+    return release

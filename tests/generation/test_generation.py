@@ -1,0 +1,134 @@
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import torch
+
+from pipeline.errors import BadInput
+from pipeline.generation.presets import (
+    build_tiny, check_vocabulary, known_vocabulary, load_from_folder, load_preset, state_dict_sha256,
+)
+from pipeline.generation.sampler import decode, encode_labels, sample_level, total_samples, window_metadata, window_starts
+from pipeline.generation.stage import generate
+from pipeline.prompts.stage import plan
+from pipeline.runner import make_context
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    return load_preset("tiny")
+
+
+def _sample(tiny, seed: int, seconds: float = 0.25, levels: int = 3, lyrics=("la la", "hold on")):
+    labels = [encode_labels(tiny.tokenizer, "aurora_lane", "pop", text) for text in lyrics]
+    length = total_samples(seconds)
+    torch.manual_seed(seed)
+    tokens = []
+    for level in range(levels):
+        tokens.append(sample_level(tiny.model, level, tokens[-1] if tokens else None,
+                                   [clip[level] for clip in labels], len(lyrics), length, temperature=0.98))
+    return tokens, decode(tiny.model, tokens)
+
+
+def test_window_starts_cover_the_sequence():
+    assert window_starts(100, 256, 64) == [0]
+    starts = window_starts(1000, 256, 64)
+    assert starts[0] == 0 and starts[-1] == 1000 - 256 and all(b - a <= 64 for a, b in zip(starts, starts[1:]))
+
+
+def test_tiny_weights_do_not_depend_on_uninitialised_memory():
+    """transformers leaves some Jukebox weights as torch.empty; with NaN-filled allocations they must still be set."""
+    reference = state_dict_sha256(build_tiny())
+    torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    try:
+        model = build_tiny()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert state_dict_sha256(model) == reference
+
+
+def test_three_level_sampling_gives_audio_of_the_requested_length(tiny):
+    tokens, audio = _sample(tiny, seed=1)
+    length = total_samples(0.25)
+    assert [t.shape[1] for t in tokens] == [length // 128, length // 32, length // 8]
+    assert audio.shape == (2, length)
+    assert np.all(np.isfinite(audio)) and np.abs(audio).max() > 1e-3
+    assert not np.allclose(audio[0], audio[1])  # the VQ-VAE codebook is initialised: tokens matter
+
+
+def test_sampling_is_deterministic_for_a_seed(tiny):
+    _, a = _sample(tiny, seed=3)
+    _, b = _sample(tiny, seed=3)
+    _, c = _sample(tiny, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_top_level_preview_decodes_from_the_top_codebook(tiny):
+    tokens, audio = _sample(tiny, seed=1, levels=1)
+    assert audio.shape == (2, total_samples(0.25))
+
+
+def test_each_clip_of_a_batch_keeps_its_own_lyrics(tiny):
+    prior = tiny.model.priors[0]
+    labels = [encode_labels(tiny.tokenizer, "aurora_lane", "pop", text)[0] for text in ("aaaa", "zzzzzzzz")]
+    metadata = window_metadata(prior, labels, 0, total_samples(1.0))
+    lyric_a, lyric_b = metadata[0, 5:], metadata[1, 5:]  # after 4 timing/artist fields and 1 genre
+    assert not torch.equal(lyric_a, lyric_b)
+    assert set(lyric_a[lyric_a > 0].tolist()) == {tiny.tokenizer.lyrics_encoder["a"]}
+
+
+def test_unknown_genre_gets_suggestions():
+    artists, genres = known_vocabulary("tiny", None)
+    assert "aurora_lane" in artists and "pop" in genres
+    with pytest.raises(BadInput, match=r"'popp' \(closest: pop"):
+        check_vocabulary("genres", ["popp"], genres)
+
+
+def test_real_preset_without_weights_says_what_to_fetch(tmp_path):
+    with pytest.raises(BadInput, match=r"needs its weights in a local folder.*config.json.*--local-dir"):
+        load_preset("jukebox-1b-lyrics", None)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(BadInput, match=r"lacks artists.json, genres.json, lyrics.json, model.safetensors"):
+        load_preset("jukebox-1b-lyrics", tmp_path)
+
+
+def test_a_model_saved_with_save_pretrained_loads_by_path(tiny, tmp_path):
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    loaded = load_from_folder("tiny", tmp_path)
+    assert state_dict_sha256(loaded.model) == state_dict_sha256(tiny.model)
+    assert len(loaded.weights_sha256) == 64
+    labels = encode_labels(loaded.tokenizer, "aurora_lane", "pop", "la")
+    assert all(torch.equal(a, b) for a, b in zip(labels, encode_labels(tiny.tokenizer, "aurora_lane", "pop", "la")))
+
+
+def test_generate_stage_writes_flac_and_records_and_resumes_after_the_top_level(small_config, monkeypatch):
+    ctx = make_context(small_config(**{"generation.max_batch_size": 2}), "2026-01-01")
+    plan(ctx)
+    generate(ctx, 0)
+    shard = ctx.shard_dir("generate", 0)
+    records = pq.read_table(shard / "generation.parquet").to_pylist()
+    assert [r["clip_id"] for r in records] == ["default-2026-01-01-000000", "default-2026-01-01-000001"]
+    audio, rate = sf.read(shard / records[0]["audio_file"])
+    assert rate == 44_100 and audio.shape == (total_samples(0.5),)
+    first_bytes = (shard / records[0]["audio_file"]).read_bytes()
+
+    # Simulate a task killed after the top level: drop the lower levels' tokens, the audio and the record.
+    token_files = sorted((shard / "tokens").rglob("*.npy"))
+    assert [p.name.rsplit("-", 1)[1] for p in token_files] == ["level0.npy", "level1.npy", "level2.npy"]
+    for path in token_files[1:] + [shard / "generation.parquet"]:
+        path.unlink()
+    top_level = token_files[0].read_bytes()
+    sampled_levels = []
+    import pipeline.generation.stage as stage
+
+    real = stage.sample_level
+    monkeypatch.setattr(stage, "sample_level", lambda model, level, *a, **k: sampled_levels.append(level) or real(model, level, *a, **k))
+    generate(ctx, 0)
+    assert sampled_levels == [1, 2]  # the top level was resumed from disk, not resampled
+    assert token_files[0].read_bytes() == top_level
+    assert (shard / records[0]["audio_file"]).read_bytes() == first_bytes
