@@ -41,8 +41,8 @@ def write_config(folder: Path, reference_dir: Path, *, base: Path = DEFAULT_CONF
         for part in parents:
             target = target.setdefault(part, {})
         target[leaf] = value
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
