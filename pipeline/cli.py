@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("config")
     plan = sub.add_parser("plan", help="sample prompts and plan shards (plan.json, prompts.parquet)")
     _common(plan)
+    prompts = sub.add_parser("prompts", help="preview the run's prompts and their genre/split counts",
+                             description="Sample the run's prompts in memory and print a table; writes nothing.")
+    _common(prompts)
+    prompts.add_argument("--preview", type=int, default=20, metavar="N", help="rows to show (default 20)")
     for stage, text in (("generate", "generate one shard's audio with Jukebox"),
                         ("features", "extract one shard's features"),
                         ("leakcheck", "leak-check one shard against the reference voices")):
@@ -71,6 +75,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from pipeline.prompts.stage import plan
 
         print(json.dumps({"shards": plan(ctx)}))
+    elif args.command == "prompts":
+        from pipeline.prompts.stage import preview
+
+        print(preview(ctx, args.preview))
     elif args.command == "export":
         from pipeline.export.release import export
 

@@ -30,12 +30,57 @@ class StorageConfig(_Strict):
     releases: str = Field("../var/releases", description="Root of published releases.")
 
 
+CAPTION_FIELDS = ("genre", "artist", "vocals", "duration_s", "temperature", "lyrics")
+
+
+class LyricsConfig(_Strict):
+    source: Literal["instrumental", "lines", "file", "templates"] = Field(
+        "instrumental", description="Where lyrics come from: none, `lines`, a UTF-8 `file` of lines, or `templates`."
+    )
+    lines: list[str] = Field(default_factory=list, description="Lyric lines (source: lines).")
+    file: str | None = Field(None, description="Text file, one lyric line per line (source: file); relative to the config.")
+    templates: list[str] = Field(default_factory=list, description="Lines with {slot} fields (source: templates).")
+    slots: dict[str, list[str]] = Field(default_factory=dict, description="Slot -> values filled into templates.")
+    non_ascii: Literal["transliterate", "drop", "refuse"] = Field(
+        "transliterate", description="Characters outside the model's lyric vocabulary: transliterate to ASCII "
+        "(then drop what remains), drop them, or refuse the line."
+    )
+    on_sensitive: Literal["refuse", "drop"] = Field(
+        "refuse", description="A line naming a protected person or holding an e-mail address or phone number: "
+        "refuse the config, or drop the line (counted in the run report)."
+    )
+
+    @model_validator(mode="after")
+    def _source_has_its_data(self) -> "LyricsConfig":
+        needs = {"lines": self.lines, "file": self.file, "templates": self.templates}
+        if self.source in needs and not needs[self.source]:
+            raise ValueError(f"source {self.source!r} needs a non-empty `{self.source}` key")
+        import string
+
+        for template in self.templates:
+            for _, field, _, _ in string.Formatter().parse(template):
+                if field is not None and field not in self.slots:
+                    raise ValueError(f"template {template!r} uses slot {{{field}}}, not defined in `slots` "
+                                     f"(defined: {sorted(self.slots)})")
+        return self
+
+
 class PromptConfig(_Strict):
-    genres: dict[str, float] = Field(..., min_length=1, description="Genre -> sampling weight.")
+    genres: dict[str, float] = Field(..., min_length=1, description="Genre -> weight; counts follow weights exactly.")
     artists: dict[str, float] = Field(..., min_length=1, description="Artist style token -> sampling weight.")
-    lyrics: list[str] = Field(default_factory=list, description="Lyric lines; empty means instrumental.")
-    duration_s: float = Field(2.0, gt=0, le=60, description="Clip duration in seconds.")
-    temperature: float = Field(0.98, gt=0, le=2.0, description="Sampling temperature of every level.")
+    lyrics: LyricsConfig = LyricsConfig()
+    duration_s: float | list[float] = Field(
+        2.0, description="Clip duration in seconds, or a list to choose from uniformly (equal lengths batch together)."
+    )
+    temperature: float | list[float] = Field(0.98, description="Sampling temperature, or a list to choose from.")
+    caption_template: str = Field(
+        "a {genre} piece in the style of {artist}, {vocals}, {duration_s:g} seconds",
+        description=f"Caption per clip; fields: {', '.join(CAPTION_FIELDS)}.",
+    )
+    protected_names: list[str] = Field(
+        default_factory=list, description="People who must never be an artist token or appear in lyrics "
+        "(the reference set's speaker ids are always added)."
+    )
     splits: dict[Literal["train", "validation", "test"], float] = Field(
         default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
         description="Split -> fraction of clips; fractions sum to 1.",
@@ -49,12 +94,48 @@ class PromptConfig(_Strict):
             raise ValueError(f"weights must be > 0, got {bad}")
         return weights
 
+    @field_validator("duration_s")
+    @classmethod
+    def _durations(cls, value):
+        values = value if isinstance(value, list) else [value]
+        if not values or any(not 0 < v <= 600 for v in values):
+            raise ValueError(f"durations must be in (0, 600] seconds, got {value}")
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperatures(cls, value):
+        values = value if isinstance(value, list) else [value]
+        if not values or any(not 0 < v <= 2 for v in values):
+            raise ValueError(f"temperatures must be in (0, 2], got {value}")
+        return value
+
+    @field_validator("caption_template")
+    @classmethod
+    def _caption_fields(cls, template: str) -> str:
+        import string
+
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"caption_template is not a valid format string: {exc}") from None
+        unknown = [f for f in fields if f not in CAPTION_FIELDS]
+        if unknown:
+            raise ValueError(f"caption_template uses unknown fields {unknown}; allowed: {', '.join(CAPTION_FIELDS)}")
+        return template
+
     @field_validator("splits")
     @classmethod
     def _fractions_sum_to_one(cls, splits: dict[str, float]) -> dict[str, float]:
         if any(v < 0 for v in splits.values()) or abs(sum(splits.values()) - 1.0) > 1e-6:
             raise ValueError(f"split fractions must be >= 0 and sum to 1, got {splits}")
         return splits
+
+    def durations(self) -> list[float]:
+        return self.duration_s if isinstance(self.duration_s, list) else [self.duration_s]
+
+    def temperatures(self) -> list[float]:
+        return self.temperature if isinstance(self.temperature, list) else [self.temperature]
 
 
 class GenerationConfig(_Strict):
@@ -134,6 +215,7 @@ class LoadedConfig(BaseModel):
     releases_root: Path
     reference_dir: Path
     weights_dir: Path | None
+    lyrics_file: Path | None = None
 
 
 def _describe(error: dict) -> str:
@@ -200,7 +282,11 @@ def load_config(path: str | Path, *, check_paths: bool = True, **overrides) -> L
         releases_root=resolve(config.storage.releases),
         reference_dir=resolve(config.privacy.reference_dir),
         weights_dir=resolve(config.generation.weights_dir) if config.generation.weights_dir else None,
+        lyrics_file=resolve(config.prompts.lyrics.file) if config.prompts.lyrics.file else None,
     )
+    if loaded.lyrics_file is not None and not loaded.lyrics_file.is_file():
+        raise ConfigError(f"{path}: prompts.lyrics.file: {loaded.lyrics_file} does not exist; "
+                          "give a UTF-8 text file with one lyric line per line")
     if check_paths and not loaded.reference_dir.is_dir():
         raise ConfigError(
             f"{path}: privacy.reference_dir: folder {loaded.reference_dir} does not exist. "

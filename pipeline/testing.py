@@ -35,6 +35,9 @@ def write_config(folder: Path, reference_dir: Path, *, base: Path = DEFAULT_CONF
     data = yaml.safe_load(base.read_text())
     data["storage"] = {"workspace": str(folder / "runs"), "releases": str(folder / "releases")}
     data["privacy"]["reference_dir"] = str(reference_dir)
+    lyrics = data.get("prompts", {}).get("lyrics", {})
+    if isinstance(lyrics, dict) and lyrics.get("file"):
+        lyrics["file"] = str((base.parent / lyrics["file"]).resolve())
     for key, value in overrides.items():
         target = data
         *parents, leaf = key.split(".")

@@ -72,7 +72,7 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict]:
         p, g, f = prompts[cid], generation[cid], features[cid]
         rows.append({
             "clip_id": cid, "split": p["split"], "caption": p["caption"], "genre": p["genre"], "artist": p["artist"],
-            "lyrics": p["lyrics"], "requested_duration_s": p["duration_s"], "model_preset": g["model_preset"],
+            "lyrics": p["lyrics"], "vocals": p["vocals"], "requested_duration_s": p["duration_s"], "model_preset": g["model_preset"],
             "model_weights_sha256": g["model_weights_sha256"], "levels_sampled": g["levels_sampled"],
             "temperature": g["temperature"], "sampling_seed": g["sampling_seed"], "num_samples": g["num_samples"],
             "leak_check": "pass", "leak_check_no_voice": verdict["no_voice"],

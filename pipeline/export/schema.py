@@ -21,6 +21,7 @@ BASE_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "genre": (pa.string(), "", "Jukebox genre token the clip was conditioned on"),
     "artist": (pa.string(), "", "Jukebox artist style token the clip was conditioned on"),
     "lyrics": (pa.string(), "", "lyrics the clip was conditioned on (empty: instrumental)"),
+    "vocals": (pa.string(), "", "'with sung lyrics' or 'instrumental' (caption field)"),
     "requested_duration_s": (pa.float64(), "s", "duration asked for in the prompt"),
     "model_preset": (pa.string(), "", "model preset that generated the clip"),
     "model_weights_sha256": (pa.string(), "", "sha256 identifying the model weights"),

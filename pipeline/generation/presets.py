@@ -178,6 +178,21 @@ def known_vocabulary(preset: str, weights_dir: Path | None) -> tuple[set[str], s
     return names("artists.json"), names("genres.json")
 
 
+V2_LYRIC_CHARACTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.,:;!?-+'\"()[] \t\n"
+
+
+def lyric_vocabulary(preset: str, weights_dir: Path | None) -> set[str]:
+    """Characters the preset's lyric tokenizer keeps (transformers' v2 set unless lyrics.json lists others)."""
+    import json
+
+    path = None if weights_dir is None else weights_dir / "lyrics.json"
+    if path is not None and path.is_file():
+        chars = {k for k in json.loads(path.read_text()) if len(k) == 1}
+        if chars:
+            return chars
+    return set(V2_LYRIC_CHARACTERS)
+
+
 def check_vocabulary(kind: str, requested: list[str], known: set[str]) -> None:
     """Raise BadInput naming every requested value the model does not know, with the closest known ones."""
     import difflib

@@ -50,11 +50,12 @@ def flac_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
 
 
 def batches(prompts: pa.Table, max_batch_size: int) -> list[list[int]]:
-    """Row indices grouped by duration (in row order), each group cut into batches of at most max_batch_size."""
-    by_duration: dict[float, list[int]] = {}
-    for row, duration in enumerate(prompts.column("duration_s").to_pylist()):
-        by_duration.setdefault(duration, []).append(row)
-    return [rows[i:i + max_batch_size] for rows in by_duration.values() for i in range(0, len(rows), max_batch_size)]
+    """Row indices grouped by (duration, temperature) in row order, cut into batches of at most max_batch_size."""
+    groups: dict[tuple[float, float], list[int]] = {}
+    keys = zip(prompts.column("duration_s").to_pylist(), prompts.column("temperature").to_pylist())
+    for row, key in enumerate(keys):
+        groups.setdefault(key, []).append(row)
+    return [rows[i:i + max_batch_size] for rows in groups.values() for i in range(0, len(rows), max_batch_size)]
 
 
 def _device(requested: str) -> str:
