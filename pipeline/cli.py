@@ -53,12 +53,75 @@ def build_parser() -> argparse.ArgumentParser:
         _common(sub.add_parser(stage, help=text, description=text), shard=True)
     export = sub.add_parser("export", help="publish the release from finished shards")
     _common(export)
+    verify = sub.add_parser("verify", help="check a published release: checksums, schemas, counts, audio",
+                            description="Verify RELEASE_DIR; exit 1 with a list of problems if any.")
+    verify.add_argument("release_dir", type=Path)
+    releases = sub.add_parser("releases", help="list, show or diff the published releases of a dataset",
+                              description="Read a dataset's catalog of releases.")
+    releases.add_argument("--config", default="configs/default.yaml",
+                          help="config whose storage.releases root to read (default: configs/default.yaml)")
+    releases.add_argument("--root", type=Path, help="releases root folder (overrides --config)")
+    rsub = releases.add_subparsers(dest="releases_command", required=True, metavar="ACTION")
+    rsub.add_parser("list", help="versions with created_at and counts").add_argument("dataset")
+    show = rsub.add_parser("show", help="a version's manifest summary")
+    show.add_argument("dataset")
+    show.add_argument("version")
+    diff = rsub.add_parser("diff", help="config and count changes between two versions")
+    diff.add_argument("dataset")
+    diff.add_argument("a")
+    diff.add_argument("b")
     return parser
+
+
+def _releases(args: argparse.Namespace) -> int:
+    from pipeline.config import load_config
+    from pipeline.export.publish import update_catalog
+    from pipeline.export.verify import diff_releases
+    from pipeline.workspace import read_json
+
+    root = args.root or load_config(args.config, check_paths=False).releases_root
+    dataset_dir = root / args.dataset
+    if not dataset_dir.is_dir():
+        raise BadInput(f"no releases of dataset {args.dataset!r} under {root}")
+    catalog = update_catalog(dataset_dir)
+    if args.releases_command == "list":
+        print(f"{'version':<14} {'created_at':<26} {'clips':>6}  counts")
+        for v in catalog["versions"]:
+            mark = "  (latest)" if v["version"] == catalog["latest"] else ""
+            print(f"{v['version']:<14} {v['created_at']:<26} {sum(v['counts'].values()):>6}  {v['counts']}{mark}")
+        return 0
+
+    def manifest(version: str) -> dict:
+        path = dataset_dir / version / "manifest.json"
+        if not path.is_file():
+            known = ", ".join(v["version"] for v in catalog["versions"]) or "none"
+            raise BadInput(f"{args.dataset} has no release {version!r}; published: {known}")
+        return read_json(path)
+
+    if args.releases_command == "show":
+        m = manifest(args.version)
+        keys = ("dataset", "version", "created_at", "counts", "model_preset", "model_weights_sha256",
+                "speaker_encoder", "leak_check", "feature_set", "content_sha256", "code_version")
+        print(json.dumps({k: m.get(k) for k in keys} | {"files": len(m["files"])}, indent=2))
+        return 0
+    lines = diff_releases(manifest(args.a), manifest(args.b))
+    print("\n".join(lines) if lines else "no config or count changes")
+    return 0
 
 
 def dispatch(args: argparse.Namespace) -> int:
     from pipeline import runner
 
+    if args.command == "verify":
+        from pipeline.export.verify import verify_release
+
+        problems = verify_release(args.release_dir)
+        for problem in problems:
+            print(problem)
+        print(f"{args.release_dir}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+        return 1 if problems else 0
+    if args.command == "releases":
+        return _releases(args)
     if args.command == "validate-config":
         from pipeline.config import load_config
 
@@ -82,7 +145,7 @@ def dispatch(args: argparse.Namespace) -> int:
     elif args.command == "export":
         from pipeline.export.release import export
 
-        print(export(ctx))
+        print(export(ctx, log=log))
     else:
         runner.run_shard_stage(args.command, args.config, ctx.version, args.n_clips, args.shard, args.quiet)
     return 0

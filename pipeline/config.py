@@ -161,6 +161,7 @@ class PrivacyConfig(_Strict):
 
 class ExportConfig(_Strict):
     embed_audio: bool = Field(False, description="Embed FLAC bytes in Parquet instead of referencing audio/.")
+    max_shard_mb: float = Field(256, gt=0, le=16_384, description="Parquet files are split to stay under this size (MiB).")
 
 
 class BuildConfig(_Strict):

@@ -63,6 +63,6 @@ def run_all(ctx: RunContext, n_clips: int | None = None, workers: int | None = N
         else:
             for a in args:
                 run_shard_stage(*a)
-    release = export(ctx)
+    release = export(ctx, log=log)
     log(f"release: {release}")
     return release

@@ -1,20 +1,14 @@
-"""The `export` stage: gather every shard, apply the leak-check gate and publish an immutable release.
+"""The `export` stage: gather every shard, apply the leak-check gate, build and publish the release.
 
-The release is written completely into a staging folder beside its target and published with one
-rename. A version that already exists is never rewritten: the same content is a no-op success,
-different content is a `ReleaseConflict`.
+Building happens in a staging folder (see `publish.py`); every file is hashed once, as it is
+written, and those hashes feed the manifest and SHA256SUMS.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import shutil
-import socket
 import subprocess
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,13 +17,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import __version__
-from pipeline.errors import LeakCheckFailed, ReleaseConflict
+from pipeline.errors import LeakCheckFailed
 from pipeline.export.card import dataset_card
-from pipeline.export.schema import release_schema
-from pipeline.workspace import RunContext, read_json, sha256_file, write_json_atomic
+from pipeline.progress import progress
+from pipeline.workspace import RunContext, read_json, sha256_file
 
 SPLITS = ("train", "validation", "test")
-CONTENT_EXCLUDED = {"manifest.json", "SHA256SUMS"}  # files that carry created_at / hashes of the rest
 
 
 def _git_commit() -> str | None:
@@ -107,29 +100,32 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
     }
 
 
-def _write_parquet(rows: list[dict], path: Path, embed_audio: bool) -> None:
-    schema = release_schema()
-    records = []
-    for row in rows:
-        source = row["_source"]
-        audio = {"bytes": source.read_bytes() if embed_audio else None, "path": f"audio/{row['clip_id']}.flac"}
-        records.append({**{k: v for k, v in row.items() if k != "_source"}, "audio": audio})
-    pq.write_table(pa.Table.from_pylist(records, schema=schema), path, compression="zstd")
-
-
 def build_release(ctx: RunContext, rows: list[dict], report: dict, staging: Path) -> dict:
     """Write every file of the release into `staging`; returns the manifest."""
-    (staging / "data").mkdir(parents=True)
+    from pipeline.export.writer import FileEntry, copy_with_sha256, plan_shards, shard_name, write_parquet_shard
+
+    export_cfg = ctx.config.export
+    (staging / "data").mkdir()
     (staging / "audio").mkdir()
-    counts = {}
-    for split in SPLITS:
-        split_rows = [r for r in rows if r["split"] == split]
-        counts[split] = len(split_rows)
-        if split_rows:
-            _write_parquet(split_rows, staging / "data" / f"{split}-00000-of-00001.parquet", ctx.config.export.embed_audio)
-    for row in rows:
-        shutil.copyfile(row["_source"], staging / "audio" / f"{row['clip_id']}.flac")
+    entries: list[FileEntry] = []
+
+    def record(relative: str) -> None:
+        path = staging / relative
+        entries.append(FileEntry(relative, path.stat().st_size, sha256_file(path)))
+
+    for row in progress(rows, desc="export audio", quiet=ctx.quiet, unit="clip"):
+        relative = f"audio/{row['clip_id']}.flac"
+        size, digest = copy_with_sha256(row["_source"], staging / relative)
+        entries.append(FileEntry(relative, size, digest))
+    shards = plan_shards(rows, int(export_cfg.max_shard_mb * 2**20), export_cfg.embed_audio)
+    counts = {split: sum(len(s) for s in shards.get(split, [])) for split in SPLITS}
+    for split, split_shards in shards.items():
+        for index, shard_rows in enumerate(split_shards):
+            relative = f"data/{shard_name(split, index, len(split_shards))}"
+            write_parquet_shard(shard_rows, staging / relative, export_cfg.embed_audio)
+            record(relative)
     (staging / "privacy_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    record("privacy_report.json")
     first = rows[0] if rows else {}
     summary = {
         "dataset": ctx.dataset, "version": ctx.version, "description": ctx.config.description, "counts": counts,
@@ -137,14 +133,17 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, staging: Path
         "feature_set": ctx.config.features.feature_set,
     }
     (staging / "README.md").write_text(dataset_card(summary, report))
+    record("README.md")
 
-    files = sorted(p for p in staging.rglob("*") if p.is_file())
-    entries = [{"path": str(p.relative_to(staging)), "size": p.stat().st_size, "sha256": sha256_file(p)} for p in files]
-    content = "".join(f"{e['sha256']}  {e['path']}\n" for e in entries if e["path"] not in CONTENT_EXCLUDED)
+    entries.sort(key=lambda e: e.path)
+    content = "".join(f"{e.sha256}  {e.path}\n" for e in entries)
     config = ctx.config.model_dump()
     config["storage"] = "(local paths, not part of the release)"
     config["privacy"]["reference_dir"] = "(private, not part of the release)"
-    config["generation"]["weights_dir"] = None if config["generation"]["weights_dir"] is None else "(local path)"
+    for section, key in (("generation", "weights_dir"),):
+        config[section][key] = None if config[section][key] is None else "(local path)"
+    if config["prompts"]["lyrics"]["file"]:
+        config["prompts"]["lyrics"]["file"] = Path(config["prompts"]["lyrics"]["file"]).name
     manifest = {
         **summary, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": {"package": __version__, "git_commit": _git_commit()},
@@ -153,61 +152,24 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, staging: Path
         "reference_set_fingerprint": read_json(ctx.shard_dir("leakcheck", 0) / "summary.json")["reference_fingerprint"],
         "leak_check": {k: report[k] for k in ("threshold", "rejection_rate", "max_reject_rate")},
         "content_sha256": hashlib.sha256(content.encode()).hexdigest(),
-        "files": entries,
+        "files": [e.__dict__ for e in entries],
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    sums = [(sha256_file(p), str(p.relative_to(staging))) for p in sorted(staging.rglob("*")) if p.is_file()]
-    (staging / "SHA256SUMS").write_text("".join(f"{h}  {p}\n" for h, p in sums))
+    sums = content + f"{sha256_file(staging / 'manifest.json')}  manifest.json\n"
+    (staging / "SHA256SUMS").write_text("".join(sorted(sums.splitlines(keepends=True), key=lambda l: l.split("  ", 1)[1])))
     return manifest
 
 
-def _host() -> str:
-    return socket.gethostname().replace("-", "_")
+def export(ctx: RunContext, log=None) -> Path:
+    """Publish the run's release and refresh the catalog; returns its folder. Idempotent for identical content."""
+    from pipeline.export.publish import publish, staging_folder, update_catalog
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def clean_stale_staging(dataset_dir: Path, version: str) -> None:
-    """Remove staging folders of `version` left by killed exports on this host (their process is gone)."""
-    host = _host()
-    for path in dataset_dir.glob(f".staging-{version}-*"):
-        parts = path.name.split("-")
-        with contextlib.suppress(ValueError, IndexError):
-            owner_host, pid = parts[-3], int(parts[-2])
-            if owner_host == host and not _pid_alive(pid):
-                shutil.rmtree(path, ignore_errors=True)
-
-
-def export(ctx: RunContext) -> Path:
-    """Publish the run's release; returns its folder. Idempotent for identical content."""
-    target = ctx.release_dir
     rows, report = gather(ctx)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_staging(target.parent, ctx.version)
-    host = _host()
-    staging = target.parent / f".staging-{ctx.version}-{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    target = ctx.release_dir
+    with staging_folder(target.parent, ctx.version) as staging:
         manifest = build_release(ctx, rows, report, staging)
-        try:
-            os.rename(staging, target)  # atomic publish; fails if target exists and is not empty
-        except OSError:
-            if not (target / "manifest.json").is_file():
-                raise
-            existing = read_json(target / "manifest.json")
-            if existing.get("content_sha256") != manifest["content_sha256"]:
-                raise ReleaseConflict(
-                    f"release {target} already exists with different content (content_sha256 "
-                    f"{existing.get('content_sha256', '?')[:12]} vs {manifest['content_sha256'][:12]}); published "
-                    "releases are never rewritten: use a new --version"
-                ) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        published = publish(staging, target, manifest["content_sha256"])
+    if not published and log:
+        log(f"release {target} already published with identical content; nothing written")
+    update_catalog(target.parent)
     return target

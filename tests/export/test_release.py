@@ -14,11 +14,13 @@ import pytest
 import soundfile as sf
 
 from pipeline.errors import ReleaseConflict
-from pipeline.export.release import clean_stale_staging, export
+from pipeline.export.publish import clean_stale_staging
+from pipeline.export.release import export
 from pipeline.export.schema import AUDIO_STORAGE_TYPE, release_schema
 from pipeline.privacy.encoder import load_encoder
 from pipeline.runner import make_context
 from pipeline.schemas import MANIFEST_JSON_SCHEMA
+from pipeline.testing import run_cli
 
 
 def test_release_layout_and_rows(cli_release):
@@ -137,3 +139,147 @@ def test_stale_staging_of_a_dead_process_is_removed(tmp_path):
     stale.mkdir(), live.mkdir()
     clean_stale_staging(tmp_path, "v1")
     assert not stale.exists() and live.exists()
+
+
+def _copy_run(cli_release, tmp_path):
+    """A copy of the session's run (workspace + releases) whose config points at the copy."""
+    root = cli_release.parents[2]
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, symlinks=True)
+    config = copy / "build.yaml"
+    config.write_text(config.read_text().replace(str(root), str(copy)))
+    return config
+
+
+def test_verify_passes_a_release_and_lists_every_corruption(cli_release, tmp_path):
+    from pipeline.export.verify import verify_release
+
+    assert verify_release(cli_release) == []
+    release = tmp_path / "release"
+    shutil.copytree(cli_release, release)
+    flac = sorted((release / "audio").iterdir())[0]
+    flac.write_bytes(flac.read_bytes()[:200])  # truncated audio
+    (release / "README.md").write_text("edited")
+    (release / "extra.txt").write_text("x")
+    problems = verify_release(release)
+    assert f"audio/{flac.name}: sha256 does not match SHA256SUMS (file changed or corrupted)" in problems
+    assert "README.md: sha256 does not match SHA256SUMS (file changed or corrupted)" in problems
+    assert "extra.txt: present but not listed in SHA256SUMS" in problems
+    assert any(p.startswith(f"audio/{flac.name}: clip") and "does not decode" in p for p in problems)
+    result = run_cli("verify", str(release))
+    assert result.returncode == 1 and "problem(s)" in result.stdout
+
+
+def test_catalog_lists_versions_and_latest_and_diff_shows_changes(cli_release, tmp_path):
+    config = _copy_run(cli_release, tmp_path)
+    ctx = make_context(config, "2026-01-01")
+    catalog = json.loads((ctx.release_dir.parent / "catalog.json").read_text())
+    assert [v["version"] for v in catalog["versions"]] == ["2026-01-01"] and catalog["latest"] == "2026-01-01"
+    shutil.rmtree(ctx.release_dir.parent / "catalog.json", ignore_errors=True)
+    result = run_cli("run", str(config), "--version", "2026-01-02", "--n-clips", "3", "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    catalog = json.loads((ctx.release_dir.parent / "catalog.json").read_text())
+    assert [v["version"] for v in catalog["versions"]] == ["2026-01-01", "2026-01-02"]
+    assert catalog["latest"] == "2026-01-02" == (ctx.release_dir.parent / "LATEST").read_text().strip()
+    listed = run_cli("releases", "--config", str(config), "list", "default")
+    assert listed.returncode == 0 and "2026-01-02" in listed.stdout and "(latest)" in listed.stdout
+    diff = run_cli("releases", "--config", str(config), "diff", "default", "2026-01-01", "2026-01-02")
+    assert "config n_clips: 8 -> 3" in diff.stdout and "count train:" in diff.stdout
+    missing = run_cli("releases", "--config", str(config), "show", "default", "1999-01-01")
+    assert missing.returncode == 2 and "published: 2026-01-01, 2026-01-02" in missing.stderr
+
+
+def test_a_write_error_mid_export_leaves_no_partial_release(cli_release, tmp_path, monkeypatch):
+    import errno
+
+    import pipeline.export.writer as writer
+
+    config = _copy_run(cli_release, tmp_path)
+    ctx = make_context(config, "2026-01-09")
+    shutil.copytree(ctx.loaded.workspace_root / "default" / "2026-01-01", ctx.root)  # reuse the finished shards
+    real, calls = writer.copy_with_sha256, []
+
+    def disk_full_on_third(source, target):
+        calls.append(source)
+        if len(calls) == 3:
+            target.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(source, target)
+
+    monkeypatch.setattr(writer, "copy_with_sha256", disk_full_on_third)
+    with pytest.raises(OSError, match="No space left"):
+        export(ctx)
+    assert not ctx.release_dir.exists()
+    assert not list(ctx.release_dir.parent.glob(".staging-*"))
+    monkeypatch.setattr(writer, "copy_with_sha256", real)
+    assert export(ctx) == ctx.release_dir and run_cli("verify", str(ctx.release_dir)).returncode == 0
+
+
+def test_a_kill_during_export_leaves_no_version_and_the_next_export_completes(cli_release, tmp_path):
+    import signal
+    import sys
+    import textwrap
+    import time
+
+    config = _copy_run(cli_release, tmp_path)
+    ctx = make_context(config, "2026-01-08")
+    shutil.copytree(ctx.loaded.workspace_root / "default" / "2026-01-01", ctx.root)
+    script = textwrap.dedent(f"""
+        import time
+        import pipeline.export.writer as writer
+        real = writer.copy_with_sha256
+        def slow(source, target):
+            time.sleep(0.5)
+            return real(source, target)
+        writer.copy_with_sha256 = slow
+        from pipeline.export.release import export
+        from pipeline.runner import make_context
+        export(make_context({str(config)!r}, "2026-01-08"))
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(ctx.release_dir.parent.glob(".staging-2026-01-08-*/audio/*.flac")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(ctx.release_dir.parent.glob(".staging-2026-01-08-*")), "the kill came after the export finished"
+    assert not ctx.release_dir.exists()
+    assert export(ctx) == ctx.release_dir
+    assert not list(ctx.release_dir.parent.glob(".staging-*"))  # the dead export's staging was cleaned up
+    assert run_cli("verify", str(ctx.release_dir)).returncode == 0
+
+
+def test_parquet_is_sharded_by_size_and_can_embed_audio(cli_release, tmp_path):
+    config = _copy_run(cli_release, tmp_path)
+    text = config.read_text().replace("embed_audio: false", "embed_audio: true").replace("max_shard_mb: 256", "max_shard_mb: 0.3")
+    config.write_text(text)
+    ctx = make_context(config, "2026-01-07")
+    shutil.copytree(ctx.loaded.workspace_root / "default" / "2026-01-01", ctx.root)
+    release = export(ctx)
+    files = sorted(p.name for p in (release / "data").iterdir())
+    train = [f for f in files if f.startswith("train-")]
+    assert len(train) > 1 and all(f.endswith(f"-of-{len(train):05d}.parquet") for f in train)
+    table = pq.read_table(release / "data")
+    for row in table.select(["clip_id", "audio"]).to_pylist():
+        assert row["audio"]["bytes"] == (release / row["audio"]["path"]).read_bytes()
+    assert run_cli("verify", str(release)).returncode == 0
+
+
+def test_torch_dataloader_reads_the_release(cli_release):
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class Clips(Dataset):
+        def __init__(self, release):
+            self.release, self.rows = release, pd.read_parquet(release / "data").to_dict("records")
+
+        def __len__(self):
+            return len(self.rows)
+
+        def __getitem__(self, i):
+            audio, _ = sf.read(self.release / self.rows[i]["audio"]["path"], dtype="float32")
+            return torch.from_numpy(audio), self.rows[i]["genre"]
+
+    batches = list(DataLoader(Clips(cli_release), batch_size=4))
+    assert sum(len(genres) for _, genres in batches) == 8
+    assert batches[0][0].shape == (4, 88192) and torch.isfinite(batches[0][0]).all()

@@ -1,0 +1,125 @@
+"""Atomic, immutable publishing of a release folder, and the per-dataset catalog.
+
+A release is built completely in `<dataset>/.staging-<version>-<host>-<pid>-<id>/` and published
+with one rename. A version that exists is never rewritten: identical content is a success that
+writes nothing, different content is a `ReleaseConflict`. Of two exports racing for one version,
+the rename of one wins and the other finds the winner's content (and says so).
+
+The catalog (`<dataset>/catalog.json`) and the `LATEST` pointer are rebuilt from the published
+manifests under a lock, each written atomically, so they never lose a version to a race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from pipeline.errors import ReleaseConflict
+from pipeline.workspace import read_json, write_bytes_atomic, write_json_atomic
+
+STAGING_PREFIX = ".staging-"
+
+
+def _host() -> str:
+    return socket.gethostname().replace("-", "_")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_staging(dataset_dir: Path, version: str) -> list[Path]:
+    """Remove staging folders of `version` left by killed exports on this host (their process is gone)."""
+    removed = []
+    host = _host()
+    for path in dataset_dir.glob(f"{STAGING_PREFIX}{version}-*"):
+        parts = path.name.split("-")
+        with contextlib.suppress(ValueError, IndexError):
+            owner_host, pid = parts[-3], int(parts[-2])
+            if owner_host == host and not _pid_alive(pid):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def staging_folder(dataset_dir: Path, version: str) -> Iterator[Path]:
+    """A fresh staging folder beside the target; always removed afterwards (published or not)."""
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(dataset_dir, version)
+    staging = dataset_dir / f"{STAGING_PREFIX}{version}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(staging: Path, target: Path, content_sha256: str) -> bool:
+    """Rename `staging` to `target`. True if this call published; False if identical content was already there."""
+    try:
+        os.rename(staging, target)  # atomic; fails when target exists and is not empty
+        return True
+    except OSError:
+        manifest = target / "manifest.json"
+        if not manifest.is_file():
+            raise
+    existing = read_json(manifest).get("content_sha256", "?")
+    if existing != content_sha256:
+        raise ReleaseConflict(
+            f"release {target} already exists with different content (content_sha256 {existing[:12]} vs "
+            f"{content_sha256[:12]}); published releases are never rewritten: use a new --version"
+        )
+    return False
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def published_versions(dataset_dir: Path) -> list[Path]:
+    """Release folders of a dataset (those with a manifest), oldest version name first."""
+    if not dataset_dir.is_dir():
+        return []
+    return sorted(p for p in dataset_dir.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file())
+
+
+def update_catalog(dataset_dir: Path) -> dict:
+    """Rebuild `catalog.json` and `LATEST` from the published manifests (under a lock)."""
+    with _locked(dataset_dir / ".catalog.lock"):
+        versions = []
+        for release in published_versions(dataset_dir):
+            raw = (release / "manifest.json").read_bytes()
+            manifest = read_json(release / "manifest.json")
+            versions.append({
+                "version": manifest["version"], "created_at": manifest["created_at"],
+                "counts": manifest["counts"], "content_sha256": manifest["content_sha256"],
+                "manifest_sha256": hashlib.sha256(raw).hexdigest(),
+            })
+        latest = max(versions, key=lambda v: (v["created_at"], v["version"]))["version"] if versions else None
+        catalog = {"dataset": dataset_dir.name, "latest": latest, "versions": versions}
+        write_json_atomic(dataset_dir / "catalog.json", catalog)
+        if latest:
+            write_bytes_atomic(dataset_dir / "LATEST", f"{latest}\n".encode())
+    return catalog
