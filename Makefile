@@ -10,8 +10,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 VERSION ?= $(shell date -u +%F)
 CONFIG ?= configs/default.yaml
 VOICES := var/reference_voices
+CONSUMER_VENV := .venv-consumer
+# A consumer's own environment: current `datasets` needs huggingface-hub>=1, which transformers 4.57.6 refuses.
+export SYNTHAUDIO_CONSUMER_PYTHON := $(CURDIR)/$(CONSUMER_VENV)/bin/python
 
-.PHONY: help install deps voices airflow-init run run-cli test test-fast airflow bench lock schemas clean
+.PHONY: help install consumer-env deps voices airflow-init run run-cli test test-fast airflow bench lock schemas clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +30,13 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install pinned dependencies
+
+$(CONSUMER_VENV)/.installed:
+	$(PYTHON) -m venv $(CONSUMER_VENV)
+	$(CONSUMER_VENV)/bin/pip install --quiet datasets==5.2.0 soundfile==0.14.0
+	touch $@
+
+consumer-env: $(CONSUMER_VENV)/.installed  ## a separate env with current Hugging Face datasets, for consumer tests
 
 deps:  ## Debian packages: speech synthesisers for test voices, sox, libsndfile
 	@command -v flite >/dev/null && command -v text2wave >/dev/null && command -v sox >/dev/null \
@@ -53,7 +63,7 @@ run: voices airflow-init  ## build the default release through the DAG (airflow 
 run-cli: voices  ## the same build without Airflow: python -m pipeline run
 	$(BIN)/python -m pipeline run $(CONFIG) --version $(VERSION)
 
-test: deps $(VENV)/.installed  ## the whole test suite (unit, DAG integrity, end to end)
+test: deps $(VENV)/.installed $(CONSUMER_VENV)/.installed  ## the whole test suite (unit, DAG integrity, end to end)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(VENV)/.installed  ## unit tests only (no end-to-end runs)
@@ -73,4 +83,4 @@ lock: $(VENV)/.installed  ## rewrite constraints.txt from the current venv
 	mv constraints.txt.new constraints.txt
 
 clean:  ## remove the venv, Airflow home and var/ (workspaces, releases, voices)
-	rm -rf $(VENV) $(AIRFLOW_HOME) var
+	rm -rf $(VENV) $(CONSUMER_VENV) $(AIRFLOW_HOME) var

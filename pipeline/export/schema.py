@@ -7,6 +7,8 @@ Nothing here describes reference speakers or per-clip similarity scores.
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 
 from pipeline.features.extract import FEATURE_COLUMNS, FEATURE_SCHEMA
@@ -34,11 +36,21 @@ BASE_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
 }
 
 
+_HF_VALUE_TYPES = {"string": "string", "double": "float64", "int64": "int64", "bool": "bool"}
+
+
 def release_schema() -> pa.Schema:
-    fields = [pa.field(name, dtype, nullable=False) for name, (dtype, _, _) in BASE_COLUMNS.items()]
-    fields += [FEATURE_SCHEMA.field(name) for name in FEATURE_COLUMNS]
-    fields.append(pa.field("audio", AUDIO_STORAGE_TYPE, nullable=False))
-    return pa.schema(fields)
+    """Arrow schema of a release row, with the Hugging Face `datasets` features in its metadata,
+    so `load_dataset("parquet", ...)` types `audio` as an Audio column."""
+    # Nullable fields, as `datasets` declares them: it only trusts the metadata's features when the
+    # Parquet field equals the one it would build (nullability included). No value is ever null.
+    fields = [pa.field(name, dtype) for name, (dtype, _, _) in BASE_COLUMNS.items()]
+    fields += [FEATURE_SCHEMA.field(name).with_nullable(True) for name in FEATURE_COLUMNS]
+    fields.append(pa.field("audio", AUDIO_STORAGE_TYPE))
+    features = {f.name: {"dtype": _HF_VALUE_TYPES[str(f.type)], "_type": "Value"} for f in fields[:-1]}
+    features["audio"] = {"_type": "Audio"}
+    metadata = {"huggingface": json.dumps({"info": {"features": features}}, sort_keys=True)}
+    return pa.schema(fields, metadata=metadata)
 
 
 def column_docs() -> list[tuple[str, str, str, str]]:
@@ -53,4 +65,7 @@ def column_docs() -> list[tuple[str, str, str, str]]:
 
 def schema_as_json(schema: pa.Schema) -> list[dict]:
     """A stable JSON description of an Arrow schema, committed under schemas/."""
-    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+    fields = [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+    if schema.metadata:
+        return {"fields": fields, "metadata": {k.decode(): v.decode() for k, v in schema.metadata.items()}}
+    return fields

@@ -283,3 +283,19 @@ def test_torch_dataloader_reads_the_release(cli_release):
     batches = list(DataLoader(Clips(cli_release), batch_size=4))
     assert sum(len(genres) for _, genres in batches) == 8
     assert batches[0][0].shape == (4, 88192) and torch.isfinite(batches[0][0]).all()
+
+
+def test_two_exports_of_one_version_at_once_one_wins_the_other_reports_it(cli_release, tmp_path):
+    import sys
+
+    config = _copy_run(cli_release, tmp_path)
+    ctx = make_context(config, "2026-01-06")
+    shutil.copytree(ctx.loaded.workspace_root / "default" / "2026-01-01", ctx.root)
+    command = [sys.executable, "-m", "pipeline", "export", str(config), "--version", "2026-01-06"]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in processes]
+    assert [code for code, _, _ in results] == [0, 0], results
+    reports = [err for _, _, err in results if "already published with identical content" in err]
+    assert len(reports) <= 1  # the loser says so (unless it finished before the winner started)
+    assert run_cli("verify", str(ctx.release_dir)).returncode == 0
+    assert not list(ctx.release_dir.parent.glob(".staging-*"))
