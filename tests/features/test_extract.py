@@ -1,5 +1,4 @@
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from pipeline.features.extract import FEATURE_COLUMNS, FEATURE_SCHEMA, BasicFeatures
