@@ -67,7 +67,7 @@ def fabricate(root: Path, gb: float) -> tuple[Path, int]:
     pq.write_table(pa.Table.from_pylist([{
         "clip_id": c, "audio_file": f"audio/{c}.flac", "model_preset": "tiny", "model_weights_sha256": "0" * 64,
         "levels_sampled": 3, "temperature": 0.98, "sampling_seed": 1, "sample_rate_hz": 44_100, "num_samples": frames,
-        "batch_size": 1, "tokens_per_s": [1.0], "generation_wall_s": 1.0} for c in ids], schema=GENERATION_SCHEMA),
+        "level_temperatures": [0.98], "top_k": 0, "top_p": 0.0, "batch_size": 1, "tokens_per_s": [1.0], "generation_wall_s": 1.0} for c in ids], schema=GENERATION_SCHEMA),
         gen / "generation.parquet")
     feats = ctx.shard_dir("features", 0)
     feats.mkdir(parents=True)

@@ -29,7 +29,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--artist", default="aurora_lane")
     parser.add_argument("--genre", default="pop")
+    parser.add_argument("--compare", action="store_true",
+                        help="also time transformers' own JukeboxModel._sample on the same levels (batch 1 only: "
+                             "its partial-window padding fails for batches > 1)")
     args = parser.parse_args()
+    if args.compare and args.batch != 1:
+        parser.error("--compare needs --batch 1")
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -53,6 +58,21 @@ def main() -> None:
     audio = decode(model, tokens)
     decode_s = time.perf_counter() - t
     wall = time.perf_counter() - started
+    if args.compare:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        zs = [torch.zeros(1, 0, dtype=torch.long, device=args.device) for _ in model.priors]
+        labels_hf = [x.to(args.device) for x in labels[0]]
+        torch.manual_seed(0)
+        for level in range(len(model.priors)):
+            t = time.perf_counter()
+            with torch.no_grad():
+                zs = model._sample(zs, labels_hf, [level], sample_length=length, save_results=False,
+                                   max_batch_size=1, lower_batch_size=1)
+            seconds = time.perf_counter() - t
+            print(json.dumps({"transformers_level": level, "tokens": zs[level].numel(), "seconds": round(seconds, 2),
+                              "tokens_per_s": round(zs[level].numel() / seconds, 1)}), flush=True)
     print(json.dumps({"batch": args.batch, "clip_seconds": args.seconds, "threads": args.threads,
                       "decode_s": round(decode_s, 3), "wall_s": round(wall, 2),
                       "audio_s_per_wall_s": round(audio.shape[0] * audio.shape[1] / 44_100 / wall, 4)}))

@@ -146,6 +146,15 @@ class GenerationConfig(_Strict):
     max_batch_size: int = Field(4, ge=1, le=256, description="Clips sampled together.")
     levels: int = Field(3, ge=1, le=3, description="Prior levels sampled: 3 = full quality, 1 = top-level preview.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="Weights and activations on GPU (CPU always runs float32).")
+    upsampler_temperatures: list[float] | None = Field(
+        None, min_length=2, max_length=2,
+        description="Temperatures of the middle and bottom priors; null: the prompt's temperature at every level.")
+    top_k: int = Field(0, ge=0, description="Sample among the k most likely tokens (0: no limit).")
+    top_p: float = Field(0.0, ge=0, le=1, description="Nucleus sampling mass (0: off).")
+    on_oom: Literal["fail", "halve"] = Field(
+        "fail", description="Out of GPU memory: fail with the batch size to try, or halve the batch and retry.")
 
 
 class FeatureConfig(_Strict):

@@ -58,11 +58,13 @@ def window_metadata(prior, labels: list, start: int, length: int):
 
 
 def sample_level(model, level: int, upper_tokens, labels: list, n_samples: int, length: int, *,
-                 temperature: float, top_k: int = 0, top_p: float = 0.0, chunk_size: int = 32):
+                 temperature: float, top_k: int = 0, top_p: float = 0.0, chunk_size: int = 32, prime=None):
     """Sample all tokens of `level` for clips of `length` raw samples.
 
     upper_tokens: (batch, tokens) LongTensor of level - 1 (None for the top level).
     labels: per clip, the (1, labels) LongTensor from the tokenizer for this level.
+    prime: optional (batch, k) LongTensor of this level's first k tokens (primed sampling): kept
+        as they are, sampling continues after them.
     Returns (batch, length // hop) LongTensor.
     """
     import torch
@@ -74,9 +76,13 @@ def sample_level(model, level: int, upper_tokens, labels: list, n_samples: int, 
     hop = max(1, int(model.config.hop_fraction[level] * n_ctx))
     device = labels[0].device
     tokens = torch.zeros(n_samples, 0, dtype=torch.long, device=device)
+    if prime is not None:
+        tokens = prime[:, :n_tokens].to(device)
     for start in window_starts(n_tokens, n_ctx, hop):
         end = min(start + n_ctx, n_tokens)
         previous = tokens[:, start:end]
+        if previous.shape[1] == end - start:
+            continue  # the prime already covers this window
         conds = None
         if level > 0:
             down = prior.cond_downsample
@@ -106,3 +112,16 @@ def decode(model, level_tokens: list) -> np.ndarray:
     with torch.no_grad():
         audio = model.vqvae.decode(level_tokens[::-1], start_level=len(model.priors) - n, end_level=None)
     return audio[..., 0].float().cpu().numpy()  # (batch, samples, 1) -> (batch, samples)
+
+
+def encode_prime(model, audio) -> list:
+    """VQ-VAE tokens of raw audio, in the priors' order [top, middle, bottom].
+
+    audio: (batch, samples) float tensor @ 44.1 kHz. The VQ-VAE returns its levels finest first;
+    transformers' `primed_sample` passes that order to the priors as is (and fails): reverse it.
+    """
+    import torch
+
+    with torch.no_grad():
+        fine_first = model.vqvae.encode(audio.unsqueeze(-1).float(), start_level=0, end_level=len(model.priors))
+    return fine_first[::-1]

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import soundfile as sf
 
+from pipeline.errors import PipelineFailure
 from pipeline.generation.presets import SAMPLE_RATE_HZ, load_preset
 from pipeline.generation.sampler import decode, encode_labels, sample_level, total_samples
 from pipeline.progress import progress
@@ -32,6 +33,9 @@ GENERATION_SCHEMA = pa.schema(
         pa.field("model_weights_sha256", pa.string(), nullable=False),
         pa.field("levels_sampled", pa.int64(), nullable=False),
         pa.field("temperature", pa.float64(), nullable=False),
+        pa.field("level_temperatures", pa.list_(pa.float64()), nullable=False),
+        pa.field("top_k", pa.int64(), nullable=False),
+        pa.field("top_p", pa.float64(), nullable=False),
         pa.field("sampling_seed", pa.int64(), nullable=False),
         pa.field("sample_rate_hz", pa.int64(), nullable=False),
         pa.field("num_samples", pa.int64(), nullable=False),
@@ -84,17 +88,53 @@ def generate(ctx: RunContext, shard: int) -> None:
         loaded = load_preset(gen.preset, ctx.loaded.weights_dir)
         device = _device(gen.device)
         model = loaded.model.to(device)
+        if device == "cuda" and gen.dtype != "float32":
+            model = model.to(getattr(torch, gen.dtype))
         token_dir = out_dir / "tokens" / fingerprint(inputs)[:16]
         rows = {name: [] for name in GENERATION_SCHEMA.names}
         outputs = []
         groups = batches(prompts, gen.max_batch_size)
         for group in progress(groups, desc=f"generate shard {shard}", quiet=ctx.quiet, unit="batch"):
-            outputs += _generate_batch(ctx, model, loaded, prompts.take(group), token_dir, out_dir, device, rows)
+            outputs += _generate_with_oom_policy(ctx, model, loaded, prompts.take(group), token_dir, out_dir,
+                                                 device, rows)
         table_path = out_dir / "generation.parquet"
         write_table_atomic(table_path, pa.Table.from_pydict(rows, schema=GENERATION_SCHEMA))
         return outputs + [table_path]
 
     run_once(ctx, "generate", shard, inputs, body)
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _generate_with_oom_policy(ctx, model, loaded, batch: pa.Table, token_dir, out_dir, device, rows) -> list[Path]:
+    """Generate a batch; out of memory, halve it (on_oom: halve) or fail naming the batch size to try."""
+    try:
+        return _generate_batch(ctx, model, loaded, batch, token_dir, out_dir, device, rows)
+    except (RuntimeError, MemoryError) as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        if device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+        size = batch.num_rows
+        if ctx.config.generation.on_oom == "halve" and size > 1:
+            half = size // 2
+            return (_generate_with_oom_policy(ctx, model, loaded, batch.slice(0, half), token_dir, out_dir, device, rows)
+                    + _generate_with_oom_policy(ctx, model, loaded, batch.slice(half), token_dir, out_dir, device, rows))
+        raise PipelineFailure(
+            f"out of memory generating a batch of {size} clip(s) on {device}: set generation.max_batch_size to "
+            f"{max(1, size // 2)} (or generation.on_oom: halve to do that automatically)"
+        ) from None
+
+
+def level_temperatures(prompt_temperature: float, upsampler_temperatures: list[float] | None) -> list[float]:
+    """Temperature of each prior level: the prompt's for the top, the configured ones for the upsamplers."""
+    return [prompt_temperature, *(upsampler_temperatures or [prompt_temperature] * 2)]
 
 
 def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_dir: Path, device, rows) -> list[Path]:
@@ -105,6 +145,7 @@ def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_di
     n = len(clip_ids)
     length = total_samples(batch.column("duration_s")[0].as_py())
     temperature = batch.column("temperature")[0].as_py()
+    temperatures = level_temperatures(temperature, gen.upsampler_temperatures)
     labels_per_clip = [
         encode_labels(loaded.tokenizer, a, g, l)
         for a, g, l in zip(batch.column("artist").to_pylist(), batch.column("genre").to_pylist(),
@@ -113,7 +154,7 @@ def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_di
     started = time.perf_counter()
     tokens, rates = [], []
     for level in range(gen.levels):
-        path = token_dir / f"{clip_ids[0]}-level{level}.npy"
+        path = token_dir / f"{clip_ids[0]}-x{n}-level{level}.npy"
         if path.is_file():  # resume: this level finished in an earlier attempt
             tokens.append(torch.from_numpy(np.load(path)).to(device))
             rates.append(float("nan"))
@@ -123,7 +164,8 @@ def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_di
         t0 = time.perf_counter()
         with torch.no_grad():
             level_tokens = sample_level(
-                model, level, tokens[-1] if tokens else None, labels, n, length, temperature=temperature,
+                model, level, tokens[-1] if tokens else None, labels, n, length,
+                temperature=temperatures[level], top_k=gen.top_k, top_p=gen.top_p,
             )  # (batch, length // hop)
         rates.append(level_tokens.numel() / (time.perf_counter() - t0))
         with atomic_path(path) as tmp:
@@ -141,7 +183,8 @@ def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_di
         for name, value in (
             ("clip_id", cid), ("audio_file", f"audio/{cid}.flac"), ("model_preset", loaded.preset),
             ("model_weights_sha256", loaded.weights_sha256), ("levels_sampled", gen.levels),
-            ("temperature", temperature), ("sampling_seed", seed), ("sample_rate_hz", SAMPLE_RATE_HZ),
+            ("temperature", temperature), ("level_temperatures", temperatures[:gen.levels]),
+            ("top_k", gen.top_k), ("top_p", gen.top_p), ("sampling_seed", seed), ("sample_rate_hz", SAMPLE_RATE_HZ),
             ("num_samples", int(audio.shape[1])), ("batch_size", n), ("tokens_per_s", rates),
             ("generation_wall_s", wall),
         ):

@@ -120,6 +120,7 @@ def test_generate_stage_writes_flac_and_records_and_resumes_after_the_top_level(
     # Simulate a task killed after the top level: drop the lower levels' tokens, the audio and the record.
     token_files = sorted((shard / "tokens").rglob("*.npy"))
     assert [p.name.rsplit("-", 1)[1] for p in token_files] == ["level0.npy", "level1.npy", "level2.npy"]
+    assert all("-x2-" in p.name for p in token_files)  # keyed by first clip and batch size
     for path in token_files[1:] + [shard / "generation.parquet"]:
         path.unlink()
     top_level = token_files[0].read_bytes()
@@ -132,3 +133,91 @@ def test_generate_stage_writes_flac_and_records_and_resumes_after_the_top_level(
     assert sampled_levels == [1, 2]  # the top level was resumed from disk, not resampled
     assert token_files[0].read_bytes() == top_level
     assert (shard / records[0]["audio_file"]).read_bytes() == first_bytes
+
+
+def test_decode_reverses_the_sampled_levels(tiny):
+    """transformers' decode wants the finest level first; decoding the sampled order gives the wrong audio."""
+    tokens, audio = _sample(tiny, seed=2)
+    length = total_samples(0.25)
+    with torch.no_grad():
+        as_sampled = tiny.model.decode(tokens, start_level=0)  # [top, middle, bottom]: the trap
+    assert as_sampled.shape[1] != length == audio.shape[1]
+
+
+def test_primed_sampling_keeps_the_prime_and_continues_it(tiny):
+    from pipeline.generation.sampler import encode_prime
+
+    _, reference = _sample(tiny, seed=5, seconds=0.5)
+    primes = encode_prime(tiny.model, torch.from_numpy(reference))  # [top, middle, bottom]
+    length = total_samples(0.5)
+    assert [p.shape[1] for p in primes] == [length // 128, length // 32, length // 8]
+    labels = [encode_labels(tiny.tokenizer, "aurora_lane", "pop", t) for t in ("la la", "hold on")]
+    keep = length // 128 // 2  # the first half of the top level
+    torch.manual_seed(0)
+    top = sample_level(tiny.model, 0, None, [c[0] for c in labels], 2, length, temperature=0.98,
+                       prime=primes[0][:, :keep])
+    assert top.shape == (2, length // 128)
+    assert torch.equal(top[:, :keep], primes[0][:, :keep])
+    middle = sample_level(tiny.model, 1, top, [c[1] for c in labels], 2, length, temperature=0.98)
+    assert middle.shape == (2, length // 32)
+
+
+def test_level_temperatures_and_sampling_limits_are_recorded(small_config):
+    from pipeline.generation.stage import level_temperatures
+
+    assert level_temperatures(0.9, None) == [0.9, 0.9, 0.9]
+    assert level_temperatures(0.9, [0.97, 0.99]) == [0.9, 0.97, 0.99]
+    ctx = make_context(small_config(n_clips=1, **{"generation.upsampler_temperatures": [0.97, 0.99],
+                                                  "generation.top_k": 50, "generation.levels": 2}), "2026-01-01")
+    plan(ctx)
+    generate(ctx, 0)
+    record = pq.read_table(ctx.shard_dir("generate", 0) / "generation.parquet").to_pylist()[0]
+    assert record["level_temperatures"] == [0.98, 0.97] and record["top_k"] == 50 and record["levels_sampled"] == 2
+    audio, _ = sf.read(ctx.shard_dir("generate", 0) / record["audio_file"])
+    assert audio.shape == (total_samples(0.5),)
+
+
+@pytest.mark.parametrize("policy", ["fail", "halve"])
+def test_out_of_memory_names_the_batch_size_or_halves_it(small_config, monkeypatch, policy):
+    import pipeline.generation.stage as stage
+    from pipeline.errors import PipelineFailure
+
+    ctx = make_context(small_config(n_clips=4, **{"generation.max_batch_size": 4, "generation.on_oom": policy,
+                                                  "generation.levels": 1}), "2026-01-01")
+    plan(ctx)
+    real, sizes = stage._generate_batch, []
+
+    def small_memory(ctx, model, loaded, batch, *args):
+        sizes.append(batch.num_rows)
+        if batch.num_rows > 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(ctx, model, loaded, batch, *args)
+
+    monkeypatch.setattr(stage, "_generate_batch", small_memory)
+    if policy == "fail":
+        with pytest.raises(PipelineFailure, match="batch of 4 clip.*set generation.max_batch_size to 2"):
+            generate(ctx, 0)
+        return
+    generate(ctx, 0)
+    assert sizes == [4, 2, 1, 1, 2, 1, 1]
+    records = pq.read_table(ctx.shard_dir("generate", 0) / "generation.parquet").to_pylist()
+    assert [r["clip_id"][-1] for r in records] == ["0", "1", "2", "3"] and {r["batch_size"] for r in records} == {1}
+
+
+def test_generation_makes_no_network_connection(small_config, monkeypatch, tmp_path):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network connection attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    ctx = make_context(small_config(n_clips=1), "2026-01-01")
+    plan(ctx)
+    generate(ctx, 0)
+    saved = tmp_path / "saved"
+    tiny = load_preset("tiny")
+    tiny.model.save_pretrained(saved)
+    tiny.tokenizer.save_pretrained(saved)
+    assert load_from_folder("tiny", saved).weights_sha256  # from_pretrained of a local folder, offline
+    assert (ctx.shard_dir("generate", 0) / "generation.parquet").is_file()
