@@ -22,6 +22,9 @@ from pipeline.generation.sampler import decode, encode_labels, sample_level, tot
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--random-1b", action="store_true",
+                        help="random weights with the real jukebox-1b-lyrics shapes (GPU; ~12 GB in float32)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--weights-dir", type=Path)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -38,8 +41,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    loaded = load_preset(args.preset, args.weights_dir)
-    model = loaded.model.to(args.device)
+    loaded = load_preset("tiny" if args.random_1b else args.preset, args.weights_dir)
+    if args.random_1b:  # real shapes, random weights; the tiny tokenizer's ids fit its vocabulary
+        from pipeline.generation.presets import build_tiny, jukebox_1b_lyrics_config
+
+        loaded.model = build_tiny(jukebox_1b_lyrics_config())  # every weight initialised, none left as torch.empty
+    model = loaded.model.to(args.device, getattr(torch, args.dtype))
     print(json.dumps({"load_s": round(time.perf_counter() - t0, 2), "preset": args.preset}), flush=True)
     labels = [encode_labels(loaded.tokenizer, args.artist, args.genre, "la la la") for _ in range(args.batch)]
     length = total_samples(args.seconds)

@@ -65,6 +65,27 @@ def tiny_config():
         ],
         min_duration=0,
         max_duration=600,
+        max_nb_genres=1,  # must equal the tokenizer's n_genres, or lyric characters are read as genres
+    )
+
+
+def jukebox_1b_lyrics_config():
+    """The openai/jukebox-1b-lyrics shapes (from openai/jukebox hparams.py), for random-weight benchmarks.
+
+    `JukeboxConfig()` alone is not this model: it gives all three priors the top prior's settings.
+    """
+    from transformers.models.deprecated.jukebox import JukeboxConfig
+
+    upsampler = dict(
+        hidden_size=1920, num_layers=72, n_heads=1, n_ctx=8192, blocks=128, res_conv_width=1024,
+        res_conv_depth=16, res_dilation_growth_rate=3, res_dilation_cycle=8, init_scale=0.4,
+        attention_pattern="raw_column_previous_row_attention", is_encoder_decoder=False,
+        nb_relevant_lyric_tokens=0, metadata_dims=[120, 4111], alignment_layer=None, alignment_head=None,
+    )
+    return JukeboxConfig(
+        vqvae_config={},  # JukeboxVQVAEConfig defaults are the published VQ-VAE
+        prior_config_list=[dict(level=0), dict(level=1, **upsampler), dict(level=2, **upsampler)],  # top: defaults
+        min_duration=0,
     )
 
 
@@ -100,13 +121,14 @@ def weight_files_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def build_tiny():
+def build_tiny(config=None):
+    """The tiny model (or another config) with every weight initialised from the preset's seed."""
     import torch
     from transformers.models.deprecated.jukebox import JukeboxModel
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TINY_SEED)
-        model = JukeboxModel(tiny_config()).eval()
+        model = JukeboxModel(config or tiny_config()).eval()
         # transformers 4.57.6 leaves some Jukebox weights (positional embeddings, JukeboxConv1D) as
         # torch.empty memory when it builds a model from a config: initialise every part explicitly,
         # or the "random" model depends on whatever the allocator handed out.

@@ -221,3 +221,45 @@ def test_generation_makes_no_network_connection(small_config, monkeypatch, tmp_p
     tiny.tokenizer.save_pretrained(saved)
     assert load_from_folder("tiny", saved).weights_sha256  # from_pretrained of a local folder, offline
     assert (ctx.shard_dir("generate", 0) / "generation.parquet").is_file()
+
+
+def test_1b_lyrics_shapes_differ_per_level_unlike_the_default_config():
+    from transformers.models.deprecated.jukebox import JukeboxConfig
+
+    from pipeline.generation.presets import jukebox_1b_lyrics_config
+
+    config = jukebox_1b_lyrics_config()
+    top, middle, bottom = config.prior_configs
+    assert (top.hidden_size, top.num_layers, top.n_ctx, top.is_encoder_decoder) == (2048, 72, 6144, True)
+    assert (middle.hidden_size, middle.n_ctx, middle.is_encoder_decoder) == (1920, 8192, False)
+    assert bottom.level == 2 and bottom.attention_pattern == "raw_column_previous_row_attention"
+    default = JukeboxConfig().prior_configs
+    assert default[1].hidden_size == default[0].hidden_size  # the trap: every prior shaped like the top one
+
+
+def test_sampling_beyond_one_context_window_cuts_conditioning_to_each_window():
+    """A tiny model whose contexts are shorter than the clip: several windows per level."""
+    from pipeline.generation.presets import _tiny_tokenizer, tiny_config
+
+    config = tiny_config()
+    for prior, n_ctx, blocks in zip(config.prior_configs, (64, 256, 1024), (8, 16, 32)):
+        prior.n_ctx, prior.blocks = n_ctx, blocks
+    model = build_tiny(config)
+    tokenizer = _tiny_tokenizer()
+    labels = [encode_labels(tokenizer, "aurora_lane", "pop", text) for text in ("la", "hey")]
+    length = total_samples(0.5)  # 172 top tokens > 64
+    assert len(window_starts(length // 128, 64, int(config.hop_fraction[0] * 64))) > 1
+    tokens = []
+    for level in range(3):
+        tokens.append(sample_level(model, level, tokens[-1] if tokens else None, [c[level] for c in labels], 2,
+                                   length, temperature=0.98))
+    assert [t.shape for t in tokens] == [(2, length // 128), (2, length // 32), (2, length // 8)]
+    assert decode(model, tokens).shape == (2, length)
+
+
+def test_tokenizer_and_model_agree_on_the_number_of_genre_slots(tiny):
+    prior = tiny.model.priors[0]
+    assert tiny.tokenizer.n_genres == prior.metadata_embedding.max_nb_genres
+    shapes = {prior.get_metadata(encode_labels(tiny.tokenizer, "aurora_lane", "pop", text)[0], 0, 88_192, 0).shape
+              for text in ("", "a", "a much longer line of lyrics")}
+    assert shapes == {(1, 4 + 1 + prior.nb_relevant_lyric_tokens)}
