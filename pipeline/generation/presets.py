@@ -155,8 +155,27 @@ def load_preset(preset: str, weights_dir: Path | None = None) -> LoadedModel:
     return load_from_folder(preset, weights_dir)
 
 
+def cached_snapshot(preset: str) -> Path | None:
+    """The preset's folder in the local Hugging Face cache, if it was downloaded before (never fetches)."""
+    repo_id = REAL_PRESETS.get(preset)
+    if repo_id is None:
+        return None
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+
+
 def load_from_folder(preset: str, weights_dir: Path | None) -> LoadedModel:
-    """Load `JukeboxModel` / `JukeboxTokenizer` with `from_pretrained` from a local folder, offline."""
+    """Load `JukeboxModel` / `JukeboxTokenizer` with `from_pretrained` from a local folder, offline.
+
+    Without `weights_dir`, a real preset is looked up in the local Hugging Face cache.
+    """
+    if weights_dir is None:
+        weights_dir = cached_snapshot(preset)
     expected = "config.json, a weight file (model.safetensors or pytorch_model*.bin), artists.json, genres.json, lyrics.json"
     hub_id = REAL_PRESETS.get(preset, "a model saved with save_pretrained")
     if weights_dir is None or not weights_dir.is_dir():

@@ -263,3 +263,26 @@ def test_tokenizer_and_model_agree_on_the_number_of_genre_slots(tiny):
     shapes = {prior.get_metadata(encode_labels(tiny.tokenizer, "aurora_lane", "pop", text)[0], 0, 88_192, 0).shape
               for text in ("", "a", "a much longer line of lyrics")}
     assert shapes == {(1, 4 + 1 + prior.nb_relevant_lyric_tokens)}
+
+
+def test_real_preset_is_found_in_the_local_hugging_face_cache(tiny, tmp_path, monkeypatch):
+    """A snapshot laid out as huggingface_hub caches it is loaded without weights_dir and without network."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import importlib
+
+    import huggingface_hub.constants
+
+    importlib.reload(huggingface_hub.constants)
+    try:
+        repo = tmp_path / "hub" / "models--openai--jukebox-1b-lyrics"
+        snapshot = repo / "snapshots" / ("0" * 40)
+        tiny.model.save_pretrained(snapshot)
+        tiny.tokenizer.save_pretrained(snapshot)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("0" * 40)
+        loaded = load_preset("jukebox-1b-lyrics", None)
+        assert state_dict_sha256(loaded.model) == state_dict_sha256(tiny.model)
+    finally:
+        monkeypatch.undo()
+        importlib.reload(huggingface_hub.constants)
