@@ -94,20 +94,13 @@ class PromptConfig(_Strict):
             raise ValueError(f"weights must be > 0, got {bad}")
         return weights
 
-    @field_validator("duration_s")
+    @field_validator("duration_s", "temperature")
     @classmethod
-    def _durations(cls, value):
+    def _one_or_more_in_range(cls, value, info):
+        high = {"duration_s": 600, "temperature": 2}[info.field_name]
         values = value if isinstance(value, list) else [value]
-        if not values or any(not 0 < v <= 600 for v in values):
-            raise ValueError(f"durations must be in (0, 600] seconds, got {value}")
-        return value
-
-    @field_validator("temperature")
-    @classmethod
-    def _temperatures(cls, value):
-        values = value if isinstance(value, list) else [value]
-        if not values or any(not 0 < v <= 2 for v in values):
-            raise ValueError(f"temperatures must be in (0, 2], got {value}")
+        if not values or any(not 0 < v <= high for v in values):
+            raise ValueError(f"{info.field_name} values must be in (0, {high}], got {value}")
         return value
 
     @field_validator("caption_template")

@@ -105,14 +105,18 @@ def test_dataset_card_documents_every_field(cli_release):
     assert "load_dataset" in card and "duckdb" in card and "smoke-test model" in card
 
 
-def test_reexport_is_a_no_op_and_different_content_is_refused(cli_release, tmp_path):
-    # A copy of the run's workspace and release, so the session's release stays untouched.
+def _copy_run(cli_release, tmp_path):
+    """A copy of the session's run (workspace + releases) whose config points at the copy."""
     root = cli_release.parents[2]
     copy = tmp_path / "copy"
     shutil.copytree(root, copy, symlinks=True)
     config = copy / "build.yaml"
     config.write_text(config.read_text().replace(str(root), str(copy)))
-    ctx = make_context(config, "2026-01-01")
+    return config
+
+
+def test_reexport_is_a_no_op_and_different_content_is_refused(cli_release, tmp_path):
+    ctx = make_context(_copy_run(cli_release, tmp_path), "2026-01-01")
     before = {p: p.stat().st_mtime_ns for p in ctx.release_dir.rglob("*")}
     assert export(ctx) == ctx.release_dir
     assert {p: p.stat().st_mtime_ns for p in ctx.release_dir.rglob("*")} == before
@@ -139,16 +143,6 @@ def test_stale_staging_of_a_dead_process_is_removed(tmp_path):
     stale.mkdir(), live.mkdir()
     clean_stale_staging(tmp_path, "v1")
     assert not stale.exists() and live.exists()
-
-
-def _copy_run(cli_release, tmp_path):
-    """A copy of the session's run (workspace + releases) whose config points at the copy."""
-    root = cli_release.parents[2]
-    copy = tmp_path / "copy"
-    shutil.copytree(root, copy, symlinks=True)
-    config = copy / "build.yaml"
-    config.write_text(config.read_text().replace(str(root), str(copy)))
-    return config
 
 
 def test_verify_passes_a_release_and_lists_every_corruption(cli_release, tmp_path):
