@@ -56,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check a published release: checksums, schemas, counts, audio",
                             description="Verify RELEASE_DIR; exit 1 with a list of problems if any.")
     verify.add_argument("release_dir", type=Path)
+    privacy = sub.add_parser("privacy", help="reviewer tools: score any folder of audio, calibrate a reference set",
+                             description="Speaker-similarity tools for privacy reviewers (any folder of audio).")
+    psub = privacy.add_subparsers(dest="privacy_command", required=True, metavar="ACTION")
+    score = psub.add_parser("score", help="score every clip against the reference speakers",
+                            description="One row per clip file: file, score, verdict (unscorable counts as a leak).")
+    score.add_argument("--reference", type=Path, required=True, help="folder of <speaker_id>/<file>.wav|flac")
+    score.add_argument("--clips", type=Path, required=True, help="folder of clips (.wav/.flac, searched recursively)")
+    score.add_argument("--out", type=Path, required=True, help="scores.parquet to write")
+    score.add_argument("--threshold", type=float, default=0.75, help="leak threshold (default 0.75)")
+    calibrate = psub.add_parser("calibrate", help="EER, threshold for a target recall, false-positive rate",
+                                description="Leave-one-out calibration of the leak threshold on a reference set.")
+    calibrate.add_argument("--reference", type=Path, required=True)
+    calibrate.add_argument("--impostors", type=Path, help="voices not in the reference set: <speaker>/<file>")
+    calibrate.add_argument("--target-recall", type=float, default=0.99)
     releases = sub.add_parser("releases", help="list, show or diff the published releases of a dataset",
                               description="Read a dataset's catalog of releases.")
     releases.add_argument("--config", default="configs/default.yaml",
@@ -71,6 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("a")
     diff.add_argument("b")
     return parser
+
+
+def _privacy(args: argparse.Namespace) -> int:
+    from pipeline.privacy import review
+
+    if args.privacy_command == "calibrate":
+        if not 0 < args.target_recall <= 1:
+            raise BadInput(f"--target-recall {args.target_recall}: must be in (0, 1]")
+        result = review.calibrate_reference(args.reference, args.impostors, args.target_recall)
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    from pipeline.workspace import write_table_atomic
+
+    table = review.score_folder(args.reference, args.clips, args.threshold)
+    write_table_atomic(args.out, table)
+    verdicts = table.column("verdict").to_pylist()
+    summary = {v: verdicts.count(v) for v in ("pass", "leak", "unscorable")}
+    print(f"{table.num_rows} clips: {summary['pass']} pass, {summary['leak']} leak, {summary['unscorable']} "
+          f"unscorable (counted as leaks); threshold {args.threshold}; scores in {args.out}")
+    return 0
 
 
 def _releases(args: argparse.Namespace) -> int:
@@ -122,6 +156,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     if args.command == "releases":
         return _releases(args)
+    if args.command == "privacy":
+        return _privacy(args)
     if args.command == "validate-config":
         from pipeline.config import load_config
 

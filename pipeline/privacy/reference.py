@@ -66,7 +66,7 @@ def _read_mono(path: Path) -> tuple[np.ndarray, int]:
     return audio.mean(axis=1), rate
 
 
-def _embed_cached(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> np.ndarray:
+def embed_cached(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> np.ndarray:
     cache = cache_dir / encoder.version / f"{file.sha256}.npy"
     if cache.is_file():
         return np.load(cache)
@@ -93,8 +93,9 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
                 f"privacy.reference_dir: speaker folder {reference_dir / speaker} has {len(speaker_files)} file(s); "
                 f"it needs more than privacy.canaries_per_speaker ({canaries_per_speaker}) to enrol and self-test"
             )
-        enrol, held_out = speaker_files[:-canaries_per_speaker], speaker_files[-canaries_per_speaker:]
-        mean = np.mean([_embed_cached(encoder, f, cache_dir) for f in enrol], axis=0)
+        split = len(speaker_files) - canaries_per_speaker
+        enrol, held_out = speaker_files[:split], speaker_files[split:]
+        mean = np.mean([embed_cached(encoder, f, cache_dir) for f in enrol], axis=0)
         speakers.append(speaker)
         centroids.append(mean / np.linalg.norm(mean))
         for file in held_out:
