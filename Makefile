@@ -72,8 +72,11 @@ test-fast: $(VENV)/.installed  ## unit tests only (no end-to-end runs)
 airflow: voices airflow-init  ## the Airflow UI and scheduler: airflow standalone on http://localhost:8080
 	$(BIN)/airflow standalone
 
-bench: $(VENV)/.installed  ## benchmarks (on demand, not part of make test)
+bench: voices  ## every benchmark (on demand, not part of make test; several minutes)
 	$(BIN)/python benchmarks/generation.py
+	$(BIN)/python benchmarks/prompts.py
+	$(BIN)/python benchmarks/export.py --gb 1.0
+	$(BIN)/python benchmarks/privacy.py
 
 schemas: $(VENV)/.installed  ## regenerate schemas/*.json from the code
 	$(BIN)/python -m pipeline.schemas
