@@ -44,7 +44,11 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict]:
     plan = read_json(ctx.root / "plan.json")
     n_shards = len(plan["shards"])
     prompts = {r["clip_id"]: r for r in pq.read_table(ctx.root / "prompts.parquet").to_pylist()}
-    generation = {r["clip_id"]: r for r in _read_shards(ctx, n_shards, "generate", "generation.parquet").to_pylist()}
+    generation = {}
+    for shard in range(n_shards):
+        shard_dir = ctx.shard_dir("generate", shard)
+        for record in pq.read_table(shard_dir / "generation.parquet").to_pylist():
+            generation[record["clip_id"]] = {**record, "_source": shard_dir / record["audio_file"]}
     features = {r["clip_id"]: r for r in _read_shards(ctx, n_shards, "features", "features.parquet").to_pylist()}
     audit = _read_shards(ctx, n_shards, "leakcheck", "audit.parquet").to_pylist()
     summaries = [read_json(ctx.shard_dir("leakcheck", s) / "summary.json") for s in range(n_shards)]
@@ -71,13 +75,9 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict]:
             "temperature": g["temperature"], "sampling_seed": g["sampling_seed"], "num_samples": g["num_samples"],
             "leak_check": "pass", "leak_check_no_voice": verdict["no_voice"],
             **{k: v for k, v in f.items() if k != "clip_id"},
-            "_source": ctx.shard_dir("generate", _shard_of(plan, p["clip_index"])) / g["audio_file"],
+            "_source": g["_source"],
         })
     return rows, report
-
-
-def _shard_of(plan: dict, clip_index: int) -> int:
-    return next(s for s, (start, stop) in enumerate(plan["shards"]) if start <= clip_index < stop)
 
 
 def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) -> dict:

@@ -62,6 +62,15 @@ def score_clip(audio: np.ndarray, rate: int, encoder: SpeakerEncoder, index: Ref
     return ClipVerdict(verdict, score=float(scores[best]), nearest_speaker=index.speakers[best])
 
 
+def score_file(path, encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float) -> ClipVerdict:
+    """Verdict for an audio file (channels averaged); a file that cannot be decoded is `unscorable`."""
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)  # (samples, channels)
+    except Exception as exc:  # noqa: BLE001 - unreadable audio is unscorable, i.e. a leak
+        return ClipVerdict("unscorable", error=f"{type(exc).__name__}: {exc}")
+    return score_clip(audio.mean(axis=1), rate, encoder, index, threshold)
+
+
 def self_test(encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float) -> dict:
     """Score the canaries; raise LeakCheckFailed unless every one is flagged as a leak."""
     missed = 0
@@ -95,11 +104,7 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
         records = pq.read_table(gen_dir / "generation.parquet", columns=["clip_id", "audio_file"]).to_pylist()
         rows = []
         for record in progress(records, desc=f"leakcheck shard {shard}", quiet=ctx.quiet, unit="clip"):
-            try:
-                audio, rate = sf.read(gen_dir / record["audio_file"], dtype="float32")  # (samples,)
-                verdict = score_clip(audio, rate, encoder, index, privacy.threshold)
-            except Exception as exc:  # noqa: BLE001 - unreadable audio is unscorable, i.e. a leak
-                verdict = ClipVerdict("unscorable", error=f"{type(exc).__name__}: {exc}")
+            verdict = score_file(gen_dir / record["audio_file"], encoder, index, privacy.threshold)
             rows.append({"clip_id": record["clip_id"], "verdict": verdict.verdict, "no_voice": verdict.no_voice,
                          "max_similarity": verdict.score, "nearest_speaker": verdict.nearest_speaker,
                          "error": verdict.error})

@@ -6,12 +6,11 @@ import tempfile
 from pathlib import Path
 
 import pyarrow as pa
-import soundfile as sf
 
 from pipeline.errors import BadInput
 from pipeline.privacy.calibration import calibrate, embed_folder, reference_trials
 from pipeline.privacy.encoder import load_encoder
-from pipeline.privacy.leakcheck import ClipVerdict, score_clip
+from pipeline.privacy.leakcheck import score_file
 from pipeline.privacy.reference import AUDIO_SUFFIXES, build_index
 
 SCORES_SCHEMA = pa.schema([
@@ -38,11 +37,7 @@ def score_folder(reference: Path, clips: Path, threshold: float, cache: Path | N
             raise BadInput(f"--clips: no .wav or .flac files under {clips}")
         rows = []
         for path in files:
-            try:
-                audio, rate = sf.read(path, dtype="float32", always_2d=True)
-                verdict = score_clip(audio.mean(axis=1), rate, encoder, index, threshold)
-            except Exception as exc:  # noqa: BLE001 - an unreadable clip is unscorable, i.e. a leak
-                verdict = ClipVerdict("unscorable", error=str(exc))
+            verdict = score_file(path, encoder, index, threshold)
             rows.append({"file": str(path.relative_to(clips)), "score": verdict.score, "verdict": verdict.verdict,
                          "no_voice": verdict.no_voice})
     return pa.Table.from_pylist(rows, schema=SCORES_SCHEMA)

@@ -69,10 +69,7 @@ def assign_splits(dataset: str, version: str, indices: np.ndarray, splits: dict[
     """
     names = [name for name in SPLIT_ORDER if splits.get(name, 0) > 0]
     cumulative = np.cumsum([splits[name] for name in names])
-    key = np.uint64(derive_seed("split", dataset, version))
-    with np.errstate(over="ignore"):
-        bits = _splitmix64(key ^ (np.asarray(indices, dtype=np.uint64) * _GOLDEN))
-    u = (bits >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    u = _unit_floats(_hash_bits(derive_seed("split", dataset, version), indices))
     return np.array(names, dtype=object)[np.minimum(np.searchsorted(cumulative, u, side="right"), len(names) - 1)]
 
 
@@ -89,20 +86,25 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def _hash_bits(key: int, indices: np.ndarray) -> np.ndarray:
+    """64 hashed bits per index: SplitMix64 of (key, index); each index's bits ignore every other index."""
+    with np.errstate(over="ignore"):
+        return _splitmix64(np.uint64(key) ^ (np.asarray(indices, dtype=np.uint64) * _GOLDEN))
+
+
+def _unit_floats(bits: np.ndarray) -> np.ndarray:
+    """The top 53 bits as floats in [0, 1)."""
+    return (bits >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 def uniforms(run_seed: int, stream: str, n: int) -> np.ndarray:
     """u[i] in [0, 1) for i < n: a hash of (run_seed, stream, i), so any prefix is the same for every n."""
-    key = np.uint64(derive_seed(run_seed, stream))
-    with np.errstate(over="ignore"):
-        bits = _splitmix64(key ^ (np.arange(n, dtype=np.uint64) * _GOLDEN))
-    return (bits >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return _unit_floats(_hash_bits(derive_seed(run_seed, stream), np.arange(n)))
 
 
 def seeds(run_seed: int, stream: str, n: int) -> np.ndarray:
     """63-bit per-clip seeds, prefix-stable like `uniforms`."""
-    key = np.uint64(derive_seed(run_seed, stream))
-    with np.errstate(over="ignore"):
-        bits = _splitmix64(key ^ (np.arange(n, dtype=np.uint64) * _GOLDEN))
-    return (bits >> np.uint64(1)).astype(np.int64)
+    return (_hash_bits(derive_seed(run_seed, stream), np.arange(n)) >> np.uint64(1)).astype(np.int64)
 
 
 def _weighted_pick(u: np.ndarray, weights: dict[str, float]) -> np.ndarray:
