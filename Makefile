@@ -76,6 +76,7 @@ bench: voices  ## every benchmark (on demand, not part of make test; several min
 	$(BIN)/python benchmarks/generation.py
 	$(BIN)/python benchmarks/prompts.py
 	$(BIN)/python benchmarks/export.py --gb 1.0
+	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/privacy.py
 
 schemas: $(VENV)/.installed  ## regenerate schemas/*.json from the code

@@ -150,8 +150,24 @@ class GenerationConfig(_Strict):
         "fail", description="Out of GPU memory: fail with the batch size to try, or halve the batch and retry.")
 
 
+class QualityGates(_Strict):
+    """Per quality flag: `drop` keeps a flagged clip out of the release, `keep` exports it with the flag."""
+
+    silent: Literal["drop", "keep"] = "drop"
+    clipped: Literal["drop", "keep"] = "keep"
+    too_short: Literal["drop", "keep"] = "drop"
+    non_finite: Literal["drop", "keep"] = "drop"
+
+
 class FeatureConfig(_Strict):
-    feature_set: Literal["basic"] = Field("basic", description="Named set of features to extract.")
+    feature_set: Literal["basic", "full"] = Field(
+        "basic", description="Named set of features: `basic` (everything but pitch) or `full` (adds pitch tracking).")
+    workers: int = Field(0, ge=0, le=256, description="Processes extracting clips in parallel; 0 = one per CPU core.")
+    silence_dbfs: float = Field(-60.0, lt=0, description="A clip whose RMS level is below this (dBFS) is `silent`.")
+    max_clipping_ratio: float = Field(
+        0.001, ge=0, le=1, description="A clip with more than this share of samples at full scale is `clipped`.")
+    min_duration_s: float = Field(0.25, ge=0, description="A clip shorter than this (seconds) is `too_short`.")
+    gates: QualityGates = Field(QualityGates(), description="What happens to a clip with each quality flag.")
 
 
 class PrivacyConfig(_Strict):

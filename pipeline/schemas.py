@@ -17,7 +17,7 @@ MANIFEST_JSON_SCHEMA = {
     "type": "object",
     "required": ["dataset", "version", "created_at", "code_version", "config", "config_sha256", "model_preset",
                  "model_weights_sha256", "speaker_encoder", "reference_set_fingerprint", "counts", "leak_check",
-                 "feature_set", "content_sha256", "files"],
+                 "feature_set", "quality", "content_sha256", "files"],
     "properties": {
         "dataset": {"type": "string"},
         "version": {"type": "string"},
@@ -36,6 +36,11 @@ MANIFEST_JSON_SCHEMA = {
                        "properties": {"threshold": {"type": "number"}, "rejection_rate": {"type": "number"},
                                       "max_reject_rate": {"type": "number"}}},
         "feature_set": {"type": "string"},
+        "quality": {"type": "object", "required": ["feature_set", "clips", "flagged", "action", "dropped"],
+                    "properties": {
+                        "clips": {"type": "integer", "minimum": 0}, "dropped": {"type": "integer", "minimum": 0},
+                        "flagged": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
+                        "action": {"type": "object", "additionalProperties": {"enum": ["drop", "keep"]}}}},
         "content_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "files": {"type": "array", "items": {
             "type": "object", "required": ["path", "size", "sha256"],

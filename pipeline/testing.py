@@ -26,6 +26,16 @@ def white_noise(seconds: float, rate: int = 44_100, seed: int = 0, dbfs: float =
     return (10 ** (dbfs / 20) * rng.standard_normal(int(seconds * rate))).astype(np.float32)
 
 
+def click_track(bpm: float, seconds: float, rate: int = 44_100) -> np.ndarray:
+    """Decaying 2 kHz clicks (20 ms) on every beat at `bpm`: (samples,) float32."""
+    audio = np.zeros(int(seconds * rate), dtype=np.float32)
+    n = int(0.02 * rate)
+    click = (0.8 * np.exp(-np.arange(n) / (0.003 * rate)) * np.sin(2 * np.pi * 2000 * np.arange(n) / rate))
+    for start in (np.arange(0.0, seconds, 60.0 / bpm) * rate).astype(int):
+        audio[start:start + n] = click[: audio.size - start]
+    return audio
+
+
 def write_config(folder: Path, reference_dir: Path, *, base: Path = DEFAULT_CONFIG, name: str = "build.yaml",
                  **overrides) -> Path:
     """A copy of `base` whose storage lives in `folder`, with top-level or `section.key` overrides.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipeline.export.schema import column_docs
 
 
-def dataset_card(summary: dict, report: dict) -> str:
+def dataset_card(summary: dict, report: dict, quality: dict) -> str:
     """Markdown card: what it is, how to load it, every field, splits, privacy figures, limits, licence."""
     name, version = summary["dataset"], summary["version"]
     counts = summary["counts"]
@@ -14,6 +14,7 @@ def dataset_card(summary: dict, report: dict) -> str:
     splits = "\n".join(f"| {s} | {c} |" for s, c in counts.items())
     privacy = report["counts"]
     tiny = summary["model_preset"] == "tiny"
+    flags = "\n".join(f"| `{flag}` | {quality['flagged'][flag]} | {action} |" for flag, action in quality["action"].items())
     return f"""# {name} — release {version}
 
 {summary['description'] or 'A synthetic audio dataset built by Synthaudio.'}
@@ -54,6 +55,16 @@ A clip's split is derived from its id, so it never changes when a later release 
 | name | type | unit | meaning |
 | --- | --- | --- | --- |
 {fields}
+
+## Quality gates
+
+Every generated clip was analysed before release; a flag's action says whether flagged clips were
+dropped or kept with the flag set (the `is_*` columns). {quality['dropped']} of {quality['clips']}
+generated clips were dropped by these gates.
+
+| flag | clips flagged | action |
+| --- | --- | --- |
+{flags}
 
 ## Privacy
 

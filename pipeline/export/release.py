@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from pipeline import __version__
 from pipeline.errors import LeakCheckFailed
 from pipeline.export.card import dataset_card
+from pipeline.features.extract import QUALITY_FLAGS
 from pipeline.progress import progress
 from pipeline.workspace import RunContext, read_json, sha256_file
 
@@ -39,8 +40,9 @@ def _read_shards(ctx: RunContext, n_shards: int, stage: str, file: str) -> pa.Ta
     return pa.concat_tables([pq.read_table(ctx.shard_dir(stage, s) / file) for s in range(n_shards)])
 
 
-def gather(ctx: RunContext) -> tuple[list[dict], dict]:
-    """Rows of every clip that passed the leak check, and the privacy report; raises if the gate fails."""
+def gather(ctx: RunContext) -> tuple[list[dict], dict, dict]:
+    """Rows of every clip that passed the leak check and the quality gates, the privacy report and the
+    quality report; raises if the privacy gate fails."""
     plan = read_json(ctx.root / "plan.json")
     n_shards = len(plan["shards"])
     prompts = {r["clip_id"]: r for r in pq.read_table(ctx.root / "prompts.parquet").to_pylist()}
@@ -62,11 +64,15 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict]:
             f"(rate {report['rejection_rate']:.3f} > privacy.max_reject_rate {ctx.config.privacy.max_reject_rate}): "
             "the model may be reproducing protected voices, so nothing is published"
         )
+    quality = quality_report(ctx, features)
+    dropping = [column for flag, column in QUALITY_FLAGS.items() if getattr(ctx.config.features.gates, flag) == "drop"]
     rows = []
     for verdict in sorted(audit, key=lambda a: a["clip_id"]):
         if verdict["verdict"] != "pass":
             continue  # leak or unscorable: fail closed, never exported
         cid = verdict["clip_id"]
+        if any(features[cid][column] for column in dropping):
+            continue  # a quality gate drops it
         p, g, f = prompts[cid], generation[cid], features[cid]
         rows.append({
             "clip_id": cid, "split": p["split"], "caption": p["caption"], "genre": p["genre"], "artist": p["artist"],
@@ -77,7 +83,21 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict]:
             **{k: v for k, v in f.items() if k != "clip_id"},
             "_source": g["_source"],
         })
-    return rows, report
+    return rows, report, quality
+
+
+def quality_report(ctx: RunContext, features: dict[str, dict]) -> dict:
+    """Counts of each quality flag over every generated clip, the configured action and the clips dropped."""
+    gates = ctx.config.features.gates
+    flagged = {flag: sum(bool(f[column]) for f in features.values()) for flag, column in QUALITY_FLAGS.items()}
+    dropping = [column for flag, column in QUALITY_FLAGS.items() if getattr(gates, flag) == "drop"]
+    return {
+        "feature_set": ctx.config.features.feature_set,
+        "clips": len(features),
+        "flagged": flagged,
+        "action": gates.model_dump(),
+        "dropped": sum(any(f[c] for c in dropping) for f in features.values()),
+    }
 
 
 def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) -> dict:
@@ -101,7 +121,7 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
     }
 
 
-def build_release(ctx: RunContext, rows: list[dict], report: dict, staging: Path) -> dict:
+def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict, staging: Path) -> dict:
     """Write every file of the release into `staging`; returns the manifest."""
     from pipeline.export.writer import FileEntry, copy_with_sha256, plan_shards, shard_name, write_parquet_shard
 
@@ -137,7 +157,7 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, staging: Path
         "model_preset": ctx.config.generation.preset, "model_weights_sha256": first.get("model_weights_sha256"),
         "feature_set": ctx.config.features.feature_set,
     }
-    (staging / "README.md").write_text(dataset_card(summary, report))
+    (staging / "README.md").write_text(dataset_card(summary, report, quality))
     record("README.md")
 
     entries.sort(key=lambda e: e.path)
@@ -156,6 +176,7 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, staging: Path
         "speaker_encoder": report["speaker_encoder"],
         "reference_set_fingerprint": read_json(ctx.shard_dir("leakcheck", 0) / "summary.json")["reference_fingerprint"],
         "leak_check": {k: report[k] for k in ("threshold", "rejection_rate", "max_reject_rate")},
+        "quality": quality,
         "content_sha256": hashlib.sha256(content.encode()).hexdigest(),
         "files": [e.__dict__ for e in entries],
     }
@@ -169,10 +190,10 @@ def export(ctx: RunContext, log=None) -> Path:
     """Publish the run's release and refresh the catalog; returns its folder. Idempotent for identical content."""
     from pipeline.export.publish import publish, staging_folder, update_catalog
 
-    rows, report = gather(ctx)
+    rows, report, quality = gather(ctx)
     target = ctx.release_dir
     with staging_folder(target.parent, ctx.version) as staging:
-        manifest = build_release(ctx, rows, report, staging)
+        manifest = build_release(ctx, rows, report, quality, staging)
         published = publish(staging, target, manifest["content_sha256"])
     if not published and log:
         log(f"release {target} already published with identical content; nothing written")
