@@ -38,11 +38,14 @@ $(CONSUMER_VENV)/.installed:
 
 consumer-env: $(CONSUMER_VENV)/.installed  ## a separate env with current Hugging Face datasets, for consumer tests
 
+# Speech synthesisers for the test voices (reference, non-reference and cohort), sox, libsndfile.
+APT_PACKAGES := flite festival festival-ca festival-czech espeak-ng sox libsndfile1 festvox-kdlpc16k \
+  festvox-italp16k festvox-itapc16k festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-ph festvox-czech-krb \
+  festvox-ca-ona-hts festvox-ru festvox-czech-dita festvox-czech-machac
+
 deps:  ## Debian packages: speech synthesisers for test voices, sox, libsndfile
-	@command -v flite >/dev/null && command -v text2wave >/dev/null && command -v sox >/dev/null \
-	  && [ -d /usr/share/festival/voices/english/ked_diphone ] || { \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    flite festival festvox-kdlpc16k sox libsndfile1 >/dev/null; }
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  [ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 
 voices: deps $(VENV)/.installed  ## synthesise the default reference voices into var/
 	$(BIN)/python -m pipeline.privacy.test_voices $(VOICES)

@@ -28,6 +28,8 @@ class _Strict(BaseModel):
 class StorageConfig(_Strict):
     workspace: str = Field("../var/runs", description="Root of run workspaces (runs/<dataset>/<version>/...).")
     releases: str = Field("../var/releases", description="Root of published releases.")
+    reference_cache: str | None = Field(
+        None, description="Cached reference-voice embeddings (private, never released); null: <workspace>/_reference_cache.")
 
 
 CAPTION_FIELDS = ("genre", "artist", "vocals", "duration_s", "temperature", "lyrics")
@@ -172,9 +174,18 @@ class FeatureConfig(_Strict):
 
 class PrivacyConfig(_Strict):
     reference_dir: str = Field(..., description="Private reference voices: <speaker_id>/<file>.{wav,flac}.")
-    threshold: float = Field(0.75, gt=0, lt=1, description="Cosine similarity at or above which a clip is a leak.")
+    threshold: float | Literal["auto"] = Field(
+        "auto", description="Leak score at or above which a clip is a leak; `auto`: calibrated on the reference set "
+                            "for target_recall (leave-one-out over every enrolment variant).")
+    target_recall: float = Field(0.99, gt=0, le=1, description="Share of held-out reference trials `auto` must flag.")
     max_reject_rate: float = Field(0.05, ge=0, le=1, description="A run rejecting more clips than this fails.")
-    canaries_per_speaker: int = Field(1, ge=1, le=10, description="Held-out utterances scored as known leaks.")
+    canaries_per_speaker: int = Field(1, ge=1, le=10, description="Held-out utterances per speaker turned into canaries.")
+    cohort_dir: str | None = Field(
+        None, description="Voices NOT in the reference set (<id>/<file>): enables s-norm score normalisation.")
+    skip_bad_reference_files: bool = Field(
+        False, description="Leave out unreadable, empty or unvoiced reference files (listed in a warning) "
+                           "instead of failing the run.")
+    workers: int = Field(0, ge=0, le=256, description="Processes scoring clips in parallel; 0 = one per CPU core.")
 
 
 class ExportConfig(_Strict):
@@ -235,6 +246,8 @@ class LoadedConfig(BaseModel):
     reference_dir: Path
     weights_dir: Path | None
     lyrics_file: Path | None = None
+    cohort_dir: Path | None = None
+    reference_cache: Path | None = None
 
 
 def _describe(error: dict) -> str:
@@ -302,6 +315,8 @@ def load_config(path: str | Path, *, check_paths: bool = True, **overrides) -> L
         reference_dir=resolve(config.privacy.reference_dir),
         weights_dir=resolve(config.generation.weights_dir) if config.generation.weights_dir else None,
         lyrics_file=resolve(config.prompts.lyrics.file) if config.prompts.lyrics.file else None,
+        cohort_dir=resolve(config.privacy.cohort_dir) if config.privacy.cohort_dir else None,
+        reference_cache=resolve(config.storage.reference_cache) if config.storage.reference_cache else None,
     )
     if loaded.lyrics_file is not None and not loaded.lyrics_file.is_file():
         raise ConfigError(f"{path}: prompts.lyrics.file: {loaded.lyrics_file} does not exist; "
@@ -312,6 +327,9 @@ def load_config(path: str | Path, *, check_paths: bool = True, **overrides) -> L
             "Point it at a folder of <speaker_id>/<file>.wav|flac; for the embedded default, "
             "run `make voices` (python -m pipeline.privacy.test_voices) to synthesise one."
         )
+    if check_paths and loaded.cohort_dir is not None and not loaded.cohort_dir.is_dir():
+        raise ConfigError(f"{path}: privacy.cohort_dir: folder {loaded.cohort_dir} does not exist; give a folder of "
+                          "<voice_id>/<file>.wav|flac of voices that are not in the reference set, or null")
     return loaded
 
 

@@ -28,22 +28,29 @@ def reference_dir(voices_root) -> Path:
     return voices_root / "reference"
 
 
+@pytest.fixture(scope="session")
+def reference_cache(tmp_path_factory) -> Path:
+    """One embedding cache for the session: the reference voices are embedded (every variant) once."""
+    return tmp_path_factory.mktemp("reference_cache")
+
+
 @pytest.fixture
-def small_config(tmp_path, reference_dir):
+def small_config(tmp_path, reference_dir, reference_cache):
     """A fast config: 2 clips of 0.5 s in 1 shard (override anything with keyword arguments)."""
 
     def make(**overrides) -> Path:
-        values = {"n_clips": 2, "n_shards": 1, "prompts.duration_s": 0.5, **overrides}
+        values = {"n_clips": 2, "n_shards": 1, "prompts.duration_s": 0.5,
+                  "storage.reference_cache": str(reference_cache), **overrides}
         return write_config(tmp_path, reference_dir, **values)
 
     return make
 
 
 @pytest.fixture(scope="session")
-def cli_release(tmp_path_factory, reference_dir) -> Path:
+def cli_release(tmp_path_factory, reference_dir, reference_cache) -> Path:
     """configs/default.yaml (storage moved to a temp folder) built once with `python -m pipeline run`."""
     folder = tmp_path_factory.mktemp("cli_run")
-    config = write_config(folder, reference_dir)
+    config = write_config(folder, reference_dir, **{"storage.reference_cache": str(reference_cache)})
     result = run_cli("run", str(config), "--version", VERSION, "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     release = Path(result.stdout.strip().splitlines()[-1])

@@ -22,8 +22,9 @@ def _release_content(release):
     return rows, audio
 
 
-def test_two_runs_in_fresh_workspaces_give_identical_rows_and_audio(cli_release, tmp_path, reference_dir):
-    config = write_config(tmp_path, reference_dir)
+def test_two_runs_in_fresh_workspaces_give_identical_rows_and_audio(cli_release, tmp_path, reference_dir,
+                                                                     reference_cache):
+    config = write_config(tmp_path, reference_dir, **{"storage.reference_cache": str(reference_cache)})
     result = run_cli("run", str(config), "--version", VERSION, "--quiet", "--workers", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     rows_a, audio_a = _release_content(cli_release)
@@ -34,8 +35,9 @@ def test_two_runs_in_fresh_workspaces_give_identical_rows_and_audio(cli_release,
     assert manifests[0]["content_sha256"] == manifests[1]["content_sha256"]
 
 
-def test_sigkill_during_generation_then_rerun_completes_without_duplicates(cli_release, tmp_path, reference_dir):
-    config = write_config(tmp_path, reference_dir)
+def test_sigkill_during_generation_then_rerun_completes_without_duplicates(cli_release, tmp_path, reference_dir,
+                                                                          reference_cache):
+    config = write_config(tmp_path, reference_dir, **{"storage.reference_cache": str(reference_cache)})
     command = [sys.executable, "-m", "pipeline", "run", str(config), "--version", VERSION, "--quiet"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -69,14 +69,21 @@ generated clips were dropped by these gates.
 ## Privacy
 
 Every clip was checked against a private reference set of real voices with a speaker encoder
-(`{report['speaker_encoder']}`): cosine similarity of the clip's voice embedding to each reference
-speaker, threshold {report['threshold']}. Clips at or above it (leaks), and clips that could not be
-scored, were removed; none of them is in this release. Of {privacy['clips']} generated clips,
-{privacy['leak']} were leaks and {privacy['unscorable']} unscorable (rejection rate
-{report['rejection_rate']:.3f}, bound {report['max_reject_rate']}); {privacy['no_voice']} contained no voiced
-speech. The detector caught {report['detector_self_test']['canaries_caught']} of
-{report['detector_self_test']['canaries_scored']} known-positive canaries on this run. No reference audio,
-embedding, file name or speaker id is part of this release; `privacy_report.json` holds the figures.
+(`{report['speaker_encoder']}`). Each clip is embedded in overlapping windows; every window is compared
+with each reference speaker enrolled under {len(report['enrolment_variants'] or [])} variants (clean,
+pitch-shifted, band-limited, under accompaniment), score normalisation `{report['score_normalisation']}`;
+the clip's score is the highest. The threshold {report['threshold']:.4f} was {report['threshold_source']}
+{'on the reference set itself (leave-one-out) to flag ' + format(report['target_recall'], '.0%') + ' of held-out reference trials' if report['threshold_source'] == 'calibrated' else 'by the build config'};
+there, the equal error rate is {report['calibration']['equal_error_rate']} and
+{report['calibration']['false_positive_rate']} of impostor pairs score above the threshold.
+Clips at or above it (leaks), and clips that could not be scored, were removed; none of them is in
+this release. Of {privacy['clips']} generated clips, {privacy['leak']} were leaks and
+{privacy['unscorable']} unscorable (rejection rate {report['rejection_rate']:.3f}, bound
+{report['max_reject_rate']}); {privacy['no_voice']} contained no voiced speech. The detector caught
+{report['detector_self_test']['canaries_caught']} of {report['detector_self_test']['canaries_scored']}
+known-positive canaries (held-out reference utterances pitch-shifted, mixed under generated audio at
+0 dB, band-limited) on this run. No reference audio, embedding, file name or speaker id is part of this
+release; `privacy_report.json` holds the figures.
 
 ## Limitations
 

@@ -105,18 +105,35 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
     counts = {v: sum(a["verdict"] == v for a in audit) for v in ("pass", "leak", "unscorable")}
     rejected = counts["leak"] + counts["unscorable"]
     scores = [s for summary in summaries for s in summary["scores"]]
-    histogram, edges = np.histogram(scores, bins=10, range=(-1.0, 1.0))
+    first = summaries[0] if summaries else {}
+    low = min([-1.0, *scores]) if scores else -1.0
+    high = max([1.0, *scores]) if scores else 1.0
+    histogram, edges = np.histogram(scores, bins=10, range=(low, high))
+    by_transform: dict[str, dict[str, int]] = {}
+    for summary in summaries:
+        for name, result in summary["self_test"]["by_transform"].items():
+            entry = by_transform.setdefault(name, {"caught": 0, "scored": 0})
+            entry["caught"] += result["caught"]
+            entry["scored"] += result["scored"]
+    calibration = first.get("calibration", {})
     return {
         "counts": {"clips": len(audit), **counts, "rejected": rejected, "no_voice": sum(a["no_voice"] for a in audit)},
         "rejection_rate": rejected / len(audit) if audit else 0.0,
         "max_reject_rate": ctx.config.privacy.max_reject_rate,
-        "threshold": ctx.config.privacy.threshold,
+        "threshold": first.get("threshold"),
+        "threshold_source": first.get("threshold_source"),
+        "target_recall": ctx.config.privacy.target_recall,
+        "calibration": {k: calibration.get(k) for k in ("recall", "false_positive_rate", "equal_error_rate",
+                                                          "genuine_trials", "impostor_trials")},
+        "score_normalisation": first.get("score_normalisation"),
+        "enrolment_variants": first.get("enrolment_variants"),
         "unscorable_policy": "treated as a leak (never exported)",
         "detector_self_test": {
             "canaries_scored": sum(s["self_test"]["canaries"] for s in summaries),
             "canaries_caught": sum(s["self_test"]["caught"] for s in summaries),
+            "by_transform": by_transform,
         },
-        "speaker_encoder": summaries[0]["encoder"] if summaries else None,
+        "speaker_encoder": first.get("encoder"),
         "score_histogram": {"bin_edges": [round(e, 3) for e in edges.tolist()], "counts": histogram.tolist()},
     }
 
@@ -175,7 +192,12 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
         "config": config, "config_sha256": ctx.config.fingerprint(),
         "speaker_encoder": report["speaker_encoder"],
         "reference_set_fingerprint": read_json(ctx.shard_dir("leakcheck", 0) / "summary.json")["reference_fingerprint"],
-        "leak_check": {k: report[k] for k in ("threshold", "rejection_rate", "max_reject_rate")},
+        "leak_check": {**{k: report[k] for k in ("threshold", "threshold_source", "target_recall", "rejection_rate",
+                                                 "max_reject_rate", "score_normalisation")},
+                       "reference_eer": report["calibration"]["equal_error_rate"],
+                       "false_positive_rate_at_threshold": report["calibration"]["false_positive_rate"],
+                       "canaries_caught": report["detector_self_test"]["canaries_caught"],
+                       "canaries_scored": report["detector_self_test"]["canaries_scored"]},
         "quality": quality,
         "content_sha256": hashlib.sha256(content.encode()).hexdigest(),
         "files": [e.__dict__ for e in entries],

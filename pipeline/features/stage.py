@@ -8,21 +8,18 @@ not depend on the number of workers.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.features.extract import FEATURE_SCHEMA, FeatureSet, QualityThresholds, feature_set
+from pipeline.parallel import ordered_map
 from pipeline.progress import progress
 from pipeline.workspace import RunContext, atomic_path, run_once
 
 ROW_GROUP = 1024  # rows per Parquet row group (about 0.8 MB of features)
-MIN_CLIPS_PER_WORKER = 4  # below this a pool's start-up (seconds per worker) costs more than it saves
 
 
 def feature_set_of(config) -> FeatureSet:
@@ -42,13 +39,6 @@ def _extract_file(extractor: FeatureSet, clip_id: str, path: Path) -> dict:
     return {"clip_id": clip_id, **extractor.extract(audio.mean(axis=1), rate)}
 
 
-def _one_thread_per_worker() -> None:
-    # Workers are sized to the cores: BLAS threads on top would oversubscribe (and change summation order).
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
-
-
 def _extract_job(job: tuple[FeatureSet, str, str]) -> dict:
     extractor, clip_id, path = job
     return _extract_file(extractor, clip_id, Path(path))
@@ -56,17 +46,7 @@ def _extract_job(job: tuple[FeatureSet, str, str]) -> dict:
 
 def extract_rows(extractor: FeatureSet, clips: list[tuple[str, Path]], workers: int) -> Iterator[dict]:
     """Feature rows of `clips` ((clip_id, audio path) pairs), in order, from up to `workers` processes."""
-    workers = min(workers, len(clips) // MIN_CLIPS_PER_WORKER)
-    if workers <= 1:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1):  # as in a worker: BLAS sums in one order, whatever the pool size
-            yield from (_extract_file(extractor, clip_id, path) for clip_id, path in clips)
-        return
-    jobs = [(extractor, clip_id, str(path)) for clip_id, path in clips]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_one_thread_per_worker) as pool:
-        yield from pool.map(_extract_job, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers))))
+    return ordered_map(_extract_job, [(extractor, clip_id, str(path)) for clip_id, path in clips], workers)
 
 
 def write_feature_rows(rows: Iterator[dict], path: Path) -> int:
@@ -97,8 +77,7 @@ def features(ctx: RunContext, shard: int) -> None:
     def body():
         records = pq.read_table(gen_dir / "generation.parquet", columns=["clip_id", "audio_file"]).to_pylist()
         clips = [(r["clip_id"], gen_dir / r["audio_file"]) for r in records]
-        workers = config.workers or os.cpu_count() or 1
-        rows = progress(extract_rows(extractor, clips, workers), desc=f"features shard {shard}", quiet=ctx.quiet,
+        rows = progress(extract_rows(extractor, clips, config.workers), desc=f"features shard {shard}", quiet=ctx.quiet,
                         unit="clip", total=len(clips))
         path = ctx.shard_dir("features", shard) / "features.parquet"
         write_feature_rows(rows, path)

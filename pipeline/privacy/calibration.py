@@ -1,9 +1,9 @@
 """Calibrating the leak threshold on the reference set itself.
 
-Genuine trials: each reference utterance scored against its own speaker's centroid enrolled on the
-speaker's *other* utterances (leave one out), as if it were a generated clip that leaked it.
-Impostor trials: each utterance against the other speakers' centroids, and voices outside the
-reference set against every centroid. The threshold is the highest one that still flags the target
+Genuine trials: each enrolled reference utterance, under every enrolment variant (clean, pitch-shifted,
+band-limited, under accompaniment), scored as if it were a generated clip that leaked it, against its
+own speaker's centroids enrolled on the speaker's *other* utterances (leave one out). Impostor trials:
+each utterance against the other speakers only, and voices outside the reference set if given. The threshold is the highest one that still flags the target
 share of genuine trials; the equal error rate and the impostor false-positive rate at that threshold
 say how well the encoder separates these voices.
 """
@@ -11,7 +11,6 @@ say how well the encoder separates these voices.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -54,35 +53,38 @@ def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_recall: float = 
     )
 
 
-def reference_trials(embeddings: dict[str, list[np.ndarray]], outsiders: list[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """(genuine, impostor) cosine scores from per-speaker utterance embeddings (unit norm).
+def reference_trials(index, outsiders: list[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) clip scores from the reference index's own enrolled files, every variant.
 
-    Genuine: leave-one-out centroid of the utterance's own speaker. Impostor: the best other
-    speaker's centroid (all utterances), and every outsider against every centroid.
+    Genuine: each enrolled file, under each enrolment variant, scored as a clip against the index with
+    its own speaker's centroids re-enrolled without it (leave one out): the score that decides whether
+    it would be flagged. Impostor: the same file against the *other* speakers only, and every outsider
+    embedding ((variants, dim) per file) against every speaker.
     """
-    def unit(v: np.ndarray) -> np.ndarray:
-        return v / np.linalg.norm(v)
-
-    centroids = {s: unit(np.mean(e, axis=0)) for s, e in embeddings.items()}
+    speakers = len(index.speakers)
+    sums = np.zeros(index.centroids.shape, dtype=np.float64)  # (speakers, variants, dim)
+    counts = np.zeros(speakers, dtype=int)
+    for speaker, embeddings in index.enrolled:
+        sums[speaker] += embeddings
+        counts[speaker] += 1
     genuine, impostor = [], []
-    for speaker, utterances in embeddings.items():
-        for i, utterance in enumerate(utterances):
-            others = [u for j, u in enumerate(utterances) if j != i]
-            if others:
-                genuine.append(float(unit(np.mean(others, axis=0)) @ utterance))
-            rivals = [float(c @ utterance) for s, c in centroids.items() if s != speaker]
-            if rivals:
-                impostor.append(max(rivals))
-    for outsider in outsiders:
-        impostor.append(max(float(c @ outsider) for c in centroids.values()))
+    for speaker, embeddings in index.enrolled:
+        centroids = index.centroids.copy()
+        if counts[speaker] > 1:
+            others = sums[speaker] - embeddings  # (variants, dim)
+            centroids[speaker] = others / np.linalg.norm(others, axis=-1, keepdims=True)
+        for probe in embeddings:  # one trial per variant
+            scores = index.speaker_scores(probe[None], centroids)  # (speakers,)
+            if counts[speaker] > 1:
+                genuine.append(float(scores.max()))
+            if speakers > 1:
+                impostor.append(float(np.delete(scores, speaker).max()))
+    for embeddings in outsiders:
+        impostor += [float(index.speaker_scores(probe[None]).max()) for probe in embeddings]
     return np.array(genuine), np.array(impostor)
 
 
-def embed_folder(folder: Path, encoder, cache_dir: Path) -> dict[str, list[np.ndarray]]:
-    """Embeddings of every `<speaker>/<file>` under folder (cached by content hash and encoder version)."""
-    from pipeline.privacy.reference import embed_cached, list_reference_files
-
-    out: dict[str, list[np.ndarray]] = {}
-    for file in list_reference_files(folder):
-        out.setdefault(file.speaker, []).append(embed_cached(encoder, file, cache_dir))
-    return out
+def calibrate_index(index, target_recall: float, outsiders: list[np.ndarray] = ()) -> Calibration:
+    """Leave-one-out calibration of a reference index (see `reference_trials`)."""
+    genuine, impostor = reference_trials(index, outsiders)
+    return calibrate(genuine, impostor, target_recall)

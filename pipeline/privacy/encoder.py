@@ -7,6 +7,10 @@ from typing import Protocol
 import numpy as np
 
 
+WINDOW_S = 3.0  # a leaked voice lasting this long inside a longer clip is scored on its own
+WINDOW_HOP_S = 1.5
+
+
 class SpeakerEncoder(Protocol):
     name: str
     version: str
@@ -15,6 +19,10 @@ class SpeakerEncoder(Protocol):
 
     def embed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
         """Unit-norm embedding (embedding_size,) of a mono signal, or None if it holds no voiced speech."""
+
+    def embed_windows(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
+        """Unit-norm embeddings (windows, embedding_size): the whole voiced part first, then overlapping
+        windows of it when it is longer than one window; None if the signal holds no voiced speech."""
 
 
 class ResemblyzerEncoder:
@@ -32,7 +40,8 @@ class ResemblyzerEncoder:
         self.version = f"resemblyzer-{getattr(resemblyzer, '__version__', '0.1.4')}"
         self._encoder = VoiceEncoder(device, verbose=False)
 
-    def embed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
+    def voiced(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
+        """The voiced part at 16 kHz (VAD-trimmed, volume-normalised), or None when under min_voiced_s."""
         from resemblyzer import preprocess_wav
 
         audio = np.asarray(audio, dtype=np.float32)  # (samples,) @ sample_rate
@@ -41,10 +50,29 @@ class ResemblyzerEncoder:
         if np.max(np.abs(audio)) == 0:
             return None
         speech = preprocess_wav(audio, source_sr=sample_rate)  # (samples,) @ 16 kHz, silences trimmed
-        if speech.size < self.min_voiced_s * self.sample_rate:
+        return speech if speech.size >= self.min_voiced_s * self.sample_rate else None
+
+    def embed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
+        speech = self.voiced(audio, sample_rate)
+        return None if speech is None else self._encoder.embed_utterance(speech).astype(np.float32)  # (256,)
+
+    def embed_windows(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
+        speech = self.voiced(audio, sample_rate)
+        if speech is None:
             return None
-        embedding = self._encoder.embed_utterance(speech)  # (256,), unit norm
-        return embedding.astype(np.float32)
+        whole, partials, slices = self._encoder.embed_utterance(speech, return_partials=True)  # (256,), (n, 256)
+        windows = [whole]
+        window, hop = int(WINDOW_S * self.sample_rate), int(WINDOW_HOP_S * self.sample_rate)
+        if speech.size > window:
+            starts = list(range(0, speech.size - window + 1, hop))
+            if starts[-1] + window < speech.size:
+                starts.append(speech.size - window)
+            for start in starts:
+                inside = [i for i, s in enumerate(slices) if s.start >= start and s.stop <= start + window]
+                if inside:
+                    mean = partials[inside].mean(axis=0)
+                    windows.append(mean / np.linalg.norm(mean))
+        return np.stack(windows).astype(np.float32)  # (windows, 256)
 
 
 def load_encoder(name: str = "resemblyzer-ge2e") -> SpeakerEncoder:

@@ -1,16 +1,26 @@
 """The `leakcheck` stage: score every clip of a shard against the reference speakers; fail closed.
 
-Verdicts: `pass`, `leak` (max cosine similarity to a reference speaker >= threshold) or
-`unscorable` (the clip could not be decoded or embedded), which export treats as a leak. A clip
-with no voiced speech passes with `no_voice`. Before any clip is trusted, the held-out canaries
-(known positives) are scored and must all be caught, or the run fails: the detector proves itself.
+A clip is embedded in overlapping windows (so a few seconds of a leaked voice inside a long clip are
+not averaged away); each window is scored against every speaker's centroids, one per enrolment
+variant (clean, pitch-shifted, band-limited, under accompaniment), s-normalised against an impostor
+cohort when one is configured; the clip's score is the maximum over windows, speakers and variants.
+Verdicts: `pass`, `leak` (score >= threshold) or `unscorable` (the clip could not be decoded or
+embedded), which export treats as a leak. A clip with no voiced speech passes with `no_voice`.
+
+The threshold is calibrated on the reference set itself (leave-one-out, for `privacy.target_recall`)
+unless the config fixes it. Before any clip is trusted, canaries made from held-out utterances
+(pitch-shifted a semitone, mixed at 0 dB under one of this shard's generated clips that holds no
+voice of its own, or under a tone chord, band-limited) are scored and must all be caught, or the
+run fails: the detector proves itself on every run.
 
 The per-clip audit (score, nearest speaker) stays in the workspace; it never reaches a release.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,20 +28,25 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from pipeline.errors import LeakCheckFailed
+from pipeline.parallel import ordered_map
+from pipeline.privacy.calibration import Calibration, calibrate_index
 from pipeline.privacy.encoder import SpeakerEncoder, load_encoder
 from pipeline.privacy.reference import ReferenceIndex, build_index
+from pipeline.privacy.transforms import canaries
 from pipeline.progress import progress
 from pipeline.workspace import RunContext, run_once, write_json_atomic, write_table_atomic
 
 VERDICTS = ("pass", "leak", "unscorable")
+log = logging.getLogger("synthaudio.privacy")
 
 AUDIT_SCHEMA = pa.schema(
     [
         pa.field("clip_id", pa.string(), nullable=False),
         pa.field("verdict", pa.string(), nullable=False),
         pa.field("no_voice", pa.bool_(), nullable=False),
-        pa.field("max_similarity", pa.float64()),  # null when unscorable or no voice
+        pa.field("max_similarity", pa.float64()),  # the clip's leak score; null when unscorable or no voice
         pa.field("nearest_speaker", pa.string()),  # audit only: never exported
+        pa.field("windows", pa.int64()),  # embeddings scored (whole voiced part + windows)
         pa.field("error", pa.string()),
     ]
 )
@@ -43,23 +58,24 @@ class ClipVerdict:
     no_voice: bool = False
     score: float | None = None
     nearest_speaker: str | None = None
+    windows: int | None = None
     error: str | None = None
 
 
 def score_clip(audio: np.ndarray, rate: int, encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float) -> ClipVerdict:
-    """Verdict for one decoded clip; any failure to embed is `unscorable` (a leak), never a pass."""
+    """Verdict for one decoded clip; any failure to embed or score is `unscorable` (a leak), never a pass."""
     try:
-        embedding = encoder.embed(audio, rate)
+        windows = encoder.embed_windows(audio, rate)  # (windows, dim) or None
     except Exception as exc:  # noqa: BLE001 - fail closed on anything the encoder cannot handle
         return ClipVerdict("unscorable", error=f"{type(exc).__name__}: {exc}")
-    if embedding is None:
+    if windows is None:
         return ClipVerdict("pass", no_voice=True)
-    scores = index.scores(embedding)  # (speakers,)
+    scores = index.speaker_scores(windows)  # (speakers,)
     if not np.all(np.isfinite(scores)):
         return ClipVerdict("unscorable", error="non-finite similarity")
     best = int(np.argmax(scores))
     verdict = "leak" if scores[best] >= threshold else "pass"
-    return ClipVerdict(verdict, score=float(scores[best]), nearest_speaker=index.speakers[best])
+    return ClipVerdict(verdict, score=float(scores[best]), nearest_speaker=index.speakers[best], windows=len(windows))
 
 
 def score_file(path, encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float) -> ClipVerdict:
@@ -71,20 +87,71 @@ def score_file(path, encoder: SpeakerEncoder, index: ReferenceIndex, threshold: 
     return score_clip(audio.mean(axis=1), rate, encoder, index, threshold)
 
 
-def self_test(encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float) -> dict:
-    """Score the canaries; raise LeakCheckFailed unless every one is flagged as a leak."""
-    missed = 0
-    for _, audio in index.canaries:
-        if score_clip(audio, index.canary_rate, encoder, index, threshold).verdict == "pass":
-            missed += 1
-    result = {"canaries": len(index.canaries), "caught": len(index.canaries) - missed}
-    if missed:
+def resolve_threshold(configured: float | str, index: ReferenceIndex, target_recall: float) -> tuple[float, Calibration]:
+    """The threshold to use (calibrated when `configured` is "auto") and the calibration figures."""
+    calibration = calibrate_index(index, target_recall)
+    return (calibration.threshold if configured == "auto" else float(configured)), calibration
+
+
+def self_test(encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float,
+              accompaniment: np.ndarray | None = None) -> dict:
+    """Score the canaries (each held-out utterance pitch-shifted, mixed under `accompaniment` at 0 dB,
+    band-limited); raise LeakCheckFailed unless every one is flagged as a leak."""
+    caught: dict[str, list[int]] = {}
+    scores = []
+    for number, (_, audio) in enumerate(index.canaries):
+        for name, canary in canaries(audio, number, accompaniment).items():
+            verdict = score_clip(canary, index.canary_rate, encoder, index, threshold)
+            caught.setdefault(name, [0, 0])
+            caught[name][0] += verdict.verdict == "leak"
+            caught[name][1] += 1
+            if verdict.score is not None:
+                scores.append(verdict.score)
+    total, flagged = sum(n for _, n in caught.values()), sum(c for c, _ in caught.values())
+    result = {"canaries": total, "caught": flagged, "by_transform": {k: {"caught": c, "scored": n}
+                                                                        for k, (c, n) in caught.items()},
+              "lowest_score": round(min(scores), 4) if scores else None}
+    if flagged < total:
+        missed = ", ".join(f"{k} {n - c} of {n}" for k, (c, n) in caught.items() if c < n)
         raise LeakCheckFailed(
-            f"detector self-test failed: {missed} of {len(index.canaries)} known-positive canaries scored below "
-            f"the leak threshold {threshold}; the check cannot be trusted, so nothing is published. "
-            "Lower privacy.threshold or review the reference set."
+            f"detector self-test failed: {total - flagged} of {total} known-positive canaries scored below "
+            f"the leak threshold {threshold:.4f} (missed: {missed}); the check cannot be trusted, so nothing is "
+            "published. Review the reference set (more, longer utterances per speaker), set privacy.threshold "
+            "to auto or lower it."
         )
     return result
+
+
+_worker: dict = {}
+
+
+def _start_worker(index: ReferenceIndex, threshold: float) -> None:
+    if "encoder" not in _worker:  # a spawned worker; in this process the stage's own encoder is already set
+        _worker.update(encoder=load_encoder(), index=index, threshold=threshold)
+
+
+def _score_job(job: tuple[str, str]) -> dict:
+    clip_id, path = job
+    verdict = score_file(Path(path), _worker["encoder"], _worker["index"], _worker["threshold"])
+    return {"clip_id": clip_id, "verdict": verdict.verdict, "no_voice": verdict.no_voice,
+            "max_similarity": verdict.score, "nearest_speaker": verdict.nearest_speaker,
+            "windows": verdict.windows, "error": verdict.error}
+
+
+def _accompaniment(paths: list[Path], encoder: SpeakerEncoder, tries: int = 8) -> np.ndarray | None:
+    """What canaries are mixed under: the first of the shard's generated clips (up to `tries`) with no voice
+    of its own, at the encoder's rate; None (a tone chord is used) when every clip tried holds a voice."""
+    import librosa
+
+    for path in paths[:tries]:
+        try:
+            audio, file_rate = sf.read(path, dtype="float32", always_2d=True)
+            audio = librosa.resample(audio.mean(axis=1), orig_sr=file_rate, target_sr=encoder.sample_rate)
+            if encoder.voiced(audio, encoder.sample_rate) is None and np.any(audio):
+                return audio
+        except Exception:  # noqa: BLE001 - an unreadable clip is scored (unscorable) later
+            continue
+    return None
 
 
 def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None) -> None:
@@ -93,21 +160,24 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
     gen_dir = ctx.shard_dir("generate", shard)
     out_dir = ctx.shard_dir("leakcheck", shard)
     encoder = encoder or load_encoder()
-    index = build_index(ctx.loaded.reference_dir, encoder, ctx.reference_cache, privacy.canaries_per_speaker)
+    index = build_index(ctx.loaded.reference_dir, encoder, ctx.reference_cache, privacy.canaries_per_speaker,
+                        cohort_dir=ctx.loaded.cohort_dir, skip_bad=privacy.skip_bad_reference_files)
     inputs = {
-        "generate": ctx.output_fingerprint("generate", shard), "privacy": privacy.model_dump(),
+        "generate": ctx.output_fingerprint("generate", shard),
+        "privacy": privacy.model_dump(exclude={"workers", "reference_dir", "cohort_dir"}),
         "reference": index.fingerprint, "encoder": encoder.version,
     }
 
     def body():
-        canaries = self_test(encoder, index, privacy.threshold)
+        threshold, calibration = resolve_threshold(privacy.threshold, index, privacy.target_recall)
         records = pq.read_table(gen_dir / "generation.parquet", columns=["clip_id", "audio_file"]).to_pylist()
-        rows = []
-        for record in progress(records, desc=f"leakcheck shard {shard}", quiet=ctx.quiet, unit="clip"):
-            verdict = score_file(gen_dir / record["audio_file"], encoder, index, privacy.threshold)
-            rows.append({"clip_id": record["clip_id"], "verdict": verdict.verdict, "no_voice": verdict.no_voice,
-                         "max_similarity": verdict.score, "nearest_speaker": verdict.nearest_speaker,
-                         "error": verdict.error})
+        accompaniment = _accompaniment([gen_dir / r["audio_file"] for r in records], encoder)
+        canary_result = self_test(encoder, index, threshold, accompaniment)
+        jobs = [(r["clip_id"], str(gen_dir / r["audio_file"])) for r in records]
+        _worker.update(encoder=encoder, index=index, threshold=threshold)
+        rows = list(progress(ordered_map(_score_job, jobs, privacy.workers, initializer=_start_worker,
+                                         initargs=(index, threshold)),
+                             desc=f"leakcheck shard {shard}", quiet=ctx.quiet, unit="clip", total=len(jobs)))
         audit = out_dir / "audit.parquet"
         write_table_atomic(audit, pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA))
         summary = out_dir / "summary.json"
@@ -115,7 +185,11 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
             "counts": {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS},
             "no_voice": sum(r["no_voice"] for r in rows),
             "scores": [r["max_similarity"] for r in rows if r["max_similarity"] is not None],
-            "self_test": canaries, "threshold": privacy.threshold,
+            "self_test": canary_result, "threshold": threshold,
+            "threshold_source": "calibrated" if privacy.threshold == "auto" else "configured",
+            "calibration": calibration.as_dict(),
+            "score_normalisation": "s-norm" if index.cohort is not None else "none",
+            "enrolment_variants": list(index.variants),
             "reference_fingerprint": index.fingerprint, "encoder": encoder.version,
         })
         return [audit, summary]

@@ -1,15 +1,20 @@
-"""The private reference set: files, their cached embeddings, speaker centroids and canaries.
+"""The private reference set: files, cached embeddings, per-speaker centroids, canaries, cohort.
 
-Layout: `<reference_dir>/<speaker_id>/<file>.{wav,flac}`. Each file is embedded once per encoder
-version and cached under the workspace's reference cache, keyed by the file's sha256. The last
-`canaries_per_speaker` files of each speaker (in name order) are held out of the centroid and
-scored on every run as known leaks. None of this ever reaches a release: only `fingerprint`.
+Layout: `<reference_dir>/<speaker_id>/<file>.{wav,flac}`. Each file is decoded, resampled to the
+encoder's rate, VAD-trimmed and embedded under every enrolment variant (clean, pitch-shifted,
+band-limited, under accompaniment; see `transforms.py`); the embeddings are cached in the
+workspace keyed by the file's sha256, the encoder version and the variant list, so adding one
+speaker embeds only that speaker. The last `canaries_per_speaker` files of each speaker (in name
+order) are held out of the centroids and become the run's canaries. An optional impostor cohort
+(voices that are *not* in the reference set, same layout) enables s-norm score normalisation.
+None of this ever reaches a release: only `fingerprint` and aggregate figures do.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +22,13 @@ import soundfile as sf
 
 from pipeline.errors import BadInput
 from pipeline.privacy.encoder import SpeakerEncoder
+from pipeline.privacy.transforms import ENROLMENT_VARIANTS
 from pipeline.workspace import atomic_path, sha256_file
 
 AUDIO_SUFFIXES = (".wav", ".flac")
+MIN_SPEAKER_SPEECH_S = 5.0  # less voiced speech than this per speaker makes a noisy centroid: warned about
+COHORT_TOP_N = 20  # adaptive s-norm: statistics of the N closest cohort voices
+log = logging.getLogger("synthaudio.privacy")
 
 
 @dataclass(frozen=True)
@@ -32,17 +41,36 @@ class ReferenceFile:
 @dataclass
 class ReferenceIndex:
     speakers: list[str]
-    centroids: np.ndarray  # (speakers, embedding_size), unit norm
-    canaries: list[tuple[str, np.ndarray]]  # (speaker, (samples,) float32 @ encoder rate)
+    variants: tuple[str, ...]
+    centroids: np.ndarray  # (speakers, variants, dim), unit norm
+    enrolled: list[tuple[int, np.ndarray]]  # (speaker index, (variants, dim)) per enrolled file, for calibration
+    canaries: list[tuple[str, np.ndarray]]  # (speaker, (samples,) float32 @ canary_rate), held out
     canary_rate: int
-    fingerprint: str  # sha256 over (speaker, file sha256) pairs and the encoder version
+    fingerprint: str  # sha256 over (speaker, file sha256) pairs, encoder version and variants
+    cohort: np.ndarray | None = None  # (variants, cohort files, dim): s-norm impostor cohort
+    speech_s: dict[str, float] = field(default_factory=dict)  # voiced seconds per speaker
 
-    def scores(self, embedding: np.ndarray) -> np.ndarray:
-        """Cosine similarity of one unit-norm embedding to every speaker centroid: (speakers,)."""
-        return self.centroids @ embedding
+    def speaker_scores(self, windows: np.ndarray, centroids: np.ndarray | None = None) -> np.ndarray:
+        """Each speaker's score for a clip: the max over its windows and the speaker's variant centroids
+        of the cosine similarity, s-normalised against the cohort when there is one. (speakers,)"""
+        centroids = self.centroids if centroids is None else centroids
+        raw = np.einsum("wd,svd->wsv", windows, centroids)  # (windows, speakers, variants)
+        if self.cohort is not None:
+            z_mean, z_std = _top_stats(np.einsum("vnd,svd->svn", self.cohort, centroids))  # (speakers, variants)
+            t_mean, t_std = _top_stats(windows @ self.cohort.reshape(-1, self.cohort.shape[-1]).T)  # (windows,)
+            raw = 0.5 * ((raw - z_mean) / z_std + (raw - t_mean[:, None, None]) / t_std[:, None, None])
+        return raw.max(axis=(0, 2))
 
 
-def list_reference_files(reference_dir: Path) -> list[ReferenceFile]:
+def _top_stats(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the COHORT_TOP_N highest scores along the last axis."""
+    top = np.sort(scores, axis=-1)[..., ::-1][..., :COHORT_TOP_N]
+    return top.mean(axis=-1), np.maximum(top.std(axis=-1), 1e-6)
+
+
+def list_reference_files(reference_dir: Path, what: str = "privacy.reference_dir") -> list[ReferenceFile]:
+    if not reference_dir.is_dir():
+        raise BadInput(f"{what}: {reference_dir} is not a folder of <speaker_id>/<file>.wav|flac")
     files = []
     for speaker_dir in sorted(p for p in reference_dir.iterdir() if p.is_dir()):
         for path in sorted(speaker_dir.iterdir()):
@@ -50,64 +78,107 @@ def list_reference_files(reference_dir: Path) -> list[ReferenceFile]:
                 files.append(ReferenceFile(speaker_dir.name, path, sha256_file(path)))
     if not files:
         raise BadInput(
-            f"privacy.reference_dir: {reference_dir} holds no <speaker_id>/<file>.wav|flac files; "
+            f"{what}: {reference_dir} holds no <speaker_id>/<file>.wav|flac files; "
             "a leak check without reference voices would pass everything"
         )
     return files
 
 
-def _read_mono(path: Path) -> tuple[np.ndarray, int]:
+def read_voice(path: Path, rate: int) -> np.ndarray:
+    """A reference file as mono float32 at `rate`; BadInput naming the file when it cannot be used."""
     try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)  # (samples, channels)
+        audio, file_rate = sf.read(path, dtype="float32", always_2d=True)  # (samples, channels)
     except Exception as exc:  # noqa: BLE001 - any decoder error is reported with the path
-        raise BadInput(f"reference file {path} cannot be decoded ({exc}); fix or remove it") from None
+        raise BadInput(f"{path}: cannot be decoded ({exc})") from None
     if audio.shape[0] == 0:
-        raise BadInput(f"reference file {path} is empty; fix or remove it")
-    return audio.mean(axis=1), rate
+        raise BadInput(f"{path}: is empty")
+    audio = audio.mean(axis=1)
+    if file_rate != rate:
+        import librosa
+
+        audio = librosa.resample(audio, orig_sr=file_rate, target_sr=rate)
+    return audio.astype(np.float32)
 
 
-def embed_cached(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> np.ndarray:
-    cache = cache_dir / encoder.version / f"{file.sha256}.npy"
+def variants_key(encoder: SpeakerEncoder) -> str:
+    """Cache key of an embedding set: the encoder version and the enrolment variants."""
+    names = ",".join(ENROLMENT_VARIANTS)
+    return f"{encoder.version}-{hashlib.sha256(names.encode()).hexdigest()[:8]}"
+
+
+def embed_variants(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> tuple[np.ndarray, float]:
+    """((variants, dim) embeddings, voiced seconds) of one reference file, from the cache when present."""
+    cache = cache_dir / variants_key(encoder) / f"{file.sha256}.npz"
     if cache.is_file():
-        return np.load(cache)
-    audio, rate = _read_mono(file.path)
-    embedding = encoder.embed(audio, rate)
-    if embedding is None:
-        raise BadInput(f"reference file {file.path} holds no voiced speech; fix or remove it")
+        with np.load(cache) as stored:
+            return stored["embeddings"], float(stored["speech_s"])
+    audio = read_voice(file.path, encoder.sample_rate)
+    speech = encoder.voiced(audio, encoder.sample_rate)
+    if speech is None:
+        raise BadInput(f"{file.path}: holds no voiced speech (under {encoder.min_voiced_s} s after VAD)")
+    embeddings = []
+    for name, transform in ENROLMENT_VARIANTS.items():
+        embedding = encoder.embed(transform(speech), encoder.sample_rate)
+        if embedding is None:
+            raise BadInput(f"{file.path}: its {name} variant holds no voiced speech")
+        embeddings.append(embedding)
+    stacked, speech_s = np.stack(embeddings), speech.size / encoder.sample_rate  # (variants, dim)
     with atomic_path(cache) as tmp:
         with open(tmp, "wb") as handle:
-            np.save(handle, embedding)
-    return embedding
+            np.savez(handle, embeddings=stacked, speech_s=speech_s)
+    return stacked, speech_s
 
 
-def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, canaries_per_speaker: int) -> ReferenceIndex:
+def embed_files(encoder, files, cache_dir, skip_bad: bool, what: str) -> list[tuple[ReferenceFile, np.ndarray, float]]:
+    """Embed every file; bad files are all listed in one error, or skipped with a warning if allowed."""
+    done, problems = [], []
+    for file in files:
+        try:
+            done.append((file, *embed_variants(encoder, file, cache_dir)))
+        except BadInput as exc:
+            problems.append(str(exc))
+    if problems and not skip_bad:
+        listed = "\n  ".join(problems)
+        raise BadInput(f"{what}: {len(problems)} unusable file(s):\n  {listed}\n"
+                       "Fix or remove them, or set privacy.skip_bad_reference_files: true to leave them out.")
+    for problem in problems:
+        log.warning("skipping unusable reference file %s", problem)
+    return done
+
+
+def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, canaries_per_speaker: int, *,
+                cohort_dir: Path | None = None, skip_bad: bool = False) -> ReferenceIndex:
     """Embed (or load cached embeddings of) every reference file; hold out canaries per speaker."""
     files = list_reference_files(reference_dir)
-    by_speaker: dict[str, list[ReferenceFile]] = {}
-    for file in files:
-        by_speaker.setdefault(file.speaker, []).append(file)
-    speakers, centroids, canaries = [], [], []
-    for speaker, speaker_files in by_speaker.items():
-        if len(speaker_files) <= canaries_per_speaker:
+    by_speaker: dict[str, list[tuple[ReferenceFile, np.ndarray, float]]] = {}
+    for item in embed_files(encoder, files, cache_dir, skip_bad, "privacy.reference_dir"):
+        by_speaker.setdefault(item[0].speaker, []).append(item)
+    speakers, centroids, enrolled, canaries, speech_s = [], [], [], [], {}
+    for speaker, items in by_speaker.items():
+        if len(items) <= canaries_per_speaker:
             raise BadInput(
-                f"privacy.reference_dir: speaker folder {reference_dir / speaker} has {len(speaker_files)} file(s); "
+                f"privacy.reference_dir: speaker folder {reference_dir / speaker} has {len(items)} usable file(s); "
                 f"it needs more than privacy.canaries_per_speaker ({canaries_per_speaker}) to enrol and self-test"
             )
-        split = len(speaker_files) - canaries_per_speaker
-        enrol, held_out = speaker_files[:split], speaker_files[split:]
-        mean = np.mean([embed_cached(encoder, f, cache_dir) for f in enrol], axis=0)
+        split = len(items) - canaries_per_speaker
+        speech_s[speaker] = round(sum(seconds for _, _, seconds in items), 2)
+        if speech_s[speaker] < MIN_SPEAKER_SPEECH_S:
+            log.warning("reference speaker folder %s has only %.1f s of voiced speech (%.0f s or more recommended)",
+                        reference_dir / speaker, speech_s[speaker], MIN_SPEAKER_SPEECH_S)
+        mean = np.mean([embeddings for _, embeddings, _ in items[:split]], axis=0)  # (variants, dim)
+        centroids.append(mean / np.linalg.norm(mean, axis=-1, keepdims=True))
+        enrolled += [(len(speakers), embeddings) for _, embeddings, _ in items[:split]]
+        canaries += [(speaker, read_voice(file.path, encoder.sample_rate)) for file, _, _ in items[split:]]
         speakers.append(speaker)
-        centroids.append(mean / np.linalg.norm(mean))
-        for file in held_out:
-            audio, rate = _read_mono(file.path)
-            canaries.append((speaker, audio if rate == encoder.sample_rate else _resample(audio, rate, encoder.sample_rate)))
-    digest = hashlib.sha256(encoder.version.encode())
+    digest = hashlib.sha256(variants_key(encoder).encode())
     for file in files:
         digest.update(f"{file.speaker}\x1f{file.sha256}\n".encode())
-    return ReferenceIndex(speakers, np.stack(centroids), canaries, encoder.sample_rate, digest.hexdigest())
-
-
-def _resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
-    import librosa
-
-    return librosa.resample(audio, orig_sr=rate, target_sr=target).astype(np.float32)
+    cohort = None
+    if cohort_dir is not None:
+        members = embed_files(encoder, list_reference_files(cohort_dir, "privacy.cohort_dir"), cache_dir, skip_bad,
+                             "privacy.cohort_dir")
+        cohort = np.stack([embeddings for _, embeddings, _ in members], axis=1)  # (variants, files, dim)
+        for file, _, _ in members:
+            digest.update(f"cohort\x1f{file.sha256}\n".encode())
+    return ReferenceIndex(speakers, tuple(ENROLMENT_VARIANTS), np.stack(centroids), enrolled, canaries,
+                          encoder.sample_rate, digest.hexdigest(), cohort, speech_s)

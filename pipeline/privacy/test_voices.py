@@ -3,8 +3,10 @@
     python -m pipeline.privacy.test_voices OUT_DIR [--sentences 4] [--seed 0]
 
 writes `OUT_DIR/reference/<speaker_id>/<nn>.wav` (flite voices awb, rms, slt, kal16) and
-`OUT_DIR/non_reference/<speaker_id>/<nn>.wav` (festival's ked, when installed): voices that are
-*not* in the reference set, for false-positive checks. Sentences are chosen with the seed, so the
+`OUT_DIR/non_reference/<speaker_id>/<nn>.wav` (festival voices ked, Italian lp and pc, Finnish lj and
+mv, Czech ph and krb, Catalan ona, where installed): voices that are *not* in the reference set, for
+false-positive checks; with `--cohort`, `OUT_DIR/cohort/` (espeak-ng variants, festival ru and Czech
+dita and machac), an impostor cohort for s-norm. Sentences are chosen with the seed, so the
 same arguments give the same files. Existing complete output is reused.
 """
 
@@ -40,7 +42,23 @@ SENTENCES = (
     "A pot of tea helps to pass the evening.",
 )
 FLITE_VOICES = ("awb", "rms", "slt", "kal16")
-FESTIVAL_VOICES = ("kal_diphone", "ked_diphone")  # kal is also a flite voice: only ked is "non-reference"
+# Voices that are NOT in the reference set (festival voice -> Debian package). Not kal: flite's kal16
+# is the same speaker. Non-English voices read the English sentences with their own rules, which
+# does not matter for speaker identity.
+NON_REFERENCE_VOICES = {  # speaker id -> (festival voice, Debian package)
+    "spk_ked": ("ked_diphone", "festvox-kdlpc16k"), "spk_lp": ("lp_diphone", "festvox-italp16k"),
+    "spk_pc": ("pc_diphone", "festvox-itapc16k"), "spk_lj": ("suo_fi_lj_diphone", "festvox-suopuhe-lj"),
+    "spk_mv": ("hy_fi_mv_diphone", "festvox-suopuhe-mv"), "spk_ph": ("czech_ph", "festvox-czech-ph"),
+    "spk_krb": ("czech_krb", "festvox-czech-krb"), "spk_ona": ("upc_ca_ona_hts", "festvox-ca-ona-hts"),
+}
+# An impostor cohort for s-norm experiments: espeak-ng voice variants plus festival voices kept apart
+# from the non-reference set above, so false-positive figures are never measured on cohort voices.
+COHORT_ESPEAK = ("en+m1", "en+m3", "en+f1", "en+f3", "en-us+m2", "en-us+f2", "en+Andy", "en+belinda")
+COHORT_FESTIVAL = {"fest_ru": ("msu_ru_nsh_clunits", "festvox-ru"), "fest_dita": ("czech_dita", "festvox-czech-dita"),
+                   "fest_machac": ("czech_machac", "festvox-czech-machac")}
+DEBIAN_PACKAGES = sorted({"flite", "festival", "festival-czech", "festival-ca", "espeak-ng"}
+                         | {package for _, package in [*NON_REFERENCE_VOICES.values(), *COHORT_FESTIVAL.values()]})
+SENTENCES_PER_OUTSIDER = 6
 
 
 def _run(command: list[str], path: Path) -> None:
@@ -59,16 +77,31 @@ def _festival(voice: str, text: str, path: Path) -> None:
         _run(["text2wave", "-eval", f"(voice_{voice})", str(txt), "-o", str(path)], path)
 
 
-def synthesise(out_dir: Path, sentences: int = 4, seed: int = 0) -> Path:
-    """Write the reference and non-reference sets; returns `out_dir / 'reference'`."""
+def _espeak(voice: str, text: str, path: Path) -> None:
+    _run(["espeak-ng", "-v", voice, "-w", str(path), text], path)
+
+
+def _festival_voice_installed(voice: str) -> bool:
+    return shutil.which("text2wave") is not None and any(Path("/usr/share/festival/voices").glob(f"*/{voice}"))
+
+
+def synthesise(out_dir: Path, sentences: int = 12, seed: int = 0, cohort: bool = False) -> Path:
+    """Write reference/ (flite awb, rms, slt, kal16; `sentences` each) and non_reference/ (every installed
+    festival voice of NON_REFERENCE_VOICES), and cohort/ if asked; returns `out_dir / 'reference'`."""
     if shutil.which("flite") is None:
         raise BadInput("flite is not installed: `apt-get install flite festival festvox-kdlpc16k sox` (make deps)")
     rng = random.Random(seed)
-    jobs = [("reference", f"spk_{v}", _flite, v) for v in FLITE_VOICES]
-    if shutil.which("text2wave") and Path("/usr/share/festival/voices/english/ked_diphone").is_dir():
-        jobs.append(("non_reference", "spk_ked", _festival, "ked_diphone"))
-    for group, speaker, synth, voice in jobs:
-        texts = rng.sample(SENTENCES, sentences)
+    jobs = [("reference", f"spk_{v}", _flite, v, sentences) for v in FLITE_VOICES]
+    jobs += [("non_reference", speaker, _festival, voice, SENTENCES_PER_OUTSIDER)
+             for speaker, (voice, _) in NON_REFERENCE_VOICES.items() if _festival_voice_installed(voice)]
+    if cohort:
+        if shutil.which("espeak-ng"):
+            jobs += [("cohort", f"esp_{v.replace('+', '_').replace('-', '_')}", _espeak, v, SENTENCES_PER_OUTSIDER)
+                     for v in COHORT_ESPEAK]
+        jobs += [("cohort", speaker, _festival, voice, SENTENCES_PER_OUTSIDER)
+                 for speaker, (voice, _) in COHORT_FESTIVAL.items() if _festival_voice_installed(voice)]
+    for group, speaker, synth, voice, count in jobs:
+        texts = rng.sample(SENTENCES, count)
         for index, text in enumerate(texts):
             path = out_dir / group / speaker / f"{index:02d}.wav"
             if not path.is_file():
@@ -81,11 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.privacy.test_voices", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="folder to write reference/ and non_reference/ into")
-    parser.add_argument("--sentences", type=int, default=4, help="utterances per speaker (default 4)")
+    parser.add_argument("--sentences", type=int, default=12, help="utterances per reference speaker (default 12)")
+    parser.add_argument("--cohort", action="store_true", help="also write cohort/: impostor voices for s-norm")
     parser.add_argument("--seed", type=int, default=0, help="chooses the sentences (default 0)")
     args = parser.parse_args(argv)
     try:
-        reference = synthesise(args.out_dir, args.sentences, args.seed)
+        reference = synthesise(args.out_dir, args.sentences, args.seed, args.cohort)
     except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -25,9 +25,10 @@ RUN = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_dag_test_builds_the_same_release_as_the_cli(cli_release, tmp_path, reference_dir):
+def test_dag_test_builds_the_same_release_as_the_cli(cli_release, tmp_path, reference_dir, reference_cache):
     configs = tmp_path / "configs"
-    write_config(tmp_path, reference_dir, name="configs/default.yaml")
+    write_config(tmp_path, reference_dir, name="configs/default.yaml",
+                 **{"storage.reference_cache": str(reference_cache)})
     home = tmp_path / "airflow_home"
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "SYNTHAUDIO_CONFIG_DIR": str(configs),

@@ -1,0 +1,85 @@
+"""Transformations a leaked voice may have gone through, applied to reference audio (16 kHz mono).
+
+The leak check enrols every reference speaker under each of `ENROLMENT_VARIANTS`, so a clip that
+reproduces a voice pitch-shifted, band-limited or buried under accompaniment still meets a
+centroid made the same way; canaries are built from held-out utterances with `CANARY_TRANSFORMS`.
+Every transformation is deterministic (seeded), so embeddings can be cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+RATE = 16_000  # the speaker encoder's rate; every function here works at it
+
+
+def pitch_shift(audio: np.ndarray, semitones: float) -> np.ndarray:
+    """Phase-vocoder pitch shift (formants move with the pitch), duration kept."""
+    import librosa
+
+    return librosa.effects.pitch_shift(audio, sr=RATE, n_steps=semitones).astype(np.float32)
+
+
+def band_limit(audio: np.ndarray, rate: int = 8_000) -> np.ndarray:
+    """Down to `rate` and back: nothing above rate / 2 survives (telephone-like)."""
+    import librosa
+
+    low = librosa.resample(audio, orig_sr=RATE, target_sr=rate)
+    return librosa.resample(low, orig_sr=rate, target_sr=RATE, )[: audio.size].astype(np.float32)
+
+
+def tone_chord(n_samples: int, seed: int | None = None, root_hz: float | None = None) -> np.ndarray:
+    """A steady major triad on `root_hz` (or a seeded root between 150 and 400 Hz): (n_samples,) float32."""
+    root = root_hz if root_hz is not None else np.random.default_rng(seed).uniform(150.0, 400.0)
+    t = np.arange(n_samples) / RATE
+    return sum(np.sin(2 * np.pi * root * ratio * t) for ratio in (1.0, 1.26, 1.5)).astype(np.float32)
+
+
+def mix_at_snr(voice: np.ndarray, other: np.ndarray, snr_db: float = 0.0) -> np.ndarray:
+    """`voice` with `other` (looped or cut to its length) added at `snr_db` (RMS ratio), peak kept below 1."""
+    other = np.resize(other, voice.size).astype(np.float64)
+    voice_rms, other_rms = np.sqrt(np.mean(voice.astype(np.float64) ** 2)), np.sqrt(np.mean(other ** 2))
+    if voice_rms == 0 or other_rms == 0:
+        return voice.astype(np.float32)
+    mixed = voice + other * (voice_rms / other_rms) * 10 ** (-snr_db / 20)
+    peak = np.max(np.abs(mixed))
+    return (mixed / peak * 0.9 if peak > 0.9 else mixed).astype(np.float32)
+
+
+def _tones(root_hz: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda audio: mix_at_snr(audio, tone_chord(audio.size, root_hz=root_hz), 0.0)
+
+
+def _noise(audio: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(11)
+    return mix_at_snr(audio, rng.standard_normal(audio.size).astype(np.float32), 0.0)
+
+
+# name -> transformation; "clean" first. Each adds one centroid per speaker.
+ENROLMENT_VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "clean": lambda audio: audio,
+    "pitch+1": lambda audio: pitch_shift(audio, 1.0),
+    "pitch-1": lambda audio: pitch_shift(audio, -1.0),
+    "pitch+2": lambda audio: pitch_shift(audio, 2.0),
+    "pitch-2": lambda audio: pitch_shift(audio, -2.0),
+    "band8k": band_limit,
+    # A steady chord masks different parts of a voice depending on where it sits: three registers.
+    "tones0db-160hz": _tones(160.0),
+    "tones0db-240hz": _tones(240.0),
+    "tones0db-360hz": _tones(360.0),
+    "noise0db": _noise,
+}
+
+
+def canaries(audio: np.ndarray, index: int, accompaniment: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Known positives from one held-out utterance: pitch-shifted one semitone (up for even `index`,
+    down for odd), mixed under `accompaniment` (generated audio; a tone chord if None) at 0 dB SNR,
+    and band-limited to 8 kHz sampling."""
+    under = accompaniment if accompaniment is not None and np.any(accompaniment) else tone_chord(audio.size, index)
+    return {
+        "pitch±1": pitch_shift(audio, 1.0 if index % 2 == 0 else -1.0),
+        "mixed0db": mix_at_snr(audio, under, 0.0),
+        "band8k": band_limit(audio),
+    }
