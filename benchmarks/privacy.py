@@ -1,84 +1,129 @@
-"""Leak-check measurements (run on demand): throughput, scoring scale, and robustness to transformations.
+"""Leak-check measurements (run on demand): robustness, throughput of the scoring path, scoring scale.
 
-    python benchmarks/privacy.py [--voices var/reference_voices_bench] [--sentences 8]
+    python benchmarks/privacy.py [--voices var/reference_voices_bench] [--sentences 12] [--cohort]
 
-1. Embedding throughput of the scoring path (decode -> VAD -> GE2E) in audio-seconds per wall-second.
-2. Scoring time of 100,000 clip windows against 10,000 reference utterances (cosine, one matmul).
-3. Robustness of the current check: leave-one-out centroids per reference speaker, threshold calibrated
-   on clean utterances for recall 0.99, then recall on held-out utterances that are clean, pitch-shifted
-   +-2 semitones, mixed with a tone chord at 0 dB SNR, or band-limited to 8 kHz sampling; and the
-   false-positive rate on voices outside the reference set. (Issue 6 targets: recall >= 0.95 on each,
-   FPR <= 0.05.)
+1. Robustness, with the pipeline's own index, calibration and scoring: for each reference speaker
+   and each enrolled utterance, the speaker is re-enrolled without that utterance (leave one out) and
+   the utterance is scored as a generated clip, clean and transformed: pitch-shifted +-2 semitones,
+   mixed with a tone chord at 0 dB SNR (a random root per utterance, not one of the enrolled ones),
+   band-limited to 8 kHz sampling. The threshold is the one a run would use (calibrated for recall
+   0.99). False positives: every utterance of the voices outside the reference set (never part of the
+   cohort), under the same transformations. Issue 6 targets: recall >= 0.95 each, FPR <= 0.05.
+2. Throughput of the whole scoring path (decode -> resample -> VAD -> windowed GE2E -> scores) over
+   the stage's process pool, in audio-seconds per wall-second, on clips of concatenated speech.
+3. Scoring time of 100,000 clip windows against 10,000 reference utterances (cosine, blocked matmul).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-RATE = 16_000
+sys.path.insert(0, str(REPO))
 
 
-def transforms() -> dict:
-    import librosa
-
-    def chord(audio):
-        t = np.arange(audio.size) / RATE
-        tones = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6))
-        return audio + tones * (np.sqrt(np.mean(audio ** 2)) / np.sqrt(np.mean(tones ** 2)))  # 0 dB SNR
+def probe_transforms() -> dict:
+    from pipeline.privacy.transforms import RATE, band_limit, mix_at_snr, pitch_shift, tone_chord
 
     return {
-        "clean": lambda a: a,
-        "pitch +2 st": lambda a: librosa.effects.pitch_shift(a, sr=RATE, n_steps=2),
-        "pitch -2 st": lambda a: librosa.effects.pitch_shift(a, sr=RATE, n_steps=-2),
-        "tones 0 dB": chord,
-        "8 kHz band-limit": lambda a: librosa.resample(librosa.resample(a, orig_sr=RATE, target_sr=8000),
-                                                       orig_sr=8000, target_sr=RATE),
-    }
+        "clean": lambda a, i: a,
+        "pitch +2 st": lambda a, i: pitch_shift(a, 2.0),
+        "pitch -2 st": lambda a, i: pitch_shift(a, -2.0),
+        "tones 0 dB": lambda a, i: mix_at_snr(a, tone_chord(a.size, seed=1000 + i), 0.0),
+        "8 kHz band-limit": lambda a, i: band_limit(a),
+    }, RATE
 
 
-def main() -> None:
-    import librosa
+def robustness(voices: Path, cache: Path, cohort: Path | None) -> dict:
+    from pipeline.privacy.calibration import calibrate_index
+    from pipeline.privacy.encoder import load_encoder
+    from pipeline.privacy.reference import build_index, list_reference_files, read_voice
+
+    encoder = load_encoder()
+    t = time.perf_counter()
+    index = build_index(voices / "reference", encoder, cache, canaries_per_speaker=0, cohort_dir=cohort)
+    calibration = calibrate_index(index, 0.99)
+    threshold = calibration.threshold
+    files = list_reference_files(voices / "reference")
+    outsiders = list_reference_files(voices / "non_reference", "non_reference")
+    transforms, rate = probe_transforms()
+    table = {"threshold": round(threshold, 4), "reference_eer": round(calibration.equal_error_rate, 4),
+             "score_normalisation": "s-norm" if cohort else "none", "rows": {}}
+    # leave-one-out centroids: speaker sums minus the file's own embeddings
+    totals = np.zeros(index.centroids.shape)
+    counts = np.zeros(len(index.speakers))
+    for speaker, embeddings in index.enrolled:
+        totals[speaker] += embeddings
+        counts[speaker] += 1
+    genuine = {name: [] for name in transforms}
+    impostor = {name: [] for name in transforms}
+    for number, (file, (speaker, embeddings)) in enumerate(zip(files, index.enrolled, strict=True)):
+        centroids = index.centroids.copy()
+        rest = totals[speaker] - embeddings
+        centroids[speaker] = rest / np.linalg.norm(rest, axis=-1, keepdims=True)
+        audio = read_voice(file.path, rate)
+        for name, transform in transforms.items():
+            windows = encoder.embed_windows(transform(audio, number), rate)
+            genuine[name].append(-np.inf if windows is None else float(index.speaker_scores(windows, centroids).max()))
+    for number, file in enumerate(outsiders):
+        audio = read_voice(file.path, rate)
+        for name, transform in transforms.items():
+            windows = encoder.embed_windows(transform(audio, number), rate)
+            impostor[name].append(-np.inf if windows is None else float(index.speaker_scores(windows).max()))
+    for name in transforms:
+        g, i = np.array(genuine[name]), np.array(impostor[name])
+        table["rows"][name] = {"recall": round(float(np.mean(g >= threshold)), 3),
+                               "fpr": round(float(np.mean(i >= threshold)), 3),
+                               "genuine_p05": round(float(np.percentile(g, 5)), 3),
+                               "impostor_max": round(float(i.max()), 3)}
+    table["trials"] = {"genuine_per_transform": len(files), "impostor_per_transform": len(outsiders),
+                       "outsider_voices": len({f.speaker for f in outsiders})}
+    table["seconds"] = round(time.perf_counter() - t, 1)
+    return table
+
+
+def throughput(voices: Path, cache: Path, clip_s: float, minutes: float, workers: int) -> dict:
     import soundfile as sf
 
+    from pipeline.parallel import ordered_map
+    from pipeline.privacy import leakcheck
+    from pipeline.privacy.calibration import calibrate_index
     from pipeline.privacy.encoder import load_encoder
-    from pipeline.privacy.test_voices import synthesise
+    from pipeline.privacy.reference import build_index
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--voices", type=Path, default=REPO / "var" / "reference_voices_bench")
-    parser.add_argument("--sentences", type=int, default=8)
-    parser.add_argument("--methods", default="plain,search",
-                        help="plain: embed the clip; search: also band-limited, tone-suppressed and +-1/2 semitone "
-                             "versions, scored against clean and band-limited centroids")
-    args = parser.parse_args()
-    synthesise(args.voices, sentences=args.sentences, seed=1)
     encoder = load_encoder()
+    index = build_index(voices / "reference", encoder, cache, canaries_per_speaker=1)
+    threshold = calibrate_index(index, 0.99).threshold
+    speech = np.concatenate([sf.read(p, dtype="float32")[0] for p in sorted((voices / "non_reference").rglob("*.wav"))])
+    rate = sf.info(next((voices / "non_reference").rglob("*.wav"))).samplerate
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = []
+        n = max(1, int(minutes * 60 // clip_s))
+        for i in range(n):
+            start = (i * int(clip_s * rate)) % max(1, speech.size - int(clip_s * rate))
+            path = Path(tmp) / f"clip-{i:04d}.flac"
+            sf.write(path, speech[start:start + int(clip_s * rate)], rate, format="FLAC")
+            jobs.append((path.stem, str(path)))
+        leakcheck._worker.update(encoder=encoder, index=index, threshold=threshold)
+        t = time.perf_counter()
+        rows = list(ordered_map(leakcheck._score_job, jobs, workers, initializer=leakcheck._start_worker,
+                                initargs=(index, threshold)))
+        wall = time.perf_counter() - t
+    windows = sum(r["windows"] or 0 for r in rows)
+    return {"clips": n, "clip_s": clip_s, "audio_s": n * clip_s, "wall_s": round(wall, 2),
+            "audio_s_per_wall_s": round(n * clip_s / wall, 1), "windows": windows,
+            "workers": workers or os.cpu_count()}
 
-    def load(folder: Path) -> dict[str, list[np.ndarray]]:
-        out = {}
-        for path in sorted(folder.rglob("*.wav")):
-            audio, rate = sf.read(path, dtype="float32")
-            out.setdefault(path.parent.name, []).append(librosa.resample(audio, orig_sr=rate, target_sr=RATE))
-        return out
 
-    reference, outsiders = load(args.voices / "reference"), load(args.voices / "non_reference")
-
-    # 1. throughput of the scoring path
-    clips = [a for per in reference.values() for a in per]
-    seconds = sum(a.size for a in clips) / RATE
-    t = time.perf_counter()
-    for audio in clips:
-        encoder.embed(audio, RATE)
-    wall = time.perf_counter() - t
-    print(json.dumps({"embedding_audio_s": round(seconds, 1), "wall_s": round(wall, 2),
-                      "audio_s_per_wall_s": round(seconds / wall, 1)}), flush=True)
-
-    # 2. scoring scale: 100k windows x 10k reference utterances
+def scoring_scale() -> dict:
     rng = np.random.default_rng(0)
     windows = rng.standard_normal((100_000, 256)).astype(np.float32)
     refs = rng.standard_normal((10_000, 256)).astype(np.float32)
@@ -88,92 +133,38 @@ def main() -> None:
     best = np.empty(windows.shape[0], dtype=np.float32)
     for start in range(0, windows.shape[0], 10_000):  # (10k, 10k) blocks: 400 MB at most
         best[start:start + 10_000] = (windows[start:start + 10_000] @ refs.T).max(axis=1)
-    print(json.dumps({"scoring_windows": 100_000, "reference_utterances": 10_000,
-                      "seconds": round(time.perf_counter() - t, 2)}), flush=True)
-
-    # 3. robustness table, for the plain check and for a search over undoing transformations
-    for method in args.methods.split(","):
-        robustness(method, encoder, reference, outsiders)
+    return {"scoring_windows": 100_000, "reference_utterances": 10_000, "seconds": round(time.perf_counter() - t, 2)}
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
+def main() -> None:
+    from pipeline.privacy.test_voices import synthesise
 
-
-def suppress_stationary(audio: np.ndarray) -> np.ndarray:
-    """Subtract each frequency's median magnitude over time: removes steady tones, keeps moving speech."""
-    import librosa
-
-    spectrum = librosa.stft(audio, n_fft=1024, hop_length=256)  # (freqs, frames)
-    magnitude, phase = np.abs(spectrum), np.angle(spectrum)
-    cleaned = np.maximum(magnitude - 1.5 * np.median(magnitude, axis=1, keepdims=True), 0.0)
-    return librosa.istft(cleaned * np.exp(1j * phase), hop_length=256, length=audio.size).astype(np.float32)
-
-
-def candidates(audio: np.ndarray, method: str) -> list[np.ndarray]:
-    """Versions of a clip to embed: the clip itself, or also versions that undo likely transformations."""
-    import librosa
-
-    if method == "plain":
-        return [audio]
-    band = librosa.resample(librosa.resample(audio, orig_sr=RATE, target_sr=8000), orig_sr=8000, target_sr=RATE)
-    out = [audio, band, suppress_stationary(audio)]
-    out += [librosa.effects.pitch_shift(audio, sr=RATE, n_steps=s) for s in (-2, -1, 1, 2)]
-    return [a.astype(np.float32) for a in out]
-
-
-def best_score(encoder, audio: np.ndarray, centroids: list[np.ndarray], method: str) -> float | None:
-    scores = []
-    for version in candidates(audio, method):
-        embedding = encoder.embed(version, RATE)
-        if embedding is not None:
-            scores.append(max(float(c @ embedding) for c in centroids))
-    return max(scores) if scores else None
-
-
-def robustness(method: str, encoder, reference: dict, outsiders: dict) -> dict:
-    """Leave-one-out recall per transformation and FPR on outsiders, at a threshold calibrated on clean trials."""
-    import librosa
-
-    from pipeline.privacy.calibration import calibrate
-
-    def enrol(utterances: list[np.ndarray]) -> list[np.ndarray]:  # clean and 8 kHz centroids
-        clean = [encoder.embed(u, RATE) for u in utterances]
-        band = [encoder.embed(librosa.resample(librosa.resample(u, orig_sr=RATE, target_sr=8000),
-                                               orig_sr=8000, target_sr=RATE), RATE) for u in utterances]
-        return [_unit(np.mean(clean, axis=0))] + ([_unit(np.mean(band, axis=0))] if method != "plain" else [])
-
-    full = {s: enrol(u) for s, u in reference.items()}
-    loo = {(s, i): enrol([u for j, u in enumerate(us) if j != i]) for s, us in reference.items() for i in range(len(us))}
-
-    def genuine_and_impostor(transform) -> tuple[list, list]:
-        genuine, impostor = [], []
-        for (speaker, i), own in loo.items():
-            rivals = [c for s, cs in full.items() if s != speaker for c in cs]
-            audio = transform(reference[speaker][i]).astype(np.float32)
-            genuine.append(best_score(encoder, audio, own + rivals, method))
-        for per in outsiders.values():
-            for audio in per:
-                impostor.append(best_score(encoder, transform(audio).astype(np.float32),
-                                           [c for cs in full.values() for c in cs], method))
-        return genuine, impostor
-
-    t = time.perf_counter()
-    clean_genuine, clean_impostor = genuine_and_impostor(lambda a: a)
-    threshold = calibrate(np.array([g for g in clean_genuine if g is not None]),
-                          np.array([s for s in clean_impostor if s is not None]), 0.99).threshold
-    table = {"method": method, "threshold": round(threshold, 4)}
-    for name, transform in transforms().items():
-        genuine, impostor = (clean_genuine, clean_impostor) if name == "clean" else genuine_and_impostor(transform)
-        scored = [g for g in genuine if g is not None]
-        table[name] = {"recall": round(np.mean([g is not None and g >= threshold for g in genuine]), 3),
-                       "fpr": round(np.mean([s is not None and s >= threshold for s in impostor]), 3),
-                       "genuine_p05": round(float(np.percentile(scored, 5)), 3) if scored else None,
-                       "impostor_max": round(max((s for s in impostor if s is not None), default=float("nan")), 3)}
-    table["trials"] = {"genuine": len(clean_genuine), "impostor": len(clean_impostor)}
-    table["seconds"] = round(time.perf_counter() - t, 1)
-    print(json.dumps(table), flush=True)
-    return table
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--voices", type=Path, default=REPO / "var" / "reference_voices_bench")
+    parser.add_argument("--sentences", type=int, default=12, help="utterances per reference speaker (default 12)")
+    parser.add_argument("--cohort", action="store_true", help="also measure with s-norm against the cohort voices")
+    parser.add_argument("--minutes", type=float, default=5.0, help="audio for the throughput test (default 5)")
+    parser.add_argument("--clip-s", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=0, help="scoring processes; 0 = one per core")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: robustness,throughput,scale")
+    args = parser.parse_args()
+    synthesise(args.voices, sentences=args.sentences, seed=1, cohort=args.cohort)
+    cache = args.voices / "_cache"
+    skip = set(args.skip.split(","))
+    if "robustness" not in skip:
+        for cohort in [None] + ([args.voices / "cohort"] if args.cohort else []):
+            table = robustness(args.voices, cache, cohort)
+            print(f"normalisation {table['score_normalisation']}: threshold {table['threshold']} "
+                  f"(calibrated, recall 0.99), reference EER {table['reference_eer']}")
+            print(f"  {'transformation':18} {'recall':>6} {'FPR':>6} {'genuine p05':>11} {'impostor max':>12}")
+            for name, row in table["rows"].items():
+                print(f"  {name:18} {row['recall']:>6.3f} {row['fpr']:>6.3f} {row['genuine_p05']:>11.3f} "
+                      f"{row['impostor_max']:>12.3f}")
+            print(json.dumps(table), flush=True)
+    if "throughput" not in skip:
+        print(json.dumps(throughput(args.voices, cache, args.clip_s, args.minutes, args.workers)), flush=True)
+    if "scale" not in skip:
+        print(json.dumps(scoring_scale()), flush=True)
 
 
 if __name__ == "__main__":

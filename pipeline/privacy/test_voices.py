@@ -63,7 +63,8 @@ SENTENCES_PER_OUTSIDER = 6
 
 def _run(command: list[str], path: Path) -> None:
     with atomic_path(path) as tmp:
-        subprocess.run(command[:-1] + [str(tmp)], check=True, capture_output=True, timeout=60)
+        subprocess.run([str(tmp) if part == str(path) else part for part in command], check=True,
+                       capture_output=True, timeout=60)
 
 
 def _flite(voice: str, text: str, path: Path) -> None:

@@ -65,10 +65,13 @@ ENROLMENT_VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "pitch+2": lambda audio: pitch_shift(audio, 2.0),
     "pitch-2": lambda audio: pitch_shift(audio, -2.0),
     "band8k": band_limit,
-    # A steady chord masks different parts of a voice depending on where it sits: three registers.
-    "tones0db-160hz": _tones(160.0),
+    # A steady chord masks different parts of a voice depending on where it sits: five registers,
+    # a major third apart, cover roots from 150 to 400 Hz.
+    "tones0db-150hz": _tones(150.0),
+    "tones0db-190hz": _tones(190.0),
     "tones0db-240hz": _tones(240.0),
-    "tones0db-360hz": _tones(360.0),
+    "tones0db-300hz": _tones(300.0),
+    "tones0db-380hz": _tones(380.0),
     "noise0db": _noise,
 }
 

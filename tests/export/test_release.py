@@ -70,7 +70,12 @@ def test_manifest_matches_its_schema_and_files(cli_release):
         data = (cli_release / entry["path"]).read_bytes()
         if entry["path"] != "manifest.json":
             assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["size"]
-    assert manifest["leak_check"]["threshold"] == 0.75
+    check = manifest["leak_check"]
+    summary = json.loads((cli_release.parents[2] / "runs" / "default" / "2026-01-01" / "leakcheck" / "shard-00000"
+                          / "summary.json").read_text())
+    assert check["threshold_source"] == "calibrated" and check["threshold"] == summary["threshold"]
+    assert check["target_recall"] == 0.99 and check["reference_eer"] == summary["calibration"]["equal_error_rate"]
+    assert 0.5 < check["threshold"] < 1 and check["canaries_caught"] == check["canaries_scored"] == 24
 
 
 def test_release_holds_nothing_from_the_reference_set(cli_release, reference_dir, tmp_path):
@@ -94,7 +99,12 @@ def test_release_holds_nothing_from_the_reference_set(cli_release, reference_dir
 def test_privacy_report_holds_figures_only(cli_release):
     report = json.loads((cli_release / "privacy_report.json").read_text())
     assert report["counts"]["clips"] == 8 and report["counts"]["pass"] == 8
-    assert report["detector_self_test"] == {"canaries_caught": 8, "canaries_scored": 8}
+    assert report["detector_self_test"] == {
+        "canaries_caught": 24, "canaries_scored": 24,  # 2 shards x 4 speakers x 3 transformations
+        "by_transform": {name: {"caught": 8, "scored": 8} for name in ("pitch±1", "mixed0db", "band8k")}}
+    assert report["calibration"]["recall"] >= 0.99 and report["threshold_source"] == "calibrated"
+    counts = report["counts"]
+    assert sum(report["score_histogram"]["counts"]) == counts["clips"] - counts["no_voice"] - counts["unscorable"]
     assert "spk_" not in json.dumps(report)
 
 
