@@ -186,6 +186,10 @@ class PrivacyConfig(_Strict):
         False, description="Leave out unreadable, empty or unvoiced reference files (listed in a warning) "
                            "instead of failing the run.")
     workers: int = Field(0, ge=0, le=256, description="Processes scoring clips in parallel; 0 = one per CPU core.")
+    on_leak: Literal["drop", "regenerate"] = Field(
+        "drop", description="A rejected clip: drop it, or generate it again with a new seed (up to "
+                            "max_regenerations times) to keep the requested count.")
+    max_regenerations: int = Field(3, ge=1, le=20, description="Attempts per rejected clip when on_leak: regenerate.")
 
 
 class ExportConfig(_Strict):

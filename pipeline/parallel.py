@@ -1,8 +1,14 @@
-"""An ordered process pool for per-clip work (features, leak check): results in input order, so a
-stage's output never depends on how many workers computed it."""
+"""An ordered process pool for per-clip work (features, leak check): results in input order, and the
+same numbers whatever the number of workers.
+
+Every call runs with one BLAS / OpenMP thread (and one torch thread), in a worker or in this process:
+workers are sized to the cores, so more threads would oversubscribe them, and a different thread count
+changes the order of floating-point sums, hence the last bits of a feature or an embedding.
+"""
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
@@ -15,41 +21,41 @@ R = TypeVar("R")
 MIN_ITEMS_PER_WORKER = 4  # below this a worker's start-up (seconds: imports, model load) costs more than it saves
 
 
-def _one_thread(initializer: Callable | None, args: tuple) -> None:
-    # Workers are sized to the cores: BLAS / torch threads on top would oversubscribe them, and
-    # change the summation order of results.
+def _one_thread_call(function: Callable[[T], R], item: T) -> R:
+    import scipy.linalg  # noqa: F401 - loads scipy's own OpenBLAS now, so the limit below reaches it
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch else None
+    if torch:
+        torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):  # every BLAS / OpenMP library loaded so far, including by earlier calls
+            return function(item)
+    finally:
+        if torch:
+            torch.set_num_threads(threads)
+
+
+def _start_worker(initializer: Callable | None, initargs: tuple) -> None:
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"  # read when each library loads, which happens after this in a fresh worker
     if initializer is not None:
-        initializer(*args)
-    if "torch" in sys.modules:  # the initializer loaded a model
-        sys.modules["torch"].set_num_threads(1)
+        initializer(*initargs)
 
 
 def ordered_map(function: Callable[[T], R], items: list[T], workers: int, *,
                 initializer: Callable | None = None, initargs: tuple = ()) -> Iterator[R]:
-    """`map(function, items)`, in order, over up to `workers` spawned processes (0: one per core), each
-    with one compute thread; runs in this process (one thread too) when the work is too small to share."""
+    """`map(function, items)`, in order, over up to `workers` spawned processes (0: one per core); in
+    this process when the work is too small to share. `initializer(*initargs)` runs once per process."""
     workers = min(workers or os.cpu_count() or 1, len(items) // MIN_ITEMS_PER_WORKER)
+    call = functools.partial(_one_thread_call, function)
     if workers <= 1:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1):  # as in a worker: the same summation order whatever the pool size
-            if initializer is not None:
-                initializer(*initargs)
-            torch = sys.modules.get("torch")
-            threads = torch.get_num_threads() if torch else None
-            try:
-                if torch:
-                    torch.set_num_threads(1)
-                yield from map(function, items)
-            finally:
-                if torch:
-                    torch.set_num_threads(threads)
+        if initializer is not None:
+            initializer(*initargs)
+        yield from map(call, items)
         return
     chunksize = max(1, min(16, len(items) // (8 * workers)))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_one_thread, initargs=(initializer, initargs)) as pool:
-        yield from pool.map(function, items, chunksize=chunksize)
-
+                             initializer=_start_worker, initargs=(initializer, initargs)) as pool:
+        yield from pool.map(call, items, chunksize=chunksize)

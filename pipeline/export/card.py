@@ -77,9 +77,11 @@ the clip's score is the highest. The threshold {report['threshold']:.4f} was {re
 there, the equal error rate is {report['calibration']['equal_error_rate']} and
 {report['calibration']['false_positive_rate']} of impostor pairs score above the threshold.
 Clips at or above it (leaks), and clips that could not be scored, were removed; none of them is in
-this release. Of {privacy['clips']} generated clips, {privacy['leak']} were leaks and
-{privacy['unscorable']} unscorable (rejection rate {report['rejection_rate']:.3f}, bound
-{report['max_reject_rate']}); {privacy['no_voice']} contained no voiced speech. The detector caught
+this release. Of {privacy['clips']} generated clips, {privacy['rejected_first_pass']} were rejected on first
+sampling (rejection rate {report['rejection_rate']:.3f}, bound {report['max_reject_rate']}) and
+{privacy['regenerated']} of them were sampled again until they passed (`on_leak: {report['on_leak']}`);
+{privacy['leak']} leaks and {privacy['unscorable']} unscorable clips remain excluded;
+{privacy['no_voice']} contained no voiced speech. The detector caught
 {report['detector_self_test']['canaries_caught']} of {report['detector_self_test']['canaries_scored']}
 known-positive canaries (held-out reference utterances pitch-shifted, mixed under generated audio at
 0 dB, band-limited) on this run. No reference audio, embedding, file name or speaker id is part of this

@@ -52,6 +52,13 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict, dict]:
         for record in pq.read_table(shard_dir / "generation.parquet").to_pylist():
             generation[record["clip_id"]] = {**record, "_source": shard_dir / record["audio_file"]}
     features = {r["clip_id"]: r for r in _read_shards(ctx, n_shards, "features", "features.parquet").to_pylist()}
+    for shard in range(n_shards):  # on_leak: regenerate: passing replacements stand in for rejected clips
+        check_dir = ctx.shard_dir("leakcheck", shard)
+        if (check_dir / "regenerated.parquet").is_file():
+            for record in pq.read_table(check_dir / "regenerated.parquet").to_pylist():
+                generation[record["clip_id"]] = {**record, "_source": check_dir / record["audio_file"]}
+            for row in pq.read_table(check_dir / "regenerated_features.parquet").to_pylist():
+                features[row["clip_id"]] = row
     audit = _read_shards(ctx, n_shards, "leakcheck", "audit.parquet").to_pylist()
     summaries = [read_json(ctx.shard_dir("leakcheck", s) / "summary.json") for s in range(n_shards)]
     if set(generation) != set(prompts) or set(features) != set(prompts) or {a["clip_id"] for a in audit} != set(prompts):
@@ -60,7 +67,7 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict, dict]:
     report = privacy_report(ctx, audit, summaries)
     if report["rejection_rate"] > ctx.config.privacy.max_reject_rate:
         raise LeakCheckFailed(
-            f"leak check rejected {report['counts']['rejected']} of {report['counts']['clips']} clips "
+            f"leak check rejected {report['counts']['rejected_first_pass']} of {report['counts']['clips']} clips "
             f"(rate {report['rejection_rate']:.3f} > privacy.max_reject_rate {ctx.config.privacy.max_reject_rate}): "
             "the model may be reproducing protected voices, so nothing is published"
         )
@@ -104,6 +111,9 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
     """Aggregate figures only: nothing that names or describes a reference speaker."""
     counts = {v: sum(a["verdict"] == v for a in audit) for v in ("pass", "leak", "unscorable")}
     rejected = counts["leak"] + counts["unscorable"]
+    # The gate counts first-pass rejections: regenerating keeps the clip count, but a model that keeps
+    # reproducing protected voices must still stop the release.
+    first_pass = sum(s["first_pass_counts"]["leak"] + s["first_pass_counts"]["unscorable"] for s in summaries)
     scores = [s for summary in summaries for s in summary["scores"]]
     first = summaries[0] if summaries else {}
     low = min([-1.0, *scores]) if scores else -1.0
@@ -117,8 +127,11 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
             entry["scored"] += result["scored"]
     calibration = first.get("calibration", {})
     return {
-        "counts": {"clips": len(audit), **counts, "rejected": rejected, "no_voice": sum(a["no_voice"] for a in audit)},
-        "rejection_rate": rejected / len(audit) if audit else 0.0,
+        "counts": {"clips": len(audit), **counts, "rejected": rejected, "no_voice": sum(a["no_voice"] for a in audit),
+                   "regenerated": sum(s.get("regenerated", 0) for s in summaries),
+                   "rejected_first_pass": first_pass},
+        "on_leak": ctx.config.privacy.on_leak,
+        "rejection_rate": first_pass / len(audit) if audit else 0.0,
         "max_reject_rate": ctx.config.privacy.max_reject_rate,
         "threshold": first.get("threshold"),
         "threshold_source": first.get("threshold_source"),

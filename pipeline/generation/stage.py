@@ -110,10 +110,15 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def _generate_with_oom_policy(ctx, model, loaded, batch: pa.Table, token_dir, out_dir, device, rows) -> list[Path]:
+def _attempt(attempt: int) -> tuple:
+    return ("attempt", attempt) if attempt else ()  # attempt 0 keeps the seeds of the first generation
+
+
+def _generate_with_oom_policy(ctx, model, loaded, batch: pa.Table, token_dir, out_dir, device, rows,
+                              attempt: int = 0) -> list[Path]:
     """Generate a batch; out of memory, halve it (on_oom: halve) or fail naming the batch size to try."""
     try:
-        return _generate_batch(ctx, model, loaded, batch, token_dir, out_dir, device, rows)
+        return _generate_batch(ctx, model, loaded, batch, token_dir, out_dir, device, rows, attempt)
     except (RuntimeError, MemoryError) as exc:
         if not _is_out_of_memory(exc):
             raise
@@ -124,8 +129,10 @@ def _generate_with_oom_policy(ctx, model, loaded, batch: pa.Table, token_dir, ou
         size = batch.num_rows
         if ctx.config.generation.on_oom == "halve" and size > 1:
             half = size // 2
-            return (_generate_with_oom_policy(ctx, model, loaded, batch.slice(0, half), token_dir, out_dir, device, rows)
-                    + _generate_with_oom_policy(ctx, model, loaded, batch.slice(half), token_dir, out_dir, device, rows))
+            return (_generate_with_oom_policy(ctx, model, loaded, batch.slice(0, half), token_dir, out_dir, device, rows,
+                                              attempt)
+                    + _generate_with_oom_policy(ctx, model, loaded, batch.slice(half), token_dir, out_dir, device, rows,
+                                                attempt))
         raise PipelineFailure(
             f"out of memory generating a batch of {size} clip(s) on {device}: set generation.max_batch_size to "
             f"{max(1, size // 2)} (or generation.on_oom: halve to do that automatically)"
@@ -137,7 +144,31 @@ def level_temperatures(prompt_temperature: float, upsampler_temperatures: list[f
     return [prompt_temperature, *(upsampler_temperatures or [prompt_temperature] * 2)]
 
 
-def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_dir: Path, device, rows) -> list[Path]:
+def regenerate(ctx: RunContext, prompts: pa.Table, attempt: int, out_dir: Path) -> pa.Table:
+    """Generate `prompts` again, one clip per batch, with seeds drawn for `attempt` (>= 1): a new sample of
+    the same prompt. Writes `out_dir/audio/<clip_id>.flac`; returns their GENERATION_SCHEMA rows."""
+    import torch
+
+    gen = ctx.config.generation
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        loaded = load_preset(gen.preset, ctx.loaded.weights_dir)
+        device = _device(gen.device)
+        model = loaded.model.to(device)
+        if device == "cuda" and gen.dtype != "float32":
+            model = model.to(getattr(torch, gen.dtype))
+        rows = {name: [] for name in GENERATION_SCHEMA.names}
+        for i in range(prompts.num_rows):
+            _generate_with_oom_policy(ctx, model, loaded, prompts.slice(i, 1), out_dir / "tokens", out_dir, device,
+                                      rows, attempt)
+    finally:
+        torch.set_num_threads(threads)
+    return pa.Table.from_pydict(rows, schema=GENERATION_SCHEMA)
+
+
+def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_dir: Path, device, rows,
+                    attempt: int = 0) -> list[Path]:
     import torch
 
     gen = ctx.config.generation
@@ -160,7 +191,7 @@ def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_di
             rates.append(float("nan"))
             continue
         labels = [per_clip[level].to(device) for per_clip in labels_per_clip]  # per clip: (1, labels)
-        torch.manual_seed(derive_seed(ctx.seed, "sample", clip_ids[0], level))
+        torch.manual_seed(derive_seed(ctx.seed, "sample", clip_ids[0], level, *_attempt(attempt)))
         t0 = time.perf_counter()
         with torch.no_grad():
             level_tokens = sample_level(
@@ -174,7 +205,7 @@ def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_di
         tokens.append(level_tokens)
     audio = decode(model, tokens)  # (batch, samples) @ 44.1 kHz
     wall = time.perf_counter() - started
-    seed = derive_seed(ctx.seed, "sample", clip_ids[0], 0)
+    seed = derive_seed(ctx.seed, "sample", clip_ids[0], 0, *_attempt(attempt))
     outputs = []
     for i, cid in enumerate(clip_ids):
         path = out_dir / "audio" / f"{cid}.flac"

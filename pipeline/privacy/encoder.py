@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -23,6 +25,22 @@ class SpeakerEncoder(Protocol):
     def embed_windows(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
         """Unit-norm embeddings (windows, embedding_size): the whole voiced part first, then overlapping
         windows of it when it is longer than one window; None if the signal holds no voiced speech."""
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch and BLAS on one thread: the same float sums (so the same embeddings, thresholds and
+    releases) whatever the machine's core count or the process's thread settings."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class ResemblyzerEncoder:
@@ -54,13 +72,17 @@ class ResemblyzerEncoder:
 
     def embed(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
         speech = self.voiced(audio, sample_rate)
-        return None if speech is None else self._encoder.embed_utterance(speech).astype(np.float32)  # (256,)
+        if speech is None:
+            return None
+        with one_thread():
+            return self._encoder.embed_utterance(speech).astype(np.float32)  # (256,)
 
     def embed_windows(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
         speech = self.voiced(audio, sample_rate)
         if speech is None:
             return None
-        whole, partials, slices = self._encoder.embed_utterance(speech, return_partials=True)  # (256,), (n, 256)
+        with one_thread():
+            whole, partials, slices = self._encoder.embed_utterance(speech, return_partials=True)  # (256,), (n, 256)
         windows = [whole]
         window, hop = int(WINDOW_S * self.sample_rate), int(WINDOW_HOP_S * self.sample_rate)
         if speech.size > window:

@@ -48,6 +48,7 @@ AUDIT_SCHEMA = pa.schema(
         pa.field("nearest_speaker", pa.string()),  # audit only: never exported
         pa.field("windows", pa.int64()),  # embeddings scored (whole voiced part + windows)
         pa.field("error", pa.string()),
+        pa.field("attempts", pa.int64(), nullable=False),  # regenerations (on_leak: regenerate); 0 = first sample
     ]
 )
 
@@ -135,7 +136,49 @@ def _score_job(job: tuple[str, str]) -> dict:
     verdict = score_file(Path(path), _worker["encoder"], _worker["index"], _worker["threshold"])
     return {"clip_id": clip_id, "verdict": verdict.verdict, "no_voice": verdict.no_voice,
             "max_similarity": verdict.score, "nearest_speaker": verdict.nearest_speaker,
-            "windows": verdict.windows, "error": verdict.error}
+            "windows": verdict.windows, "error": verdict.error, "attempts": 0}
+
+
+def regenerate_rejected(ctx: RunContext, shard: int, rows: list[dict], encoder: SpeakerEncoder,
+                        index: ReferenceIndex, threshold: float) -> list[Path]:
+    """on_leak: regenerate. Sample every rejected clip again with a new seed, up to max_regenerations times,
+    until it passes; `rows` (the audit) are updated in place. Passing replacements are written under
+    `regenerated/` with their generation rows (regenerated.parquet) and features (regenerated_features.parquet),
+    which export uses instead of the originals. Returns the files written."""
+    from pipeline.features.stage import extract_rows, feature_set_of, write_feature_rows
+    from pipeline.generation.stage import GENERATION_SCHEMA, regenerate
+    from pipeline.prompts.stage import shard_prompts
+
+    out_dir = ctx.shard_dir("leakcheck", shard)
+    by_id = {row["clip_id"]: row for row in rows}
+    prompts = shard_prompts(ctx, shard)
+    pending = [row["clip_id"] for row in rows if row["verdict"] != "pass"]
+    replacements: list[dict] = []
+    for attempt in range(1, ctx.config.privacy.max_regenerations + 1):
+        if not pending:
+            break
+        folder = out_dir / "regenerated" / f"attempt-{attempt}"
+        mask = pa.array([cid in set(pending) for cid in prompts.column("clip_id").to_pylist()])
+        generated = regenerate(ctx, prompts.filter(mask), attempt, folder)
+        still = []
+        for record in generated.to_pylist():
+            verdict = score_file(folder / record["audio_file"], encoder, index, threshold)
+            by_id[record["clip_id"]].update(
+                verdict=verdict.verdict, no_voice=verdict.no_voice, max_similarity=verdict.score,
+                nearest_speaker=verdict.nearest_speaker, windows=verdict.windows, error=verdict.error, attempts=attempt)
+            if verdict.verdict == "pass":
+                replacements.append({**record, "audio_file": f"regenerated/attempt-{attempt}/{record['audio_file']}"})
+            else:
+                still.append(record["clip_id"])
+        log.info("leakcheck shard %d: regeneration attempt %d replaced %d of %d rejected clip(s)",
+                 shard, attempt, len(pending) - len(still), len(pending))
+        pending = still
+    replacements.sort(key=lambda r: r["clip_id"])
+    table_path, features_path = out_dir / "regenerated.parquet", out_dir / "regenerated_features.parquet"
+    write_table_atomic(table_path, pa.Table.from_pylist(replacements, schema=GENERATION_SCHEMA))
+    clips = [(r["clip_id"], out_dir / r["audio_file"]) for r in replacements]
+    write_feature_rows(extract_rows(feature_set_of(ctx.config.features), clips, 1), features_path)
+    return [table_path, features_path, *(path for _, path in clips)]
 
 
 def _accompaniment(paths: list[Path], encoder: SpeakerEncoder, tries: int = 8) -> np.ndarray | None:
@@ -178,11 +221,17 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
         rows = list(progress(ordered_map(_score_job, jobs, privacy.workers, initializer=_start_worker,
                                          initargs=(index, threshold)),
                              desc=f"leakcheck shard {shard}", quiet=ctx.quiet, unit="clip", total=len(jobs)))
+        first_pass = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
+        extra = []
+        if privacy.on_leak == "regenerate":
+            extra = regenerate_rejected(ctx, shard, rows, encoder, index, threshold)
         audit = out_dir / "audit.parquet"
         write_table_atomic(audit, pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA))
         summary = out_dir / "summary.json"
         write_json_atomic(summary, {
             "counts": {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS},
+            "first_pass_counts": first_pass,
+            "regenerated": sum(r["attempts"] > 0 and r["verdict"] == "pass" for r in rows),
             "no_voice": sum(r["no_voice"] for r in rows),
             "scores": [r["max_similarity"] for r in rows if r["max_similarity"] is not None],
             "self_test": canary_result, "threshold": threshold,
@@ -192,6 +241,6 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
             "enrolment_variants": list(index.variants),
             "reference_fingerprint": index.fingerprint, "encoder": encoder.version,
         })
-        return [audit, summary]
+        return [audit, summary, *extra]
 
     run_once(ctx, "leakcheck", shard, inputs, body)

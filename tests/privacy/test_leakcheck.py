@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import numpy as np
@@ -186,3 +187,34 @@ def test_a_run_rejecting_more_than_the_bound_publishes_nothing(small_config, ref
     with pytest.raises(LeakCheckFailed, match=r"rejected 1 of 2 clips .* nothing is published"):
         export(ctx)
     assert not ctx.release_dir.exists()
+
+
+def test_on_leak_regenerate_replaces_rejected_clips_with_new_samples(small_config, reference_dir):
+    ctx = _prepared_run(small_config, n_clips=3, **{"privacy.max_reject_rate": 1.0, "privacy.on_leak": "regenerate"})
+    audio_dir = ctx.shard_dir("generate", 0) / "audio"
+    leaked, broken, clean = sorted(audio_dir.iterdir())
+    original = pq.read_table(ctx.shard_dir("generate", 0) / "generation.parquet").to_pylist()
+    voice, rate = sf.read(reference_dir / "spk_rms" / "01.wav", dtype="float32")
+    sf.write(leaked, voice, rate, format="FLAC")
+    broken.write_bytes(b"corrupt")
+    features_done = ctx.shard_dir("features", 0)
+    sf.write(broken, np.zeros(22050, dtype=np.float32), 44100, format="FLAC")
+    features(ctx, 0)
+    broken.write_bytes(b"corrupt")  # corrupt again after features: the leak check must reject it
+    leakcheck(ctx, 0)
+    audit = {r["clip_id"]: r for r in pq.read_table(ctx.shard_dir("leakcheck", 0) / "audit.parquet").to_pylist()}
+    assert audit[leaked.stem]["attempts"] == 1 and audit[leaked.stem]["verdict"] == "pass"
+    assert audit[broken.stem]["attempts"] == 1 and audit[broken.stem]["verdict"] == "pass"
+    assert audit[clean.stem]["attempts"] == 0
+    release = export(ctx)
+    rows = {r["clip_id"]: r for r in pq.read_table(release / "data").to_pylist()}
+    assert sorted(rows) == sorted([leaked.stem, broken.stem, clean.stem])  # the requested count is kept
+    seeds = {r["clip_id"]: r["sampling_seed"] for r in original}
+    assert rows[leaked.stem]["sampling_seed"] != seeds[leaked.stem]  # a new sample, not the leaked one
+    assert rows[clean.stem]["sampling_seed"] == seeds[clean.stem]
+    exported, _ = sf.read(release / "audio" / f"{leaked.stem}.flac", dtype="float32")
+    assert exported.shape != voice.shape or not np.allclose(exported, voice)
+    assert not rows[broken.stem]["is_silent"]  # features of the replacement, not of the silent stand-in
+    report = json.loads((release / "privacy_report.json").read_text())
+    assert report["counts"]["regenerated"] == 2 and report["counts"]["rejected_first_pass"] == 2
+    assert report["rejection_rate"] == pytest.approx(2 / 3) and features_done.is_dir()
