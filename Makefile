@@ -14,7 +14,8 @@ CONSUMER_VENV := .venv-consumer
 # A consumer's own environment: current `datasets` needs huggingface-hub>=1, which transformers 4.57.6 refuses.
 export SYNTHAUDIO_CONSUMER_PYTHON := $(CURDIR)/$(CONSUMER_VENV)/bin/python
 
-.PHONY: help install consumer-env deps voices airflow-init run run-cli test test-fast airflow bench lock schemas clean
+.PHONY: help install install-celery consumer-env deps voices airflow-init run run-cli test test-fast test-celery \
+  celery-up celery-down airflow bench lock schemas clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +31,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install pinned dependencies
+
+$(VENV)/.installed-celery: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -c constraints-celery.txt -e ".[celery]"
+	touch $@
+
+install-celery: $(VENV)/.installed-celery  ## add Airflow's Celery executor and Postgres driver (scale-out only)
 
 $(CONSUMER_VENV)/.installed:
 	$(PYTHON) -m venv $(CONSUMER_VENV)
@@ -71,6 +78,15 @@ test: deps $(VENV)/.installed $(CONSUMER_VENV)/.installed  ## the whole test sui
 
 test-fast: $(VENV)/.installed  ## unit tests only (no end-to-end runs)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+celery-up: voices $(VENV)/.installed-celery  ## CeleryExecutor deployment (Postgres + Redis) on http://127.0.0.1:8080
+	$(BIN)/python -m pipeline.deploy start
+
+celery-down:  ## stop exactly what celery-up started
+	$(BIN)/python -m pipeline.deploy stop
+
+test-celery: deps $(VENV)/.installed-celery  ## integration: the DAG through the scheduler and Celery workers
+	$(BIN)/python -m pytest -q -m celery tests/dags/test_celery_deployment.py
 
 airflow: voices airflow-init  ## the Airflow UI and scheduler: airflow standalone on http://localhost:8080
 	$(BIN)/airflow standalone
