@@ -33,7 +33,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 install: $(VENV)/.installed  ## create .venv and install pinned dependencies
 
 $(VENV)/.installed-celery: $(VENV)/.installed
-	$(BIN)/pip install --quiet -c constraints.txt -c constraints-celery.txt -e ".[celery]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[celery]"
 	touch $@
 
 install-celery: $(VENV)/.installed-celery  ## add Airflow's Celery executor and Postgres driver (scale-out only)

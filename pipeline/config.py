@@ -26,8 +26,9 @@ class _Strict(BaseModel):
 
 
 class StorageConfig(_Strict):
-    workspace: str = Field("../var/runs", description="Root of run workspaces (runs/<dataset>/<version>/...).")
-    releases: str = Field("../var/releases", description="Root of published releases.")
+    workspace: str = Field("../var/runs", description="Root of run workspaces (runs/<dataset>/<version>/...): a folder, "
+                                                      "or an fsspec URL such as s3://bucket/runs (tasks then share no disk).")
+    releases: str = Field("../var/releases", description="Root of published releases: a folder or an fsspec URL.")
     reference_cache: str | None = Field(
         None, description="Cached reference-voice embeddings (private, never released); null: <workspace>/_reference_cache.")
 
@@ -252,6 +253,8 @@ class LoadedConfig(BaseModel):
     lyrics_file: Path | None = None
     cohort_dir: Path | None = None
     reference_cache: Path | None = None
+    workspace_url: str | None = None  # storage.workspace when it is a URL; workspace_root is then local scratch
+    releases_url: str | None = None
 
 
 def _describe(error: dict) -> str:
@@ -311,11 +314,16 @@ def load_config(path: str | Path, *, check_paths: bool = True, **overrides) -> L
     def resolve(value: str) -> Path:
         return (path.parent / Path(value).expanduser()).resolve()
 
+    from pipeline.storage import is_url, scratch_root
+
+    workspace, releases = config.storage.workspace, config.storage.releases
     loaded = LoadedConfig(
         path=path,
         config=config,
-        workspace_root=resolve(config.storage.workspace),
-        releases_root=resolve(config.storage.releases),
+        workspace_root=scratch_root(workspace) / "runs" if is_url(workspace) else resolve(workspace),
+        releases_root=scratch_root(releases) / "releases" if is_url(releases) else resolve(releases),
+        workspace_url=workspace if is_url(workspace) else None,
+        releases_url=releases if is_url(releases) else None,
         reference_dir=resolve(config.privacy.reference_dir),
         weights_dir=resolve(config.generation.weights_dir) if config.generation.weights_dir else None,
         lyrics_file=resolve(config.prompts.lyrics.file) if config.prompts.lyrics.file else None,

@@ -128,6 +128,11 @@ def _pid_file(home: Path, name: str) -> Path:
 
 
 def _alive(pid: int) -> bool:
+    """Whether any process of the group `pid` still runs (reaping the leader if it is our exited child)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
     try:
         os.killpg(pid, 0)
     except (ProcessLookupError, PermissionError):

@@ -22,6 +22,7 @@ from pipeline.errors import LeakCheckFailed
 from pipeline.export.card import dataset_card
 from pipeline.features.extract import QUALITY_FLAGS
 from pipeline.progress import progress
+from pipeline.storage import publish_remote, synced_stage
 from pipeline.workspace import RunContext, read_json, sha256_file
 
 SPLITS = ("train", "validation", "test")
@@ -221,6 +222,7 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
     return manifest
 
 
+@synced_stage("export")
 def export(ctx: RunContext, log=None) -> Path:
     """Publish the run's release and refresh the catalog; returns its folder. Idempotent for identical content."""
     from pipeline.export.publish import publish, staging_folder, update_catalog
@@ -233,4 +235,5 @@ def export(ctx: RunContext, log=None) -> Path:
     if not published and log:
         log(f"release {target} already published with identical content; nothing written")
     update_catalog(target.parent)
+    publish_remote(ctx, target)  # storage.releases is a URL: push the release, manifest last
     return target

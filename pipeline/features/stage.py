@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from pipeline.features.extract import FEATURE_SCHEMA, FeatureSet, QualityThresholds, feature_set
 from pipeline.parallel import ordered_map
 from pipeline.progress import progress
+from pipeline.storage import synced_stage
 from pipeline.workspace import RunContext, atomic_path, run_once
 
 ROW_GROUP = 1024  # rows per Parquet row group (about 0.8 MB of features)
@@ -66,6 +67,7 @@ def write_feature_rows(rows: Iterator[dict], path: Path) -> int:
     return count
 
 
+@synced_stage("features")
 def features(ctx: RunContext, shard: int) -> None:
     """Extract the configured feature set for every clip of `shard` (skipped if already done)."""
     config = ctx.config.features

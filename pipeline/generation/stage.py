@@ -21,6 +21,7 @@ from pipeline.generation.presets import SAMPLE_RATE_HZ, load_preset
 from pipeline.generation.sampler import decode, encode_labels, sample_level, total_samples
 from pipeline.progress import progress
 from pipeline.prompts.stage import shard_prompts
+from pipeline.storage import synced_stage
 from pipeline.workspace import (
     RunContext, atomic_path, derive_seed, fingerprint, run_once, write_bytes_atomic, write_table_atomic,
 )
@@ -70,6 +71,7 @@ def _device(requested: str) -> str:
     return requested
 
 
+@synced_stage("generate")
 def generate(ctx: RunContext, shard: int) -> None:
     """Generate the clips of `shard` (skipped if it already ran on the same inputs)."""
     cfg = ctx.config

@@ -34,6 +34,7 @@ from pipeline.privacy.encoder import SpeakerEncoder, load_encoder
 from pipeline.privacy.reference import ReferenceIndex, build_index
 from pipeline.privacy.transforms import canaries
 from pipeline.progress import progress
+from pipeline.storage import synced_stage
 from pipeline.workspace import RunContext, run_once, write_json_atomic, write_table_atomic
 
 VERDICTS = ("pass", "leak", "unscorable")
@@ -197,6 +198,7 @@ def _accompaniment(paths: list[Path], encoder: SpeakerEncoder, tries: int = 8) -
     return None
 
 
+@synced_stage("leakcheck")
 def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None) -> None:
     """Write the shard's verdicts (audit parquet) and summary; skipped if already done on the same inputs."""
     privacy = ctx.config.privacy

@@ -7,11 +7,11 @@ from collections import Counter
 import pyarrow.parquet as pq
 
 from pipeline import __version__
-
 from pipeline.errors import BadInput
 from pipeline.generation.presets import TINY_MAX_SECONDS, check_vocabulary, known_vocabulary, lyric_vocabulary
 from pipeline.prompts.lyrics import check_artists, name_pattern, prepare_lyrics
 from pipeline.prompts.sampler import PromptSpec, sample_prompts
+from pipeline.storage import synced_stage
 from pipeline.workspace import RunContext, read_json, run_once, write_json_atomic, write_table_atomic
 
 
@@ -60,6 +60,7 @@ def counts(table, column: str) -> dict[str, int]:
     return dict(sorted(Counter(table.column(column).to_pylist()).items()))
 
 
+@synced_stage("plan")
 def plan(ctx: RunContext) -> list[int]:
     """Write plan.json and prompts.parquet; return the shard numbers to fan out over."""
     cfg = ctx.config
