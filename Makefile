@@ -15,7 +15,7 @@ CONSUMER_VENV := .venv-consumer
 export SYNTHAUDIO_CONSUMER_PYTHON := $(CURDIR)/$(CONSUMER_VENV)/bin/python
 
 .PHONY: help install install-celery consumer-env deps voices airflow-init run run-cli test test-fast test-celery \
-  celery-up celery-down airflow bench lock schemas clean
+  celery-up celery-down celery-down-if-running airflow bench lock schemas clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -85,6 +85,9 @@ celery-up: voices $(VENV)/.installed-celery  ## CeleryExecutor deployment (Postg
 celery-down:  ## stop exactly what celery-up started
 	$(BIN)/python -m pipeline.deploy stop
 
+celery-down-if-running:
+	@[ ! -x $(BIN)/python ] || [ ! -d var/celery/pids ] || $(BIN)/python -m pipeline.deploy stop
+
 test-celery: deps $(VENV)/.installed-celery  ## integration: the DAG through the scheduler and Celery workers
 	$(BIN)/python -m pytest -q -m celery tests/dags/test_celery_deployment.py
 
@@ -105,5 +108,5 @@ lock: $(VENV)/.installed  ## rewrite constraints.txt from the current venv
 	{ head -2 constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
-clean:  ## remove the venv, Airflow home and var/ (workspaces, releases, voices)
+clean: celery-down-if-running  ## remove the venv, Airflow home and var/ (workspaces, releases, voices, celery)
 	rm -rf $(VENV) $(CONSUMER_VENV) $(AIRFLOW_HOME) var
