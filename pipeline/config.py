@@ -174,7 +174,8 @@ class FeatureConfig(_Strict):
 
 
 class PrivacyConfig(_Strict):
-    reference_dir: str = Field(..., description="Private reference voices: <speaker_id>/<file>.{wav,flac}.")
+    reference_dir: str = Field(..., description="Private reference voices: a folder of <speaker_id>/<file>.{wav,flac}, "
+                                                "or a .csv manifest with columns speaker_id,path.")
     threshold: float | Literal["auto"] = Field(
         "auto", description="Leak score at or above which a clip is a leak; `auto`: calibrated on the reference set "
                             "for target_recall (leave-one-out over every enrolment variant).")
@@ -333,7 +334,8 @@ def load_config(path: str | Path, *, check_paths: bool = True, **overrides) -> L
     if loaded.lyrics_file is not None and not loaded.lyrics_file.is_file():
         raise ConfigError(f"{path}: prompts.lyrics.file: {loaded.lyrics_file} does not exist; "
                           "give a UTF-8 text file with one lyric line per line")
-    if check_paths and not loaded.reference_dir.is_dir():
+    if check_paths and not (loaded.reference_dir.is_dir() or loaded.reference_dir.suffix.lower() == ".csv"
+                            and loaded.reference_dir.is_file()):
         raise ConfigError(
             f"{path}: privacy.reference_dir: folder {loaded.reference_dir} does not exist. "
             "Point it at a folder of <speaker_id>/<file>.wav|flac; for the embedded default, "

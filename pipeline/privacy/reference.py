@@ -1,6 +1,6 @@
 """The private reference set: files, cached embeddings, per-speaker centroids, canaries, cohort.
 
-Layout: `<reference_dir>/<speaker_id>/<file>.{wav,flac}`. Each file is decoded, resampled to the
+Layout: `<reference_dir>/<speaker_id>/<file>.{wav,flac}`, or a CSV manifest `speaker_id,path`. Each file is decoded, resampled to the
 encoder's rate, VAD-trimmed and embedded under every enrolment variant (clean, pitch-shifted,
 band-limited, under accompaniment; see `transforms.py`); the embeddings are cached in the
 workspace keyed by the file's sha256, the encoder version and the variant list, so adding one
@@ -68,20 +68,48 @@ def _top_stats(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return top.mean(axis=-1), np.maximum(top.std(axis=-1), 1e-6)
 
 
-def list_reference_files(reference_dir: Path, what: str = "privacy.reference_dir") -> list[ReferenceFile]:
-    if not reference_dir.is_dir():
-        raise BadInput(f"{what}: {reference_dir} is not a folder of <speaker_id>/<file>.wav|flac")
+def list_reference_files(reference: Path, what: str = "privacy.reference_dir") -> list[ReferenceFile]:
+    """Files of a reference set: a folder of `<speaker_id>/<file>.wav|flac`, or a CSV manifest with
+    columns `speaker_id,path` (paths relative to the manifest's folder)."""
+    if reference.is_file() and reference.suffix.lower() == ".csv":
+        return _manifest_files(reference, what)
+    if not reference.is_dir():
+        raise BadInput(f"{what}: {reference} is neither a folder of <speaker_id>/<file>.wav|flac "
+                       "nor a .csv manifest with columns speaker_id,path")
     files = []
-    for speaker_dir in sorted(p for p in reference_dir.iterdir() if p.is_dir()):
+    for speaker_dir in sorted(p for p in reference.iterdir() if p.is_dir()):
         for path in sorted(speaker_dir.iterdir()):
             if path.suffix.lower() in AUDIO_SUFFIXES:
                 files.append(ReferenceFile(speaker_dir.name, path, sha256_file(path)))
     if not files:
         raise BadInput(
-            f"{what}: {reference_dir} holds no <speaker_id>/<file>.wav|flac files; "
+            f"{what}: {reference} holds no <speaker_id>/<file>.wav|flac files; "
             "a leak check without reference voices would pass everything"
         )
     return files
+
+
+def _manifest_files(manifest: Path, what: str) -> list[ReferenceFile]:
+    import csv
+
+    with open(manifest, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"speaker_id", "path"} <= set(reader.fieldnames):
+            raise BadInput(f"{what}: {manifest} must have a header with columns speaker_id,path "
+                           f"(found {reader.fieldnames})")
+        rows = list(reader)
+    files = []
+    for line, row in enumerate(rows, start=2):
+        speaker, relative = (row["speaker_id"] or "").strip(), (row["path"] or "").strip()
+        path = (manifest.parent / relative).resolve()
+        if not speaker or not relative:
+            raise BadInput(f"{what}: {manifest} line {line}: speaker_id and path are both required")
+        if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
+            raise BadInput(f"{what}: {manifest} line {line}: {path} is not a .wav or .flac file")
+        files.append(ReferenceFile(speaker, path, sha256_file(path)))
+    if not files:
+        raise BadInput(f"{what}: {manifest} lists no files; a leak check without reference voices would pass everything")
+    return sorted(files, key=lambda f: (f.speaker, f.path.name))
 
 
 def read_voice(path: Path, rate: int) -> np.ndarray:
@@ -157,14 +185,14 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
     for speaker, items in by_speaker.items():
         if len(items) <= canaries_per_speaker:
             raise BadInput(
-                f"privacy.reference_dir: speaker folder {reference_dir / speaker} has {len(items)} usable file(s); "
+                f"privacy.reference_dir: speaker {speaker} of {reference_dir} has {len(items)} usable file(s); "
                 f"it needs more than privacy.canaries_per_speaker ({canaries_per_speaker}) to enrol and self-test"
             )
         split = len(items) - canaries_per_speaker
         speech_s[speaker] = round(sum(seconds for _, _, seconds in items), 2)
         if speech_s[speaker] < MIN_SPEAKER_SPEECH_S:
-            log.warning("reference speaker folder %s has only %.1f s of voiced speech (%.0f s or more recommended)",
-                        reference_dir / speaker, speech_s[speaker], MIN_SPEAKER_SPEECH_S)
+            log.warning("reference speaker %s of %s has only %.1f s of voiced speech (%.0f s or more recommended)",
+                        speaker, reference_dir, speech_s[speaker], MIN_SPEAKER_SPEECH_S)
         mean = np.mean([embeddings for _, embeddings, _ in items[:split]], axis=0)  # (variants, dim)
         centroids.append(mean / np.linalg.norm(mean, axis=-1, keepdims=True))
         enrolled += [(len(speakers), embeddings) for _, embeddings, _ in items[:split]]

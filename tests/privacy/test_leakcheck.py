@@ -218,3 +218,17 @@ def test_on_leak_regenerate_replaces_rejected_clips_with_new_samples(small_confi
     report = json.loads((release / "privacy_report.json").read_text())
     assert report["counts"]["regenerated"] == 2 and report["counts"]["rejected_first_pass"] == 2
     assert report["rejection_rate"] == pytest.approx(2 / 3) and features_done.is_dir()
+
+
+def test_a_csv_manifest_is_a_reference_set_like_the_folder(reference_dir, encoder, reference_cache, tmp_path):
+    folder = _few_files(reference_dir, tmp_path / "refs")
+    manifest = tmp_path / "voices.csv"
+    lines = ["speaker_id,path"] + [f"{p.parent.name},refs/{p.parent.name}/{p.name}" for p in sorted(folder.rglob("*.wav"))]
+    manifest.write_text("\n".join(lines) + "\n")
+    from_manifest = build_index(manifest, encoder, reference_cache, 1)
+    from_folder = build_index(folder, encoder, reference_cache, 1)
+    assert from_manifest.speakers == from_folder.speakers and from_manifest.fingerprint == from_folder.fingerprint
+    np.testing.assert_array_equal(from_manifest.centroids, from_folder.centroids)
+    manifest.write_text("speaker_id,path\nspk_awb,refs/spk_awb/missing.wav\n")
+    with pytest.raises(BadInput, match=r"voices.csv line 2: .*missing.wav is not a .wav or .flac file"):
+        build_index(manifest, encoder, reference_cache, 1)
