@@ -46,7 +46,7 @@ def probe_transforms() -> dict:
 
 
 def robustness(voices: Path, cache: Path, cohort: Path | None) -> dict:
-    from pipeline.privacy.calibration import calibrate_index
+    from pipeline.privacy.calibration import calibrate_index, leave_one_out
     from pipeline.privacy.encoder import load_encoder
     from pipeline.privacy.reference import build_index, list_reference_files, read_voice
 
@@ -60,18 +60,9 @@ def robustness(voices: Path, cache: Path, cohort: Path | None) -> dict:
     transforms, rate = probe_transforms()
     table = {"threshold": round(threshold, 4), "reference_eer": round(calibration.equal_error_rate, 4),
              "score_normalisation": "s-norm" if cohort else "none", "rows": {}}
-    # leave-one-out centroids: speaker sums minus the file's own embeddings
-    totals = np.zeros(index.centroids.shape)
-    counts = np.zeros(len(index.speakers))
-    for speaker, embeddings in index.enrolled:
-        totals[speaker] += embeddings
-        counts[speaker] += 1
     genuine = {name: [] for name in transforms}
     impostor = {name: [] for name in transforms}
-    for number, (file, (speaker, embeddings)) in enumerate(zip(files, index.enrolled, strict=True)):
-        centroids = index.centroids.copy()
-        rest = totals[speaker] - embeddings
-        centroids[speaker] = rest / np.linalg.norm(rest, axis=-1, keepdims=True)
+    for number, (file, (_, _, centroids)) in enumerate(zip(files, leave_one_out(index), strict=True)):
         audio = read_voice(file.path, rate)
         for name, transform in transforms.items():
             windows = encoder.embed_windows(transform(audio, number), rate)

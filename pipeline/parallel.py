@@ -8,6 +8,7 @@ changes the order of floating-point sums, hence the last bits of a feature or an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -21,7 +22,9 @@ R = TypeVar("R")
 MIN_ITEMS_PER_WORKER = 4  # below this a worker's start-up (seconds: imports, model load) costs more than it saves
 
 
-def _one_thread_call(function: Callable[[T], R], item: T) -> R:
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Torch (if loaded) and every loaded BLAS / OpenMP library on one thread, restored afterwards."""
     import scipy.linalg  # noqa: F401 - loads scipy's own OpenBLAS now, so the limit below reaches it
     from threadpoolctl import threadpool_limits
 
@@ -30,11 +33,16 @@ def _one_thread_call(function: Callable[[T], R], item: T) -> R:
     if torch:
         torch.set_num_threads(1)
     try:
-        with threadpool_limits(1):  # every BLAS / OpenMP library loaded so far, including by earlier calls
-            return function(item)
+        with threadpool_limits(1):
+            yield
     finally:
         if torch:
             torch.set_num_threads(threads)
+
+
+def _one_thread_call(function: Callable[[T], R], item: T) -> R:
+    with single_thread():
+        return function(item)
 
 
 def _start_worker(initializer: Callable | None, initargs: tuple) -> None:

@@ -73,7 +73,7 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict, dict]:
             "the model may be reproducing protected voices, so nothing is published"
         )
     quality = quality_report(ctx, features)
-    dropping = [column for flag, column in QUALITY_FLAGS.items() if getattr(ctx.config.features.gates, flag) == "drop"]
+    dropping = _dropping_columns(ctx.config.features.gates)
     rows = []
     for verdict in sorted(audit, key=lambda a: a["clip_id"]):
         if verdict["verdict"] != "pass":
@@ -94,11 +94,16 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict, dict]:
     return rows, report, quality
 
 
+def _dropping_columns(gates) -> list[str]:
+    """The flag columns whose quality gate is `drop`."""
+    return [column for flag, column in QUALITY_FLAGS.items() if getattr(gates, flag) == "drop"]
+
+
 def quality_report(ctx: RunContext, features: dict[str, dict]) -> dict:
     """Counts of each quality flag over every generated clip, the configured action and the clips dropped."""
     gates = ctx.config.features.gates
     flagged = {flag: sum(bool(f[column]) for f in features.values()) for flag, column in QUALITY_FLAGS.items()}
-    dropping = [column for flag, column in QUALITY_FLAGS.items() if getattr(gates, flag) == "drop"]
+    dropping = _dropping_columns(gates)
     return {
         "feature_set": ctx.config.features.feature_set,
         "clips": len(features),
@@ -129,7 +134,7 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
     calibration = first.get("calibration", {})
     return {
         "counts": {"clips": len(audit), **counts, "rejected": rejected, "no_voice": sum(a["no_voice"] for a in audit),
-                   "regenerated": sum(s.get("regenerated", 0) for s in summaries),
+                   "regenerated": sum(s["regenerated"] for s in summaries),
                    "rejected_first_pass": first_pass},
         "on_leak": ctx.config.privacy.on_leak,
         "rejection_rate": first_pass / len(audit) if audit else 0.0,

@@ -87,11 +87,7 @@ def generate(ctx: RunContext, shard: int) -> None:
 
         torch.set_num_threads(1)  # tiny models run ~10x slower on 2 threads; parallelise across tasks
         prompts = shard_prompts(ctx, shard)
-        loaded = load_preset(gen.preset, ctx.loaded.weights_dir)
-        device = _device(gen.device)
-        model = loaded.model.to(device)
-        if device == "cuda" and gen.dtype != "float32":
-            model = model.to(getattr(torch, gen.dtype))
+        loaded, model, device = _load_model(ctx)
         token_dir = out_dir / "tokens" / fingerprint(inputs)[:16]
         rows = {name: [] for name in GENERATION_SCHEMA.names}
         outputs = []
@@ -104,6 +100,19 @@ def generate(ctx: RunContext, shard: int) -> None:
         return outputs + [table_path]
 
     run_once(ctx, "generate", shard, inputs, body)
+
+
+def _load_model(ctx: RunContext):
+    """(loaded preset, model on its device and dtype, device) for the config's generation settings."""
+    import torch
+
+    gen = ctx.config.generation
+    loaded = load_preset(gen.preset, ctx.loaded.weights_dir)
+    device = _device(gen.device)
+    model = loaded.model.to(device)
+    if device == "cuda" and gen.dtype != "float32":
+        model = model.to(getattr(torch, gen.dtype))
+    return loaded, model, device
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -151,15 +160,10 @@ def regenerate(ctx: RunContext, prompts: pa.Table, attempt: int, out_dir: Path) 
     the same prompt. Writes `out_dir/audio/<clip_id>.flac`; returns their GENERATION_SCHEMA rows."""
     import torch
 
-    gen = ctx.config.generation
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        loaded = load_preset(gen.preset, ctx.loaded.weights_dir)
-        device = _device(gen.device)
-        model = loaded.model.to(device)
-        if device == "cuda" and gen.dtype != "float32":
-            model = model.to(getattr(torch, gen.dtype))
+        loaded, model, device = _load_model(ctx)
         rows = {name: [] for name in GENERATION_SCHEMA.names}
         for i in range(prompts.num_rows):
             _generate_with_oom_policy(ctx, model, loaded, prompts.slice(i, 1), out_dir / "tokens", out_dir, device,

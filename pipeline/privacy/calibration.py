@@ -10,6 +10,7 @@ say how well the encoder separates these voices.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,23 @@ def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_recall: float = 
     )
 
 
+def leave_one_out(index) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    """For each enrolled file, in order: (speaker, its (variants, dim) embeddings, the index's centroids
+    with that speaker re-enrolled without the file), or None for centroids when it is the speaker's only file."""
+    sums = np.zeros(index.centroids.shape, dtype=np.float64)  # (speakers, variants, dim)
+    counts = np.zeros(len(index.speakers), dtype=int)
+    for speaker, embeddings in index.enrolled:
+        sums[speaker] += embeddings
+        counts[speaker] += 1
+    for speaker, embeddings in index.enrolled:
+        centroids = None
+        if counts[speaker] > 1:
+            others = sums[speaker] - embeddings  # (variants, dim)
+            centroids = index.centroids.copy()
+            centroids[speaker] = others / np.linalg.norm(others, axis=-1, keepdims=True)
+        yield speaker, embeddings, centroids
+
+
 def reference_trials(index, outsiders: list[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray]:
     """(genuine, impostor) clip scores from the reference index's own enrolled files, every variant.
 
@@ -61,23 +79,13 @@ def reference_trials(index, outsiders: list[np.ndarray] = ()) -> tuple[np.ndarra
     it would be flagged. Impostor: the same file against the *other* speakers only, and every outsider
     embedding ((variants, dim) per file) against every speaker.
     """
-    speakers = len(index.speakers)
-    sums = np.zeros(index.centroids.shape, dtype=np.float64)  # (speakers, variants, dim)
-    counts = np.zeros(speakers, dtype=int)
-    for speaker, embeddings in index.enrolled:
-        sums[speaker] += embeddings
-        counts[speaker] += 1
     genuine, impostor = [], []
-    for speaker, embeddings in index.enrolled:
-        centroids = index.centroids.copy()
-        if counts[speaker] > 1:
-            others = sums[speaker] - embeddings  # (variants, dim)
-            centroids[speaker] = others / np.linalg.norm(others, axis=-1, keepdims=True)
+    for speaker, embeddings, centroids in leave_one_out(index):
         for probe in embeddings:  # one trial per variant
             scores = index.speaker_scores(probe[None], centroids)  # (speakers,)
-            if counts[speaker] > 1:
+            if centroids is not None:
                 genuine.append(float(scores.max()))
-            if speakers > 1:
+            if len(index.speakers) > 1:
                 impostor.append(float(np.delete(scores, speaker).max()))
     for embeddings in outsiders:
         impostor += [float(index.speaker_scores(probe[None]).max()) for probe in embeddings]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
+
+from pipeline.parallel import single_thread
 
 
 WINDOW_S = 3.0  # a leaked voice lasting this long inside a longer clip is scored on its own
@@ -25,22 +25,6 @@ class SpeakerEncoder(Protocol):
     def embed_windows(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
         """Unit-norm embeddings (windows, embedding_size): the whole voiced part first, then overlapping
         windows of it when it is longer than one window; None if the signal holds no voiced speech."""
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch and BLAS on one thread: the same float sums (so the same embeddings, thresholds and
-    releases) whatever the machine's core count or the process's thread settings."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class ResemblyzerEncoder:
@@ -74,14 +58,14 @@ class ResemblyzerEncoder:
         speech = self.voiced(audio, sample_rate)
         if speech is None:
             return None
-        with one_thread():
+        with single_thread():  # the same float sums whatever the thread settings
             return self._encoder.embed_utterance(speech).astype(np.float32)  # (256,)
 
     def embed_windows(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
         speech = self.voiced(audio, sample_rate)
         if speech is None:
             return None
-        with one_thread():
+        with single_thread():  # the same float sums whatever the thread settings
             whole, partials, slices = self._encoder.embed_utterance(speech, return_partials=True)  # (256,), (n, 256)
         windows = [whole]
         window, hop = int(WINDOW_S * self.sample_rate), int(WINDOW_HOP_S * self.sample_rate)

@@ -132,12 +132,17 @@ def _start_worker(index: ReferenceIndex, threshold: float) -> None:
         _worker.update(encoder=load_encoder(), index=index, threshold=threshold)
 
 
+def _audit_row(clip_id: str, verdict: ClipVerdict, attempts: int) -> dict:
+    """One AUDIT_SCHEMA row."""
+    return {"clip_id": clip_id, "verdict": verdict.verdict, "no_voice": verdict.no_voice,
+            "max_similarity": verdict.score, "nearest_speaker": verdict.nearest_speaker,
+            "windows": verdict.windows, "error": verdict.error, "attempts": attempts}
+
+
 def _score_job(job: tuple[str, str]) -> dict:
     clip_id, path = job
     verdict = score_file(Path(path), _worker["encoder"], _worker["index"], _worker["threshold"])
-    return {"clip_id": clip_id, "verdict": verdict.verdict, "no_voice": verdict.no_voice,
-            "max_similarity": verdict.score, "nearest_speaker": verdict.nearest_speaker,
-            "windows": verdict.windows, "error": verdict.error, "attempts": 0}
+    return _audit_row(clip_id, verdict, attempts=0)
 
 
 def regenerate_rejected(ctx: RunContext, shard: int, rows: list[dict], encoder: SpeakerEncoder,
@@ -159,14 +164,13 @@ def regenerate_rejected(ctx: RunContext, shard: int, rows: list[dict], encoder: 
         if not pending:
             break
         folder = out_dir / "regenerated" / f"attempt-{attempt}"
-        mask = pa.array([cid in set(pending) for cid in prompts.column("clip_id").to_pylist()])
+        rejected = set(pending)
+        mask = pa.array([cid in rejected for cid in prompts.column("clip_id").to_pylist()])
         generated = regenerate(ctx, prompts.filter(mask), attempt, folder)
         still = []
         for record in generated.to_pylist():
             verdict = score_file(folder / record["audio_file"], encoder, index, threshold)
-            by_id[record["clip_id"]].update(
-                verdict=verdict.verdict, no_voice=verdict.no_voice, max_similarity=verdict.score,
-                nearest_speaker=verdict.nearest_speaker, windows=verdict.windows, error=verdict.error, attempts=attempt)
+            by_id[record["clip_id"]].update(_audit_row(record["clip_id"], verdict, attempts=attempt))
             if verdict.verdict == "pass":
                 replacements.append({**record, "audio_file": f"regenerated/attempt-{attempt}/{record['audio_file']}"})
             else:
