@@ -28,6 +28,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet torch==2.13.0   # the CPU wheel; a looser pin pulls a CUDA build
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt resemblyzer==0.1.4   # webrtcvad-wheels replaces webrtcvad
+	@# Compile librosa's numba kernels (cache=True) once, in one process: a first compile racing in several
+	@# worker processes once left a cache that segfaulted every later call.
+	$(BIN)/python -c "from pipeline.features.extract import feature_set; from pipeline.testing import click_track; \
+	  feature_set('full').extract(click_track(120, 3.0), 44_100)"
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install pinned dependencies

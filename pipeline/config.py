@@ -21,15 +21,27 @@ from pipeline.errors import ConfigError
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
+# Privacy is declared here, once per field: a field built with `private=True` never leaves the
+# workspace. `public_view` derives the published config from these marks; `PRIVATE_FIELDS` lists them
+# (pinned by a test, so a new private-looking field cannot slip into releases unnoticed).
+PRIVATE = {"private": True}
+REDACTED = "(private)"
+
+
+def private(default=..., **kwargs):
+    """A `Field` whose value is private: replaced by REDACTED in every published view of the config."""
+    return Field(default, json_schema_extra=PRIVATE, **kwargs)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StorageConfig(_Strict):
-    workspace: str = Field("../var/runs", description="Root of run workspaces (runs/<dataset>/<version>/...): a folder, "
+    workspace: str = private("../var/runs", description="Root of run workspaces (runs/<dataset>/<version>/...): a folder, "
                                                       "or an fsspec URL such as s3://bucket/runs (tasks then share no disk).")
-    releases: str = Field("../var/releases", description="Root of published releases: a folder or an fsspec URL.")
-    reference_cache: str | None = Field(
+    releases: str = private("../var/releases", description="Root of published releases: a folder or an fsspec URL.")
+    reference_cache: str | None = private(
         None, description="Cached reference-voice embeddings (private, never released); null: <workspace>/_reference_cache.")
 
 
@@ -41,7 +53,7 @@ class LyricsConfig(_Strict):
         "instrumental", description="Where lyrics come from: none, `lines`, a UTF-8 `file` of lines, or `templates`."
     )
     lines: list[str] = Field(default_factory=list, description="Lyric lines (source: lines).")
-    file: str | None = Field(None, description="Text file, one lyric line per line (source: file); relative to the config.")
+    file: str | None = private(None, description="Text file, one lyric line per line (source: file); relative to the config.")
     templates: list[str] = Field(default_factory=list, description="Lines with {slot} fields (source: templates).")
     slots: dict[str, list[str]] = Field(default_factory=dict, description="Slot -> values filled into templates.")
     non_ascii: Literal["transliterate", "drop", "refuse"] = Field(
@@ -80,7 +92,7 @@ class PromptConfig(_Strict):
         "a {genre} piece in the style of {artist}, {vocals}, {duration_s:g} seconds",
         description=f"Caption per clip; fields: {', '.join(CAPTION_FIELDS)}.",
     )
-    protected_names: list[str] = Field(
+    protected_names: list[str] = private(
         default_factory=list, description="People who must never be an artist token or appear in lyrics "
         "(the reference set's speaker ids are always added)."
     )
@@ -138,7 +150,7 @@ class GenerationConfig(_Strict):
     preset: Literal["tiny", "jukebox-1b-lyrics", "jukebox-5b-lyrics"] = Field(
         "tiny", description="Model preset; `tiny` is embedded (random weights from the seed: a smoke model, not music)."
     )
-    weights_dir: str | None = Field(None, description="Local folder of real weights (save_pretrained layout).")
+    weights_dir: str | None = private(None, description="Local folder of real weights (save_pretrained layout).")
     max_batch_size: int = Field(4, ge=1, le=256, description="Clips sampled together.")
     levels: int = Field(3, ge=1, le=3, description="Prior levels sampled: 3 = full quality, 1 = top-level preview.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -174,7 +186,7 @@ class FeatureConfig(_Strict):
 
 
 class PrivacyConfig(_Strict):
-    reference_dir: str = Field(..., description="Private reference voices: a folder of <speaker_id>/<file>.{wav,flac}, "
+    reference_dir: str = private(..., description="Private reference voices: a folder of <speaker_id>/<file>.{wav,flac}, "
                                                 "or a .csv manifest with columns speaker_id,path.")
     threshold: float | Literal["auto"] = Field(
         "auto", description="Leak score at or above which a clip is a leak; `auto`: calibrated on the reference set "
@@ -182,7 +194,7 @@ class PrivacyConfig(_Strict):
     target_recall: float = Field(0.99, gt=0, le=1, description="Share of held-out reference trials `auto` must flag.")
     max_reject_rate: float = Field(0.05, ge=0, le=1, description="A run rejecting more clips than this fails.")
     canaries_per_speaker: int = Field(1, ge=1, le=10, description="Held-out utterances per speaker turned into canaries.")
-    cohort_dir: str | None = Field(
+    cohort_dir: str | None = private(
         None, description="Voices NOT in the reference set (<id>/<file>): enables s-norm score normalisation.")
     skip_bad_reference_files: bool = Field(
         False, description="Leave out unreadable, empty or unvoiced reference files (listed in a warning) "
@@ -233,8 +245,59 @@ class BuildConfig(_Strict):
         return BuildConfig.model_validate(data)
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of this config (paths as written, before resolution)."""
+        """sha256 of the canonical JSON of this config (paths as written, before resolution). Private:
+        it is a hash of private values too, so it identifies stage inputs but is never published."""
         return hashlib.sha256(canonical_json(self.model_dump()).encode()).hexdigest()
+
+    def public_view(self) -> dict:
+        """The config as it may be published: every field marked private replaced by REDACTED (an unset
+        private value stays null or empty, so a reader sees that it was not set)."""
+        return _redact(self, self.model_dump())
+
+    def public_fingerprint(self) -> str:
+        """sha256 of the canonical JSON of `public_view()`: the config hash a release publishes."""
+        return hashlib.sha256(canonical_json(self.public_view()).encode()).hexdigest()
+
+    def private_values(self) -> dict[str, list[str]]:
+        """Dotted field path -> the non-empty strings it holds, for every private field (what must never be
+        found in a release)."""
+        found: dict[str, list[str]] = {}
+        for path in PRIVATE_FIELDS:
+            value = self
+            for part in path.split("."):
+                value = getattr(value, part)
+            strings = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str) and v.strip()]
+            if strings:
+                found[path] = strings
+        return found
+
+
+def _is_private(field) -> bool:
+    extra = field.json_schema_extra
+    return isinstance(extra, dict) and extra.get("private") is True
+
+
+def _redact(model: BaseModel, data: dict) -> dict:
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if _is_private(field):
+            data[name] = REDACTED if value not in (None, "", [], {}) else data[name]
+        elif isinstance(value, BaseModel):
+            data[name] = _redact(value, data[name])
+    return data
+
+
+def _private_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
+    paths = []
+    for name, field in model.model_fields.items():
+        if _is_private(field):
+            paths.append(prefix + name)
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            paths += _private_paths(field.annotation, f"{prefix}{name}.")
+    return paths
+
+
+PRIVATE_FIELDS: tuple[str, ...] = tuple(_private_paths(BuildConfig))
 
 
 def canonical_json(value) -> str:

@@ -19,3 +19,7 @@ class LeakCheckFailed(PipelineFailure):
 
 class ReleaseConflict(PipelineFailure):
     """A release version already exists with different content; published versions are never rewritten."""
+
+
+class PrivateDataInRelease(PipelineFailure):
+    """A staged release holds a private string (a private config value, a reference speaker id or file name)."""

@@ -11,6 +11,14 @@ from pipeline.testing import run_cli, write_config
 
 os.environ.setdefault("SYNTHAUDIO_QUIET", "1")
 VERSION = "2026-01-01"
+# Fixtures that build a whole release: a test using one is marked `slow` (make test-fast leaves it out).
+RELEASE_FIXTURES = {"cli_release", "private_release"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if RELEASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import __version__
-from pipeline.errors import LeakCheckFailed
+from pipeline.errors import LeakCheckFailed, PrivateDataInRelease
 from pipeline.export.card import dataset_card
 from pipeline.features.extract import QUALITY_FLAGS
 from pipeline.progress import progress
@@ -198,17 +198,11 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
 
     entries.sort(key=lambda e: e.path)
     content = "".join(f"{e.sha256}  {e.path}\n" for e in entries)
-    config = ctx.config.model_dump()
-    config["storage"] = "(local paths, not part of the release)"
-    config["privacy"]["reference_dir"] = "(private, not part of the release)"
-    for section, key in (("generation", "weights_dir"),):
-        config[section][key] = None if config[section][key] is None else "(local path)"
-    if config["prompts"]["lyrics"]["file"]:
-        config["prompts"]["lyrics"]["file"] = Path(config["prompts"]["lyrics"]["file"]).name
     manifest = {
         **summary, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": {"package": __version__, "git_commit": _git_commit()},
-        "config": config, "config_sha256": ctx.config.fingerprint(),
+        # Only the public view: the config model marks each private field once (pipeline.config.PRIVATE_FIELDS).
+        "config": ctx.config.public_view(), "config_sha256": ctx.config.public_fingerprint(),
         "speaker_encoder": report["speaker_encoder"],
         "reference_set_fingerprint": read_json(ctx.shard_dir("leakcheck", 0) / "summary.json")["reference_fingerprint"],
         "leak_check": {**{k: report[k] for k in ("threshold", "threshold_source", "target_recall", "rejection_rate",
@@ -227,6 +221,23 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
     return manifest
 
 
+def refuse_private_content(ctx: RunContext, staging: Path) -> None:
+    """Raise PrivateDataInRelease if the staged release holds any of the run's private strings (private
+    config values, reference speaker ids and file names): fail closed, nothing is published."""
+    from pipeline.export.private_scan import private_needles, scan_release
+    from pipeline.privacy.reference import list_reference_files
+
+    needles = private_needles(ctx.loaded, list_reference_files(ctx.loaded.reference_dir))
+    hits = scan_release(staging, needles)
+    if hits:
+        listed = "\n  ".join(hits)
+        raise PrivateDataInRelease(
+            f"export of {ctx.dataset} {ctx.version}: the staged release holds private data, so nothing is "
+            f"published:\n  {listed}\nA private value reached a public field (a lyric line, a caption, an artist "
+            "token, the description?): remove it there, or rename the reference file or speaker, then rerun export."
+        )
+
+
 @synced_stage("export")
 def export(ctx: RunContext, log=None) -> Path:
     """Publish the run's release and refresh the catalog; returns its folder. Idempotent for identical content."""
@@ -236,6 +247,7 @@ def export(ctx: RunContext, log=None) -> Path:
     target = ctx.release_dir
     with staging_folder(target.parent, ctx.version) as staging:
         manifest = build_release(ctx, rows, report, quality, staging)
+        refuse_private_content(ctx, staging)
         published = publish(staging, target, manifest["content_sha256"])
     if not published and log:
         log(f"release {target} already published with identical content; nothing written")
