@@ -49,10 +49,12 @@ $(CONSUMER_VENV)/.installed:
 
 consumer-env: $(CONSUMER_VENV)/.installed  ## a separate env with current Hugging Face datasets, for consumer tests
 
-# Speech synthesisers for the test voices (reference, non-reference and cohort), sox, libsndfile.
+# Speech synthesisers for the test voices (reference, non-reference), the leak check's impostor cohort
+# (flite, festival lp/ph, espeak-ng) and the privacy benchmark's voices; sox (with mp3) and libsndfile.
 APT_PACKAGES := flite festival festival-ca festival-czech espeak-ng sox libsndfile1 festvox-kdlpc16k \
   festvox-italp16k festvox-itapc16k festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-ph festvox-czech-krb \
-  festvox-ca-ona-hts festvox-ru festvox-czech-dita festvox-czech-machac
+  festvox-ca-ona-hts festvox-ru festvox-czech-dita festvox-czech-machac \
+  festvox-kallpc16k festvox-us-slt-hts libsox-fmt-mp3
 
 deps:  ## Debian packages: speech synthesisers for test voices, sox, libsndfile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -103,7 +105,7 @@ bench: voices  ## every benchmark (on demand, not part of make test; several min
 	$(BIN)/python benchmarks/prompts.py
 	$(BIN)/python benchmarks/export.py --gb 1.0
 	$(BIN)/python benchmarks/features.py
-	$(BIN)/python benchmarks/privacy.py
+	$(BIN)/python benchmarks/privacy.py   # --part held_out: the frozen held-out split (the reported figure)
 
 schemas: $(VENV)/.installed  ## regenerate schemas/*.json from the code
 	$(BIN)/python -m pipeline.schemas

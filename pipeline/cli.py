@@ -66,15 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", type=Path, required=True, help="scores.parquet to write")
     score.add_argument("--threshold", type=float, default=None,
                        help="leak threshold (default: calibrated on the reference set for --target-recall)")
-    score.add_argument("--target-recall", type=float, default=0.99)
-    score.add_argument("--cohort", type=Path, help="voices not in the reference set, for s-norm: <voice>/<file>")
+    score.add_argument("--target-recall", type=float, default=0.95,
+                       help="calibration recall the detector must reach (default 0.95)")
+    score.add_argument("--max-fpr", type=float, default=0.05,
+                       help="false-positive bound per impostor condition for the calibrated threshold (default 0.05)")
+    score.add_argument("--cohort", type=Path, help="more impostor voices (not in the reference set): <voice>/<file>")
     score.add_argument("--cache", type=Path, help="keep reference embeddings here for the next call (private)")
     calibrate = psub.add_parser("calibrate", help="EER, threshold for a target recall, false-positive rate",
                                 description="Leave-one-out calibration of the leak threshold on a reference set.")
     calibrate.add_argument("--reference", type=Path, required=True)
     calibrate.add_argument("--impostors", type=Path, help="voices not in the reference set: <speaker>/<file>")
-    calibrate.add_argument("--target-recall", type=float, default=0.99)
-    calibrate.add_argument("--cohort", type=Path, help="voices not in the reference set, for s-norm: <voice>/<file>")
+    calibrate.add_argument("--target-recall", type=float, default=0.95)
+    calibrate.add_argument("--max-fpr", type=float, default=0.05)
+    calibrate.add_argument("--cohort", type=Path, help="more impostor voices (not in the reference set): <voice>/<file>")
     calibrate.add_argument("--cache", type=Path, help="keep reference embeddings here for the next call (private)")
     releases = sub.add_parser("releases", help="list, show or diff the published releases of a dataset",
                               description="Read a dataset's catalog of releases.")
@@ -96,21 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
 def _privacy(args: argparse.Namespace) -> int:
     from pipeline.privacy import review
 
-    if not 0 < args.target_recall <= 1:
-        raise BadInput(f"--target-recall {args.target_recall}: must be in (0, 1]")
+    if not 0 < args.target_recall < 1:
+        raise BadInput(f"--target-recall {args.target_recall}: must be in (0, 1)")
+    if not 0 < args.max_fpr < 1:
+        raise BadInput(f"--max-fpr {args.max_fpr}: must be in (0, 1)")
     if args.privacy_command == "calibrate":
         result = review.calibrate_reference(args.reference, args.impostors, args.target_recall, cache=args.cache,
-                                            cohort=args.cohort)
+                                            cohort=args.cohort, max_fpr=args.max_fpr)
         print(json.dumps(result.as_dict(), indent=2))
         return 0
     from pipeline.workspace import write_table_atomic
 
     table, threshold = review.score_folder(args.reference, args.clips, args.threshold, args.target_recall,
-                                           cache=args.cache, cohort=args.cohort)
+                                           cache=args.cache, cohort=args.cohort, max_fpr=args.max_fpr)
     write_table_atomic(args.out, table)
     verdicts = table.column("verdict").to_pylist()
     summary = {v: verdicts.count(v) for v in ("pass", "leak", "unscorable")}
-    source = "given" if args.threshold is not None else f"calibrated for recall {args.target_recall}"
+    source = "given" if args.threshold is not None else f"calibrated: FPR <= {args.max_fpr} per impostor condition"
     print(f"{table.num_rows} clips: {summary['pass']} pass, {summary['leak']} leak, {summary['unscorable']} "
           f"unscorable (counted as leaks); threshold {threshold:.4f} ({source}); scores in {args.out}")
     return 0

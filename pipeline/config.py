@@ -189,13 +189,24 @@ class PrivacyConfig(_Strict):
     reference_dir: str = private(..., description="Private reference voices: a folder of <speaker_id>/<file>.{wav,flac}, "
                                                 "or a .csv manifest with columns speaker_id,path.")
     threshold: float | Literal["auto"] = Field(
-        "auto", description="Leak score at or above which a clip is a leak; `auto`: calibrated on the reference set "
-                            "for target_recall (leave-one-out over every enrolment variant).")
-    target_recall: float = Field(0.99, gt=0, le=1, description="Share of held-out reference trials `auto` must flag.")
+        "auto", description="Leak score at or above which a clip is a leak; `auto`: the lowest threshold that keeps "
+                            "the false-positive rate within max_fpr for every impostor condition, on calibration "
+                            "trials that enrolment never saw (see pipeline/privacy/calibration.py).")
+    target_recall: float = Field(
+        0.95, gt=0, lt=1, description="Share of held-out genuine calibration trials the threshold must flag; a run "
+                                      "whose detector cannot reach it within max_fpr fails. Also judges the canaries.")
+    max_fpr: float = Field(
+        0.05, gt=0, lt=1, description="False-positive bound for `auto`: share of impostor trials (other voices under "
+                                      "each condition, music, noise) allowed at or above the threshold, per condition.")
+    on_recall_shortfall: Literal["fail", "warn"] = Field(
+        "fail", description="The calibrated detector cannot reach target_recall within max_fpr: `fail` the run "
+                            "(nothing is published), or `warn` and publish with the shortfall stated in the privacy "
+                            "report and the card.")
     max_reject_rate: float = Field(0.05, ge=0, le=1, description="A run rejecting more clips than this fails.")
     canaries_per_speaker: int = Field(1, ge=1, le=10, description="Held-out utterances per speaker turned into canaries.")
     cohort_dir: str | None = private(
-        None, description="Voices NOT in the reference set (<id>/<file>): enables s-norm score normalisation.")
+        None, description="More voices NOT in the reference set (<id>/<file>), added to the synthesised impostor "
+                          "cohort that scores are normalised and calibrated against.")
     skip_bad_reference_files: bool = Field(
         False, description="Leave out unreadable, empty or unvoiced reference files (listed in a warning) "
                            "instead of failing the run.")

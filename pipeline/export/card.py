@@ -71,11 +71,9 @@ generated clips were dropped by these gates.
 Every clip was checked against a private reference set of real voices with a speaker encoder
 (`{report['speaker_encoder']}`). Each clip is embedded in overlapping windows; every window is compared
 with each reference speaker enrolled under {len(report['enrolment_variants'] or [])} variants (clean,
-pitch-shifted, band-limited, under accompaniment), score normalisation `{report['score_normalisation']}`;
+pitch-shifted, band-limited, in rooms, under accompaniment), score normalisation `{report['score_normalisation']}`;
 the clip's score is the highest. The threshold {report['threshold']:.4f} was {report['threshold_source']}
-{'on the reference set itself (leave-one-out) to flag ' + format(report['target_recall'], '.0%') + ' of held-out reference trials' if report['threshold_source'] == 'calibrated' else 'by the build config'};
-there, the equal error rate is {report['calibration']['equal_error_rate']} and
-{report['calibration']['false_positive_rate']} of impostor pairs score above the threshold.
+{_calibration_text(report)}
 Clips at or above it (leaks), and clips that could not be scored, were removed; none of them is in
 this release. Of {privacy['clips']} generated clips, {privacy['rejected_first_pass']} were rejected on first
 sampling (rejection rate {report['rejection_rate']:.3f}, bound {report['max_reject_rate']}) and
@@ -100,3 +98,22 @@ transformers 4.57.6). Real Jukebox weights are released by OpenAI under their ow
 (non-commercial use); a release built from them inherits those terms. `manifest.json` records the
 code version, resolved config, model weights hash and every file's checksum.
 """
+
+
+def _calibration_text(report: dict) -> str:
+    """The calibration paragraph of the card: how the threshold was chosen and what it achieves."""
+    calibration = report["calibration"]
+    how = (f"as the lowest that keeps the false-positive rate within {report['max_fpr']} for every kind of impostor "
+           "trial (other voices under each condition, music, noise), on calibration trials that enrolment never saw"
+           if report["threshold_source"] == "calibrated" else "by the build config")
+    lines = [f"{how}. On those trials: recall {calibration['recall']} of {calibration['genuine_trials']} genuine "
+             f"trials, false-positive rate {calibration['false_positive_rate']} of {calibration['impostor_trials']} "
+             f"impostor trials, equal error rate {calibration['equal_error_rate']}, recall "
+             f"{calibration['recall_at_fpr_1pct']} at 1% and {calibration['recall_at_fpr_01pct']} at 0.1% FPR.",
+             "", "| calibration condition | recall | 95% interval | trials |", "| --- | --- | --- | --- |"]
+    for name, entry in (calibration.get("recall_by_condition") or {}).items():
+        lines.append(f"| {name} | {entry['rate']} | {entry['ci95'][0]}-{entry['ci95'][1]} | {entry['trials']} |")
+    if not report.get("recall_target_met", True):
+        lines += ["", f"**Target recall not reached.** {report['recall_shortfall']} This release was published "
+                  "because the build config says `on_recall_shortfall: warn`."]
+    return "\n".join(lines) + "\n"

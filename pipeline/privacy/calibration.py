@@ -1,30 +1,59 @@
-"""Calibrating the leak threshold on the reference set itself.
+"""Calibrating the leak threshold on trials that enrolment never saw, against a false-positive bound.
 
-Genuine trials: each enrolled reference utterance, under every enrolment variant (clean, pitch-shifted,
-band-limited, under accompaniment), scored as if it were a generated clip that leaked it, against its
-own speaker's centroids enrolled on the speaker's *other* utterances (leave one out). Impostor trials:
-each utterance against the other speakers only, and voices outside the reference set if given. The threshold is the highest one that still flags the target
-share of genuine trials; the equal error rate and the impostor false-positive rate at that threshold
-say how well the encoder separates these voices.
+Genuine trials: each enrolled reference utterance under every calibration condition (`conditions.py`:
+implementations and conditions that enrolment does not use), scored as a clip against the index with its
+own speaker re-enrolled without it (leave one out). Impostor trials, per condition: the same utterances
+against the *other* reference speakers, and the impostor cohort's utterances (each cohort voice left out of
+the normalisation bank while it is the probe); plus clips with no voice at all (synthetic music, noise).
+
+The threshold is the lowest one at which, in *every* impostor condition, at most `max_fpr` of the trials
+score at or above it: the most recall that the false-positive bound allows. Recall at that threshold
+(pooled and per condition, with Wilson 95% intervals), the equal error rate and recall at 1% and 0.1% FPR
+are reported. A reference set too small to show the target recall, or a detector that cannot reach it
+within the bound, fails with a message that says what to add — a threshold is never picked silently.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+NO_VOICE_CLIPS = 12  # per kind (music only, noise only)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95% by default); (0, 1) when there are no trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate_entry(hits: int, trials: int) -> dict:
+    low, high = wilson_interval(hits, trials)
+    return {"rate": round(hits / trials, 4) if trials else None, "hits": hits, "trials": trials,
+            "ci95": [round(low, 4), round(high, 4)]}
 
 
 @dataclass(frozen=True)
 class Calibration:
     threshold: float
     target_recall: float
-    recall: float  # share of genuine trials at or above the threshold
-    false_positive_rate: float  # share of impostor trials at or above the threshold
+    max_fpr: float
+    recall: float  # pooled share of genuine trials at or above the threshold
+    false_positive_rate: float  # pooled share of impostor trials at or above the threshold
     equal_error_rate: float
+    recall_at_fpr_1pct: float
+    recall_at_fpr_01pct: float
     genuine_trials: int
     impostor_trials: int
+    recall_by_condition: dict = field(default_factory=dict)  # condition -> rate_entry
+    fpr_by_kind: dict = field(default_factory=dict)  # impostor kind -> rate_entry
 
     def as_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -33,24 +62,49 @@ class Calibration:
 def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> float:
     """The error rate where misses (genuine below t) equal false alarms (impostor at or above t)."""
     thresholds = np.unique(np.concatenate([genuine, impostor]))
+    thresholds = thresholds[np.isfinite(thresholds)]
+    if thresholds.size == 0:
+        return 0.5
     miss = np.array([np.mean(genuine < t) for t in thresholds])
     false_alarm = np.array([np.mean(impostor >= t) for t in thresholds])
     best = int(np.argmin(np.abs(miss - false_alarm)))
     return float((miss[best] + false_alarm[best]) / 2)
 
 
-def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_recall: float = 0.99) -> Calibration:
-    """Threshold = the largest score that keeps recall on genuine trials >= target_recall."""
-    genuine, impostor = np.sort(np.asarray(genuine, dtype=np.float64)), np.asarray(impostor, dtype=np.float64)
-    if genuine.size == 0 or impostor.size == 0:
+def threshold_for_fpr(impostor: np.ndarray, max_fpr: float) -> float:
+    """The lowest threshold t with mean(impostor >= t) <= max_fpr (-inf scores never count)."""
+    ranked = np.sort(np.asarray(impostor, dtype=np.float64))[::-1]
+    allowed = int(np.floor(max_fpr * ranked.size + 1e-9))  # impostor trials allowed at or above t
+    if allowed >= ranked.size or not np.isfinite(ranked[allowed]):
+        return -np.inf
+    return float(np.nextafter(ranked[allowed], np.inf))  # just above the first trial that must stay below
+
+
+def recall_at_fpr(genuine: np.ndarray, impostor: np.ndarray, fpr: float) -> float:
+    return float(np.mean(genuine >= threshold_for_fpr(impostor, fpr)))
+
+
+def calibrate(genuine: dict[str, np.ndarray], impostor: dict[str, np.ndarray], target_recall: float = 0.95,
+              max_fpr: float = 0.05, threshold: float | None = None) -> Calibration:
+    """The threshold for `max_fpr` in every impostor kind (or the given `threshold`), and the figures at it
+    (see the module docstring)."""
+    genuine = {k: np.asarray(v, dtype=np.float64) for k, v in genuine.items() if len(v)}
+    impostor = {k: np.asarray(v, dtype=np.float64) for k, v in impostor.items() if len(v)}
+    if not genuine or not impostor:
         raise ValueError("calibration needs genuine and impostor trials: at least two speakers with two files each")
-    misses_allowed = int(np.floor((1 - target_recall) * genuine.size + 1e-9))
-    threshold = float(genuine[misses_allowed])
+    if threshold is None:
+        threshold = max(threshold_for_fpr(scores, max_fpr) for scores in impostor.values())
+    pooled_genuine, pooled_impostor = np.concatenate(list(genuine.values())), np.concatenate(list(impostor.values()))
     return Calibration(
-        threshold=threshold, target_recall=target_recall, recall=float(np.mean(genuine >= threshold)),
-        false_positive_rate=float(np.mean(impostor >= threshold)),
-        equal_error_rate=equal_error_rate(genuine, impostor),
-        genuine_trials=int(genuine.size), impostor_trials=int(impostor.size),
+        threshold=threshold, target_recall=target_recall, max_fpr=max_fpr,
+        recall=float(np.mean(pooled_genuine >= threshold)),
+        false_positive_rate=float(np.mean(pooled_impostor >= threshold)),
+        equal_error_rate=equal_error_rate(pooled_genuine, pooled_impostor),
+        recall_at_fpr_1pct=recall_at_fpr(pooled_genuine, pooled_impostor, 0.01),
+        recall_at_fpr_01pct=recall_at_fpr(pooled_genuine, pooled_impostor, 0.001),
+        genuine_trials=int(pooled_genuine.size), impostor_trials=int(pooled_impostor.size),
+        recall_by_condition={k: rate_entry(int(np.sum(v >= threshold)), v.size) for k, v in genuine.items()},
+        fpr_by_kind={k: rate_entry(int(np.sum(v >= threshold)), v.size) for k, v in impostor.items()},
     )
 
 
@@ -71,28 +125,70 @@ def leave_one_out(index) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
         yield speaker, embeddings, centroids
 
 
-def reference_trials(index, outsiders: list[np.ndarray] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """(genuine, impostor) clip scores from the reference index's own enrolled files, every variant.
+def calibration_trials(index, encoder, cache_dir, outsiders=()) -> tuple[dict, dict]:
+    """(genuine, impostor): condition or kind -> scores (see the module docstring). `outsiders`: extra
+    ReferenceFiles of voices known not to be in the reference set, scored under every condition too."""
+    from pipeline.privacy.conditions import RATE, no_voice_clips
+    from pipeline.privacy.reference import condition_windows
 
-    Genuine: each enrolled file, under each enrolment variant, scored as a clip against the index with
-    its own speaker's centroids re-enrolled without it (leave one out): the score that decides whether
-    it would be flagged. Impostor: the same file against the *other* speakers only, and every outsider
-    embedding ((variants, dim) per file) against every speaker.
-    """
-    genuine, impostor = [], []
-    for speaker, embeddings, centroids in leave_one_out(index):
-        for probe in embeddings:  # one trial per variant
-            scores = index.speaker_scores(probe[None], centroids)  # (speakers,)
+    genuine: dict[str, list[float]] = {}
+    impostor: dict[str, list[float]] = {}
+    for file, (speaker, _, centroids) in zip(index.enrolled_files, leave_one_out(index), strict=True):
+        for name, windows in condition_windows(encoder, file, cache_dir).items():
+            if windows is None:
+                genuine.setdefault(name, []).append(-np.inf)  # a leak the check would not even hear: a miss
+                continue
             if centroids is not None:
-                genuine.append(float(scores.max()))
+                genuine.setdefault(name, []).append(float(index.speaker_scores(windows, centroids).max()))
             if len(index.speakers) > 1:
-                impostor.append(float(np.delete(scores, speaker).max()))
-    for embeddings in outsiders:
-        impostor += [float(index.speaker_scores(probe[None]).max()) for probe in embeddings]
-    return np.array(genuine), np.array(impostor)
+                others = np.delete(index.speaker_scores(windows), speaker)
+                impostor.setdefault(f"other voices, {name}", []).append(float(others.max()))
+    probes = [(voice.voice, file) for voice in index.cohort for file in voice.files]
+    probes += [(None, file) for file in outsiders]
+    for voice, file in probes:
+        for name, windows in condition_windows(encoder, file, cache_dir).items():
+            score = -np.inf if windows is None else float(index.speaker_scores(windows, exclude_voice=voice).max())
+            impostor.setdefault(f"other voices, {name}", []).append(score)
+    for kind, clips in no_voice_clips(NO_VOICE_CLIPS, seed=7).items():
+        for clip in clips:
+            windows = encoder.embed_windows(clip, RATE)
+            impostor.setdefault(kind, []).append(-np.inf if windows is None else float(index.speaker_scores(windows).max()))
+    return genuine, impostor
 
 
-def calibrate_index(index, target_recall: float, outsiders: list[np.ndarray] = ()) -> Calibration:
-    """Leave-one-out calibration of a reference index (see `reference_trials`)."""
-    genuine, impostor = reference_trials(index, outsiders)
-    return calibrate(genuine, impostor, target_recall)
+def required_utterances(speakers: int, conditions: int, target_recall: float, canaries: int) -> int:
+    """Utterances per speaker needed to show `target_recall` at all: with no miss, n genuine trials bound the
+    miss rate by 3/n (95%, rule of three), so n >= 3 / (1 - target_recall) trials are needed."""
+    trials = math.ceil(3 / max(1e-9, 1 - target_recall))
+    return math.ceil(trials / max(1, speakers * conditions)) + 1 + canaries  # +1: leave one out
+
+
+def calibrate_index(index, encoder, cache_dir, target_recall: float = 0.95, max_fpr: float = 0.05,
+                    outsiders=(), canaries_per_speaker: int = 0, threshold: float | None = None) -> Calibration:
+    """Calibrate `index` (see the module docstring): the threshold for `max_fpr` (or the given `threshold`,
+    configured by hand) and its figures. Raises LeakCheckFailed when the reference set is too small to
+    show `target_recall` at all (`check_recall` judges the recall reached)."""
+    from pipeline.errors import LeakCheckFailed
+
+    genuine, impostor = calibration_trials(index, encoder, cache_dir, outsiders)
+    trials = sum(len(v) for v in genuine.values())
+    if trials < math.ceil(3 / max(1e-9, 1 - target_recall)) or len(index.speakers) < 2:
+        per_speaker = required_utterances(len(index.speakers), len(genuine) or 1, target_recall, canaries_per_speaker)
+        raise LeakCheckFailed(
+            f"the reference set is too small to calibrate the leak check: {len(index.speakers)} speaker(s), "
+            f"{trials} genuine trial(s); showing recall {target_recall} needs at least 2 speakers with "
+            f"{per_speaker} utterances each (3-5 s). Add utterances, or lower privacy.target_recall.")
+    return calibrate(genuine, impostor, target_recall, max_fpr, threshold)
+
+
+def recall_shortfall(calibration: Calibration, enrolled_per_speaker: int) -> str | None:
+    """None when the calibration reaches its target recall; else what is wrong and what to do."""
+    if calibration.recall >= calibration.target_recall:
+        return None
+    worst = min(calibration.recall_by_condition.items(), key=lambda kv: kv[1]["rate"])
+    return (f"the leak check reaches recall {calibration.recall:.3f} (target {calibration.target_recall}) within "
+            f"max_fpr {calibration.max_fpr}: at threshold {calibration.threshold:.4f} it flags "
+            f"{calibration.recall:.3f} of {calibration.genuine_trials} held-out genuine trials (weakest: {worst[0]}, "
+            f"{worst[1]['rate']:.2f}). More enrolment speech sharpens every speaker's centroids: give each speaker "
+            f"about {2 * enrolled_per_speaker + 1} utterances of 3-5 s (now {enrolled_per_speaker} enrolled), or "
+            "raise privacy.max_fpr / lower privacy.target_recall knowingly.")

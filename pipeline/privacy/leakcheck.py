@@ -7,11 +7,15 @@ cohort when one is configured; the clip's score is the maximum over windows, spe
 Verdicts: `pass`, `leak` (score >= threshold) or `unscorable` (the clip could not be decoded or
 embedded), which export treats as a leak. A clip with no voiced speech passes with `no_voice`.
 
-The threshold is calibrated on the reference set itself (leave-one-out, for `privacy.target_recall`)
-unless the config fixes it. Before any clip is trusted, canaries made from held-out utterances
-(pitch-shifted a semitone, mixed at 0 dB under one of this shard's generated clips that holds no
-voice of its own, or under a tone chord, band-limited) are scored and must all be caught, or the
-run fails: the detector proves itself on every run.
+The threshold is calibrated (`calibration.py`) on trials enrolment never saw — reference utterances
+under other conditions and implementations, against the synthesised impostor cohort and the other
+reference speakers — as the lowest one that keeps every impostor condition's false-positive rate within
+`privacy.max_fpr`, unless the config fixes it; a detector that cannot reach `privacy.target_recall` there
+fails the run (or, with `on_recall_shortfall: warn`, says so in the release). Before any clip is
+trusted, canaries made from held-out utterances (pitch-shifted a semitone, mixed at 0 dB under one of
+this shard's generated clips that holds no voice of its own, or under a tone chord, band-limited) are
+scored, judged as a sample: more misses than a detector at the target recall would show by chance
+(binomial, p < 0.001) fail the run: the detector proves itself on every run.
 
 The per-clip audit (score, nearest speaker) stays in the workspace; it never reaches a release.
 """
@@ -29,15 +33,16 @@ import soundfile as sf
 
 from pipeline.errors import LeakCheckFailed
 from pipeline.parallel import ordered_map
-from pipeline.privacy.calibration import Calibration, calibrate_index
+from pipeline.privacy.calibration import Calibration, calibrate_index, recall_shortfall
 from pipeline.privacy.encoder import SpeakerEncoder, load_encoder
-from pipeline.privacy.reference import ReferenceIndex, build_index
+from pipeline.privacy.reference import BANK_TOP_N, ReferenceIndex, build_index
 from pipeline.privacy.transforms import canaries
 from pipeline.progress import progress
 from pipeline.storage import synced_stage
 from pipeline.workspace import RunContext, run_once, write_json_atomic, write_table_atomic
 
 VERDICTS = ("pass", "leak", "unscorable")
+CANARY_ALPHA = 0.001  # a healthy detector fails a run's canary self-test by chance at most this often
 log = logging.getLogger("synthaudio.privacy")
 
 AUDIT_SCHEMA = pa.schema(
@@ -89,16 +94,31 @@ def score_file(path, encoder: SpeakerEncoder, index: ReferenceIndex, threshold: 
     return score_clip(audio.mean(axis=1), rate, encoder, index, threshold)
 
 
-def resolve_threshold(configured: float | str, index: ReferenceIndex, target_recall: float) -> tuple[float, Calibration]:
-    """The threshold to use (calibrated when `configured` is "auto") and the calibration figures."""
-    calibration = calibrate_index(index, target_recall)
-    return (calibration.threshold if configured == "auto" else float(configured)), calibration
+def resolve_threshold(privacy, index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path) -> tuple[float, Calibration]:
+    """The threshold to use (calibrated when `privacy.threshold` is "auto") and the calibration figures."""
+    configured = None if privacy.threshold == "auto" else float(privacy.threshold)
+    calibration = calibrate_index(index, encoder, cache_dir, privacy.target_recall, privacy.max_fpr,
+                                  canaries_per_speaker=privacy.canaries_per_speaker, threshold=configured)
+    return calibration.threshold, calibration
+
+
+def allowed_canary_misses(canaries: int, target_recall: float, alpha: float = CANARY_ALPHA) -> int:
+    """The most canary misses a detector at `target_recall` shows with probability >= `alpha`: more misses
+    than this mean the detector is worse than its target (binomial tail below alpha), so the run fails."""
+    from scipy.stats import binom
+
+    miss_rate = 1 - target_recall
+    misses = 0
+    while misses < canaries and binom.sf(misses, canaries, miss_rate) >= alpha:  # P(X >= misses + 1)
+        misses += 1
+    return misses
 
 
 def self_test(encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float,
-              accompaniment: np.ndarray | None = None) -> dict:
+              accompaniment: np.ndarray | None = None, target_recall: float = 0.95) -> dict:
     """Score the canaries (each held-out utterance pitch-shifted, mixed under `accompaniment` at 0 dB,
-    band-limited); raise LeakCheckFailed unless every one is flagged as a leak."""
+    band-limited), judged as a sample: raise LeakCheckFailed when more are missed than a detector at
+    `target_recall` would miss by chance (`allowed_canary_misses`)."""
     caught: dict[str, list[int]] = {}
     scores = []
     for number, (_, audio) in enumerate(index.canaries):
@@ -110,16 +130,18 @@ def self_test(encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float,
             if verdict.score is not None:
                 scores.append(verdict.score)
     total, flagged = sum(n for _, n in caught.values()), sum(c for c, _ in caught.values())
-    result = {"canaries": total, "caught": flagged, "by_transform": {k: {"caught": c, "scored": n}
-                                                                        for k, (c, n) in caught.items()},
+    allowed = allowed_canary_misses(total, target_recall)
+    result = {"canaries": total, "caught": flagged, "allowed_misses": allowed,
+              "by_transform": {k: {"caught": c, "scored": n} for k, (c, n) in caught.items()},
               "lowest_score": round(min(scores), 4) if scores else None}
-    if flagged < total:
+    if total - flagged > allowed:
         missed = ", ".join(f"{k} {n - c} of {n}" for k, (c, n) in caught.items() if c < n)
         raise LeakCheckFailed(
             f"detector self-test failed: {total - flagged} of {total} known-positive canaries scored below "
-            f"the leak threshold {threshold:.4f} (missed: {missed}); the check cannot be trusted, so nothing is "
-            "published. Review the reference set (more, longer utterances per speaker), set privacy.threshold "
-            "to auto or lower it."
+            f"the leak threshold {threshold:.4f} (missed: {missed}); a detector at recall {target_recall} misses "
+            f"more than {allowed} with probability under {CANARY_ALPHA}, so the check cannot be trusted and nothing "
+            "is published. Review the reference set (more, longer utterances per speaker) or set privacy.threshold "
+            "to auto."
         )
     return result
 
@@ -218,10 +240,18 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
     }
 
     def body():
-        threshold, calibration = resolve_threshold(privacy.threshold, index, privacy.target_recall)
+        threshold, calibration = resolve_threshold(privacy, index, encoder, ctx.reference_cache)
+        shortfall = None
+        if privacy.threshold == "auto":
+            shortfall = recall_shortfall(calibration, len(index.enrolled) // len(index.speakers))
+        if shortfall and privacy.on_recall_shortfall == "fail":
+            raise LeakCheckFailed(shortfall + " Nothing is published until the detector can be trusted "
+                                  "(privacy.on_recall_shortfall: warn publishes with the shortfall stated).")
+        if shortfall:
+            log.warning("leakcheck shard %d: %s", shard, shortfall)
         records = pq.read_table(gen_dir / "generation.parquet", columns=["clip_id", "audio_file"]).to_pylist()
         accompaniment = _accompaniment([gen_dir / r["audio_file"] for r in records], encoder)
-        canary_result = self_test(encoder, index, threshold, accompaniment)
+        canary_result = self_test(encoder, index, threshold, accompaniment, privacy.target_recall)
         jobs = [(r["clip_id"], str(gen_dir / r["audio_file"])) for r in records]
         _worker.update(encoder=encoder, index=index, threshold=threshold)
         rows = list(progress(ordered_map(_score_job, jobs, privacy.workers, initializer=_start_worker,
@@ -242,8 +272,9 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
             "scores": [r["max_similarity"] for r in rows if r["max_similarity"] is not None],
             "self_test": canary_result, "threshold": threshold,
             "threshold_source": "calibrated" if privacy.threshold == "auto" else "configured",
-            "calibration": calibration.as_dict(),
-            "score_normalisation": "s-norm" if index.cohort is not None else "none",
+            "calibration": calibration.as_dict(), "recall_shortfall": shortfall,
+            "score_normalisation": f"t-norm (mean of the {BANK_TOP_N} nearest of {len(index.bank_voices)} cohort "
+                                   f"embeddings, {len(index.cohort)} voices)",
             "enrolment_variants": list(index.variants),
             "reference_fingerprint": index.fingerprint, "encoder": encoder.version,
         })

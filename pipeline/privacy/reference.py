@@ -5,9 +5,10 @@ encoder's rate, VAD-trimmed and embedded under every enrolment variant (clean, p
 band-limited, under accompaniment; see `transforms.py`); the embeddings are cached in the
 workspace keyed by the file's sha256, the encoder version and the variant list, so adding one
 speaker embeds only that speaker. The last `canaries_per_speaker` files of each speaker (in name
-order) are held out of the centroids and become the run's canaries. An optional impostor cohort
-(voices that are *not* in the reference set, same layout) enables s-norm score normalisation.
-None of this ever reaches a release: only `fingerprint` and aggregate figures do.
+order) are held out of the centroids and become the run's canaries. The impostor cohort
+(`cohort.py`: voices synthesised offline, plus `privacy.cohort_dir` if given) is embedded the same way
+and under the calibration conditions (`conditions.py`); its embeddings form the `bank` that scores are
+normalised against. None of this ever reaches a release: only `fingerprint` and aggregate figures do.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pipeline.workspace import atomic_path, sha256_file
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 MIN_SPEAKER_SPEECH_S = 5.0  # less voiced speech than this per speaker makes a noisy centroid: warned about
-COHORT_TOP_N = 20  # adaptive s-norm: statistics of the N closest cohort voices
+BANK_TOP_N = 20  # a window is compared with the mean of its 20 nearest cohort embeddings
 log = logging.getLogger("synthaudio.privacy")
 
 
@@ -46,26 +47,31 @@ class ReferenceIndex:
     enrolled: list[tuple[int, np.ndarray]]  # (speaker index, (variants, dim)) per enrolled file, for calibration
     canaries: list[tuple[str, np.ndarray]]  # (speaker, (samples,) float32 @ canary_rate), held out
     canary_rate: int
-    fingerprint: str  # sha256 over (speaker, file sha256) pairs, encoder version and variants
-    cohort: np.ndarray | None = None  # (variants, cohort files, dim): s-norm impostor cohort
+    fingerprint: str  # sha256 over (speaker, file sha256) pairs, encoder version, variants and cohort
+    bank: np.ndarray | None = None  # (entries, dim) cohort embeddings (every variant and condition), unit norm
+    bank_voices: np.ndarray | None = None  # (entries,) the cohort voice of each bank entry
+    bank_conditions: np.ndarray | None = None  # (entries,) the variant or condition of each bank entry
     speech_s: dict[str, float] = field(default_factory=dict)  # voiced seconds per speaker
+    enrolled_files: list[ReferenceFile] = field(default_factory=list)  # parallel to `enrolled`
+    cohort: list = field(default_factory=list)  # CohortVoice of every bank voice
 
-    def speaker_scores(self, windows: np.ndarray, centroids: np.ndarray | None = None) -> np.ndarray:
-        """Each speaker's score for a clip: the max over its windows and the speaker's variant centroids
-        of the cosine similarity, s-normalised against the cohort when there is one. (speakers,)"""
+    def speaker_scores(self, windows: np.ndarray, centroids: np.ndarray | None = None,
+                       exclude_voice: str | None = None) -> np.ndarray:
+        """Each speaker's score for a clip (speakers,), the best over the clip's windows.
+
+        Per window: `raw`, the best cosine similarity to the speaker's variant centroids, and `near`, the
+        mean similarity to the window's BANK_TOP_N nearest cohort embeddings. The score is the margin
+        over the cohort scaled by the room left above it: (raw - near) / (1 - near)^2. A distorted or
+        generic window (under music, in a room) sits close to many cohort voices, so `near` is high and
+        every raw similarity is inflated; a margin there means more than the same margin on a clean
+        window. `exclude_voice` leaves one cohort voice out of the bank (when it is itself the probe)."""
         centroids = self.centroids if centroids is None else centroids
-        raw = np.einsum("wd,svd->wsv", windows, centroids)  # (windows, speakers, variants)
-        if self.cohort is not None:
-            z_mean, z_std = _top_stats(np.einsum("vnd,svd->svn", self.cohort, centroids))  # (speakers, variants)
-            t_mean, t_std = _top_stats(windows @ self.cohort.reshape(-1, self.cohort.shape[-1]).T)  # (windows,)
-            raw = 0.5 * ((raw - z_mean) / z_std + (raw - t_mean[:, None, None]) / t_std[:, None, None])
-        return raw.max(axis=(0, 2))
-
-
-def _top_stats(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of the COHORT_TOP_N highest scores along the last axis."""
-    top = np.sort(scores, axis=-1)[..., ::-1][..., :COHORT_TOP_N]
-    return top.mean(axis=-1), np.maximum(top.std(axis=-1), 1e-6)
+        raw = np.einsum("wd,svd->wsv", windows, centroids).max(axis=2)  # (windows, speakers)
+        if self.bank is not None:
+            bank = self.bank if exclude_voice is None else self.bank[self.bank_voices != exclude_voice]
+            near = np.sort(windows @ bank.T, axis=1)[:, -BANK_TOP_N:].mean(axis=1, keepdims=True)  # (windows, 1)
+            raw = (raw - near) / np.maximum(1.0 - near, 1e-3) ** 2
+        return raw.max(axis=0)
 
 
 def list_reference_files(reference: Path, what: str = "privacy.reference_dir") -> list[ReferenceFile]:
@@ -175,13 +181,14 @@ def embed_files(encoder, files, cache_dir, skip_bad: bool, what: str) -> list[tu
 
 
 def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, canaries_per_speaker: int, *,
-                cohort_dir: Path | None = None, skip_bad: bool = False) -> ReferenceIndex:
-    """Embed (or load cached embeddings of) every reference file; hold out canaries per speaker."""
+                cohort_dir: Path | None = None, skip_bad: bool = False, with_cohort: bool = True) -> ReferenceIndex:
+    """Embed (or load cached embeddings of) every reference file; hold out canaries per speaker; embed the
+    impostor cohort into the score-normalisation bank (`with_cohort=False`: raw cosine, for tests)."""
     files = list_reference_files(reference_dir)
     by_speaker: dict[str, list[tuple[ReferenceFile, np.ndarray, float]]] = {}
     for item in embed_files(encoder, files, cache_dir, skip_bad, "privacy.reference_dir"):
         by_speaker.setdefault(item[0].speaker, []).append(item)
-    speakers, centroids, enrolled, canaries, speech_s = [], [], [], [], {}
+    speakers, centroids, enrolled, canaries, speech_s, enrolled_files = [], [], [], [], {}, []
     for speaker, items in by_speaker.items():
         if len(items) <= canaries_per_speaker:
             raise BadInput(
@@ -196,17 +203,83 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
         mean = np.mean([embeddings for _, embeddings, _ in items[:split]], axis=0)  # (variants, dim)
         centroids.append(mean / np.linalg.norm(mean, axis=-1, keepdims=True))
         enrolled += [(len(speakers), embeddings) for _, embeddings, _ in items[:split]]
+        enrolled_files += [file for file, _, _ in items[:split]]
         canaries += [(speaker, read_voice(file.path, encoder.sample_rate)) for file, _, _ in items[split:]]
         speakers.append(speaker)
     digest = hashlib.sha256(variants_key(encoder).encode())
     for file in files:
         digest.update(f"{file.speaker}\x1f{file.sha256}\n".encode())
-    cohort = None
+    index = ReferenceIndex(speakers, tuple(ENROLMENT_VARIANTS), np.stack(centroids), enrolled, canaries,
+                           encoder.sample_rate, "", speech_s=speech_s, enrolled_files=enrolled_files)
+    if with_cohort:
+        _add_cohort(index, encoder, cache_dir, cohort_dir, digest)
+    index.fingerprint = digest.hexdigest()
+    return index
+
+
+def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path, cohort_dir: Path | None,
+                digest) -> None:
+    """Embed the impostor cohort (every variant and calibration condition) into `index.bank`."""
+    from pipeline.privacy.cohort import CohortVoice, drop_reference_lookalikes, synthesise_cohort
+
+    voices = synthesise_cohort(cache_dir)
     if cohort_dir is not None:
-        members = embed_files(encoder, list_reference_files(cohort_dir, "privacy.cohort_dir"), cache_dir, skip_bad,
-                             "privacy.cohort_dir")
-        cohort = np.stack([embeddings for _, embeddings, _ in members], axis=1)  # (variants, files, dim)
-        for file, _, _ in members:
+        extra: dict[str, list[ReferenceFile]] = {}
+        for file in list_reference_files(cohort_dir, "privacy.cohort_dir"):
+            extra.setdefault(file.speaker, []).append(file)
+        voices += [CohortVoice(f"user_{name}", tuple(files)) for name, files in extra.items()]
+    embedded = []
+    for voice in voices:
+        done = embed_files(encoder, list(voice.files), cache_dir, True, "impostor cohort")
+        if done:
+            voice = CohortVoice(voice.voice, tuple(file for file, _, _ in done))
+            embedded.append((voice, np.stack([embeddings for _, embeddings, _ in done])))  # (files, variants, dim)
+    kept = drop_reference_lookalikes(embedded, index.centroids)
+    rows, owners, labels = [], [], []
+    for voice, embeddings in kept:
+        rows.append(embeddings.reshape(-1, embeddings.shape[-1]))  # (files * variants, dim)
+        owners += [voice.voice] * (embeddings.shape[0] * embeddings.shape[1])
+        labels += list(index.variants) * embeddings.shape[0]
+        for file in voice.files:
+            for name, windows in condition_windows(encoder, file, cache_dir).items():
+                if windows is not None:
+                    rows.append(windows[:1])  # the whole clip's embedding
+                    owners.append(voice.voice)
+                    labels.append(name)
             digest.update(f"cohort\x1f{file.sha256}\n".encode())
-    return ReferenceIndex(speakers, tuple(ENROLMENT_VARIANTS), np.stack(centroids), enrolled, canaries,
-                          encoder.sample_rate, digest.hexdigest(), cohort, speech_s)
+    index.bank = np.concatenate(rows).astype(np.float32)
+    index.bank_voices = np.array(owners)
+    index.bank_conditions = np.array(labels)
+    index.cohort = [voice for voice, _ in kept]
+
+
+def conditions_key(encoder: SpeakerEncoder) -> str:
+    from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
+
+    names = ",".join(CALIBRATION_CONDITIONS)
+    return f"{encoder.version}-conditions-{hashlib.sha256(names.encode()).hexdigest()[:8]}"
+
+
+def condition_windows(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> dict[str, np.ndarray | None]:
+    """Condition name -> the file's window embeddings (windows, dim) under it, as a clip would be scored;
+    None where no voice is left. Seeded by the file's sha256 and cached like enrolment embeddings."""
+    from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
+
+    cache = cache_dir / conditions_key(encoder) / f"{file.sha256}.npz"
+    names = list(CALIBRATION_CONDITIONS)
+    if cache.is_file():
+        with np.load(cache) as stored:
+            counts, stacked = stored["counts"], stored["windows"]
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        return {name: (stacked[bounds[i]:bounds[i + 1]] if counts[i] else None) for i, name in enumerate(names)}
+    audio = read_voice(file.path, encoder.sample_rate)
+    seed = int(file.sha256[:8], 16)
+    result = {}
+    for name, condition in CALIBRATION_CONDITIONS.items():
+        result[name] = encoder.embed_windows(condition(audio, seed), encoder.sample_rate)
+    counts = np.array([0 if w is None else len(w) for w in result.values()])
+    stacked = np.concatenate([w for w in result.values() if w is not None] or [np.zeros((0, 1), np.float32)])
+    with atomic_path(cache) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, counts=counts, windows=stacked)
+    return result

@@ -11,7 +11,7 @@ from pipeline.errors import BadInput
 from pipeline.privacy.calibration import Calibration, calibrate_index
 from pipeline.privacy.encoder import load_encoder
 from pipeline.privacy.leakcheck import score_file
-from pipeline.privacy.reference import AUDIO_SUFFIXES, embed_files, build_index, list_reference_files
+from pipeline.privacy.reference import AUDIO_SUFFIXES, build_index, list_reference_files
 
 SCORES_SCHEMA = pa.schema([
     pa.field("file", pa.string(), nullable=False),
@@ -27,16 +27,17 @@ def _folder(path: Path | None, what: str) -> Path | None:
     return path
 
 
-def score_folder(reference: Path, clips: Path, threshold: float | None, target_recall: float = 0.99,
-                 cache: Path | None = None, cohort: Path | None = None) -> tuple[pa.Table, float]:
+def score_folder(reference: Path, clips: Path, threshold: float | None, target_recall: float = 0.95,
+                 cache: Path | None = None, cohort: Path | None = None, max_fpr: float = 0.05) -> tuple[pa.Table, float]:
     """One row per audio file under `clips`: file name (relative), score, verdict (fail closed); and the
-    threshold used (calibrated on the reference set when `threshold` is None)."""
+    threshold used (calibrated as a run calibrates when `threshold` is None)."""
     encoder = load_encoder()
     with tempfile.TemporaryDirectory() as scratch:
-        index = build_index(_folder(reference, "--reference"), encoder, cache or Path(scratch), canaries_per_speaker=0,
+        cache_dir = cache or Path(scratch)
+        index = build_index(_folder(reference, "--reference"), encoder, cache_dir, canaries_per_speaker=0,
                             cohort_dir=_folder(cohort, "--cohort"))
         if threshold is None:
-            threshold = calibrate_index(index, target_recall).threshold
+            threshold = calibrate_index(index, encoder, cache_dir, target_recall, max_fpr).threshold
         files = sorted(p for p in _folder(clips, "--clips").rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
             raise BadInput(f"--clips: no .wav or .flac files under {clips}")
@@ -49,9 +50,9 @@ def score_folder(reference: Path, clips: Path, threshold: float | None, target_r
 
 
 def calibrate_reference(reference: Path, impostors: Path | None, target_recall: float, cache: Path | None = None,
-                        cohort: Path | None = None) -> Calibration:
-    """Leave-one-out calibration on the reference set, every enrolment variant (plus outsiders' voices,
-    every variant, as impostor trials if given)."""
+                        cohort: Path | None = None, max_fpr: float = 0.05) -> Calibration:
+    """Calibration as a run does it (held-out conditions, cohort impostors, the FPR bound), with the voices
+    under `impostors` (known not to be in the reference set) as more impostor trials under every condition."""
     encoder = load_encoder()
     with tempfile.TemporaryDirectory() as scratch:
         cache_dir = cache or Path(scratch)
@@ -59,6 +60,5 @@ def calibrate_reference(reference: Path, impostors: Path | None, target_recall: 
                             cohort_dir=_folder(cohort, "--cohort"))
         outsiders = []
         if _folder(impostors, "--impostors") is not None:
-            members = embed_files(encoder, list_reference_files(impostors, "--impostors"), cache_dir, False, "--impostors")
-            outsiders = [embeddings for _, embeddings, _ in members]
-    return calibrate_index(index, target_recall, outsiders)
+            outsiders = list_reference_files(impostors, "--impostors")
+        return calibrate_index(index, encoder, cache_dir, target_recall, max_fpr, outsiders=outsiders)

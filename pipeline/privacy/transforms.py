@@ -8,6 +8,7 @@ Every transformation is deterministic (seeded), so embeddings can be cached.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -48,6 +49,89 @@ def mix_at_snr(voice: np.ndarray, other: np.ndarray, snr_db: float = 0.0) -> np.
     return (mixed / peak * 0.9 if peak > 0.9 else mixed).astype(np.float32)
 
 
+def band_pass_fft(audio: np.ndarray, low_hz: float = 250.0, high_hz: float = 3_600.0) -> np.ndarray:
+    """Brick-wall band-pass in the frequency domain: a phone-like band, by another method than a filter."""
+    spectrum = np.fft.rfft(audio.astype(np.float64))
+    freqs = np.fft.rfftfreq(audio.size, 1 / RATE)
+    spectrum[(freqs < low_hz) | (freqs > high_hz)] = 0
+    return np.fft.irfft(spectrum, n=audio.size).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def shoebox_response(size_m: tuple[float, float, float], rt60_s: float) -> np.ndarray:
+    """Impulse response of a shoebox room by the image-source method (pyroomacoustics): source and
+    microphone at fixed places, walls absorbing for `rt60_s` (Sabine). (samples,) float32 @ RATE, peak 1."""
+    import pyroomacoustics as pra
+
+    absorption, max_order = pra.inverse_sabine(rt60_s, list(size_m))
+    room = pra.ShoeBox(list(size_m), fs=RATE, materials=pra.Material(absorption), max_order=min(max_order, 40))
+    room.add_source([size_m[0] * 0.3, size_m[1] * 0.4, 1.6])
+    room.add_microphone([size_m[0] * 0.7, size_m[1] * 0.6, 1.2])
+    room.compute_rir()
+    response = np.asarray(room.rir[0][0], dtype=np.float64)
+    return (response / np.max(np.abs(response))).astype(np.float32)
+
+
+def in_room(audio: np.ndarray, size_m: tuple[float, float, float], rt60_s: float) -> np.ndarray:
+    from scipy.signal import fftconvolve
+
+    wet = fftconvolve(audio.astype(np.float64), shoebox_response(size_m, rt60_s))[: audio.size]
+    peak = np.max(np.abs(wet))
+    return (wet / peak * 0.9 if peak > 0 else wet).astype(np.float32)
+
+
+def arpeggio_band(n_samples: int, seed: int) -> np.ndarray:
+    """Accompaniment for enrolment: sawtooth arpeggios over a minor/major progression with a kick on every
+    beat (another generator than the calibration music of `conditions.py`). (n_samples,) float32."""
+    rng = np.random.default_rng(seed)
+    step = int(RATE * rng.uniform(0.12, 0.2))  # one arpeggio note
+    root = 130.8 * 2 ** (rng.integers(0, 12) / 12)
+    t = np.arange(step) / RATE
+    band = np.zeros(n_samples)
+    for number, start in enumerate(range(0, n_samples, step)):
+        chord = (0, 3, 7, 12) if (number // 16) % 2 else (0, 4, 7, 12)
+        freq = root * 2 ** ((chord[number % 4] + 5 * ((number // 8) % 2)) / 12)
+        note = 2 * ((freq * t) % 1.0) - 1.0  # sawtooth
+        note *= np.exp(-t * 8)
+        end = min(n_samples, start + step)
+        band[start:end] += note[: end - start]
+        if number % 4 == 0:
+            kick = np.sin(2 * np.pi * 60 * t) * np.exp(-t * 30) * 1.5
+            band[start:end] += kick[: end - start]
+    return (band / max(np.max(np.abs(band)), 1e-9) * 0.9).astype(np.float32)
+
+
+def tape_speed(audio: np.ndarray, semitones: float) -> np.ndarray:
+    """Tape-style change: pitch, formants and tempo move together (resampled with soxr, via librosa)."""
+    import librosa
+
+    return librosa.resample(audio, orig_sr=RATE * 2 ** (semitones / 12), target_sr=RATE).astype(np.float32)
+
+
+def plucked_band(n_samples: int, seed: int) -> np.ndarray:
+    """Accompaniment for enrolment: Karplus-Strong plucked chords and noise-burst drums. (n_samples,) float32."""
+    rng = np.random.default_rng(seed)
+    band = np.zeros(n_samples)
+    bar = int(RATE * rng.uniform(1.0, 2.0))
+    for start in range(0, n_samples, bar):
+        root = 98.0 * 2 ** (rng.integers(0, 12) / 12)
+        for interval in (0, 4, 7, 12):
+            period = int(RATE / (root * 2 ** (interval / 12)))
+            string = rng.uniform(-1, 1, period)
+            note = np.empty(min(bar, n_samples - start))
+            for i in range(note.size):  # the plucked-string recurrence
+                note[i] = string[i % period]
+                string[i % period] = 0.498 * (string[i % period] + string[(i + 1) % period])
+            band[start:start + note.size] += note
+        for beat in range(4):
+            hit = start + beat * bar // 4
+            burst = rng.standard_normal(int(0.05 * RATE)) * np.exp(-np.arange(int(0.05 * RATE)) / (0.01 * RATE))
+            end = min(n_samples, hit + burst.size)
+            if hit < n_samples:
+                band[hit:end] += 2 * burst[: end - hit]
+    return (band / max(np.max(np.abs(band)), 1e-9) * 0.9).astype(np.float32)
+
+
 def _tones(root_hz: float) -> Callable[[np.ndarray], np.ndarray]:
     return lambda audio: mix_at_snr(audio, tone_chord(audio.size, root_hz=root_hz), 0.0)
 
@@ -73,6 +157,17 @@ ENROLMENT_VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "tones0db-300hz": _tones(300.0),
     "tones0db-380hz": _tones(380.0),
     "noise0db": _noise,
+    # Rooms (image method), a band of instruments under the voice, a phone-like band: conditions that
+    # move a GE2E embedding far from the clean one.
+    "room-small": lambda audio: in_room(audio, (4.0, 3.5, 2.7), 0.4),
+    "room-hall": lambda audio: in_room(audio, (14.0, 10.0, 6.0), 1.0),
+    "band0db": lambda audio: mix_at_snr(audio, arpeggio_band(audio.size, 21), 0.0),
+    "band6db": lambda audio: mix_at_snr(audio, arpeggio_band(audio.size, 22), 6.0),
+    "phone-band": band_pass_fft,
+    "tape+1.5": lambda audio: tape_speed(audio, 1.5),
+    "tape-1.5": lambda audio: tape_speed(audio, -1.5),
+    "room-long": lambda audio: in_room(audio, (20.0, 15.0, 8.0), 1.8),
+    "plucked0db": lambda audio: mix_at_snr(audio, plucked_band(audio.size, 23), 0.0),
 }
 
 

@@ -74,8 +74,11 @@ def test_manifest_matches_its_schema_and_files(cli_release):
     summary = json.loads((cli_release.parents[2] / "runs" / "default" / "2026-01-01" / "leakcheck" / "shard-00000"
                           / "summary.json").read_text())
     assert check["threshold_source"] == "calibrated" and check["threshold"] == summary["threshold"]
-    assert check["target_recall"] == 0.99 and check["reference_eer"] == summary["calibration"]["equal_error_rate"]
-    assert 0.5 < check["threshold"] < 1 and check["canaries_caught"] == check["canaries_scored"] == 24
+    assert check["target_recall"] == 0.95 and check["reference_eer"] == summary["calibration"]["equal_error_rate"]
+    assert check["max_fpr"] == 0.05 and check["calibration_recall"] == summary["calibration"]["recall"]
+    assert check["recall_target_met"] == (summary["recall_shortfall"] is None)
+    allowed = summary["self_test"]["allowed_misses"]
+    assert check["canaries_scored"] == 24 and check["canaries_caught"] >= 24 - 2 * allowed
 
 
 def test_release_holds_nothing_from_the_reference_set(cli_release, reference_dir, tmp_path):
@@ -99,10 +102,17 @@ def test_release_holds_nothing_from_the_reference_set(cli_release, reference_dir
 def test_privacy_report_holds_figures_only(cli_release):
     report = json.loads((cli_release / "privacy_report.json").read_text())
     assert report["counts"]["clips"] == 8 and report["counts"]["pass"] == 8
-    assert report["detector_self_test"] == {
-        "canaries_caught": 24, "canaries_scored": 24,  # 2 shards x 4 speakers x 3 transformations
-        "by_transform": {name: {"caught": 8, "scored": 8} for name in ("pitch±1", "mixed0db", "band8k")}}
-    assert report["calibration"]["recall"] >= 0.99 and report["threshold_source"] == "calibrated"
+    test = report["detector_self_test"]
+    assert test["canaries_scored"] == 24  # 2 shards x 4 speakers x 3 transformations
+    assert {name: entry["scored"] for name, entry in test["by_transform"].items()} == \
+        {"pitch±1": 8, "mixed0db": 8, "band8k": 8}
+    assert test["canaries_caught"] == sum(entry["caught"] for entry in test["by_transform"].values())
+    assert test["canaries_caught"] >= 24 - 2 * test["allowed_misses_per_shard"]
+    calibration = report["calibration"]
+    assert report["threshold_source"] == "calibrated" and report["max_fpr"] == 0.05
+    assert all(entry["rate"] <= 0.05 for entry in calibration["fpr_by_kind"].values())
+    assert calibration["recall_by_condition"]["clean"]["rate"] >= 0.95
+    assert report["recall_target_met"] == (calibration["recall"] >= 0.95)
     counts = report["counts"]
     assert sum(report["score_histogram"]["counts"]) == counts["clips"] - counts["no_voice"] - counts["unscorable"]
     assert "spk_" not in json.dumps(report)

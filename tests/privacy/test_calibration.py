@@ -1,18 +1,51 @@
+import json
+import math
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.privacy.calibration import calibrate, equal_error_rate, reference_trials
+from pipeline.errors import LeakCheckFailed
+from pipeline.privacy.calibration import (calibrate, calibrate_index, equal_error_rate, recall_shortfall,
+                                          threshold_for_fpr, wilson_interval)
+from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 from pipeline.testing import run_cli
 
 
-def test_threshold_keeps_the_target_recall():
-    genuine = np.linspace(0.6, 0.99, 100)  # 100 genuine trials
-    impostor = np.linspace(0.1, 0.7, 50)
-    result = calibrate(genuine, impostor, target_recall=0.95)
-    assert result.recall >= 0.95 and np.mean(genuine >= result.threshold + 1e-9) < 0.95  # the highest such threshold
-    assert result.false_positive_rate == pytest.approx(np.mean(impostor >= result.threshold))
-    assert calibrate(genuine, impostor, 1.0).threshold == pytest.approx(0.6)
+def test_threshold_for_fpr_is_the_lowest_that_keeps_the_bound():
+    rng = np.random.default_rng(0)
+    for size in (20, 37, 100, 1000):
+        impostor = rng.normal(size=size)
+        for fpr in (0.01, 0.05, 0.2):
+            t = threshold_for_fpr(impostor, fpr)
+            assert np.mean(impostor >= t) <= fpr
+            lower = np.max(impostor[impostor < t])  # the next lower candidate breaks the bound
+            assert np.mean(impostor >= lower) > fpr
+    assert threshold_for_fpr(np.array([-np.inf] * 10 + [0.5]), 0.1) == -np.inf  # only no-voice trials below
+
+
+def test_calibrate_bounds_every_impostor_kind_and_reports_recall_per_condition():
+    genuine = {"clean": np.linspace(0.8, 1.0, 40), "room": np.linspace(0.3, 0.9, 40)}
+    impostor = {"other voices, clean": np.linspace(0.0, 0.5, 100), "music only": np.linspace(0.0, 0.7, 100)}
+    result = calibrate(genuine, impostor, target_recall=0.95, max_fpr=0.05)
+    assert result.fpr_by_kind["music only"]["rate"] <= 0.05 and result.fpr_by_kind["other voices, clean"]["rate"] == 0
+    assert result.threshold == threshold_for_fpr(impostor["music only"], 0.05)  # the stricter kind decides
+    room = genuine["room"]
+    assert result.recall_by_condition["room"]["rate"] == pytest.approx(np.mean(room >= result.threshold), abs=1e-4)
+    assert result.recall_by_condition["clean"]["rate"] == 1.0
+    assert result.recall == pytest.approx(np.mean(np.concatenate([genuine["clean"], room]) >= result.threshold))
+    assert "room" in recall_shortfall(result, 5) and "11 utterances" in recall_shortfall(result, 5)
+    fixed = calibrate(genuine, impostor, 0.95, 0.05, threshold=0.2)
+    assert fixed.threshold == 0.2 and fixed.recall == 1.0 and recall_shortfall(fixed, 5) is None
+
+
+def test_wilson_interval_matches_known_values():
+    low, high = wilson_interval(36, 36)
+    assert low == pytest.approx(0.9036, abs=1e-3) and high == 1.0
+    low, high = wilson_interval(0, 36)
+    assert low == 0.0 and high == pytest.approx(0.0964, abs=1e-3)
+    low, high = wilson_interval(18, 36)
+    assert low == pytest.approx(0.3446, abs=1e-3) and high == pytest.approx(0.6554, abs=1e-3)
 
 
 def test_equal_error_rate_of_separated_and_identical_scores():
@@ -21,47 +54,34 @@ def test_equal_error_rate_of_separated_and_identical_scores():
     assert equal_error_rate(same, same) == pytest.approx(0.5, abs=0.02)
 
 
-def _index(rng, speakers=2, files=3, variants=2, dim=16):
-    from pipeline.privacy.reference import ReferenceIndex
+def test_a_reference_set_too_small_to_show_the_target_recall_is_refused(reference_dir, reference_cache, tmp_path):
+    import shutil
 
-    bases = rng.standard_normal((speakers, dim))
-    enrolled = []
-    for s in range(speakers):
-        for _ in range(files):
-            e = bases[s] + 0.1 * rng.standard_normal((variants, dim))
-            enrolled.append((s, e / np.linalg.norm(e, axis=-1, keepdims=True)))
-    centroids = np.stack([np.mean([e for s2, e in enrolled if s2 == s], axis=0) for s in range(speakers)])
-    centroids /= np.linalg.norm(centroids, axis=-1, keepdims=True)
-    return ReferenceIndex([f"s{i}" for i in range(speakers)], tuple(f"v{i}" for i in range(variants)), centroids,
-                          enrolled, [], 16000, "x")
+    from pipeline.privacy.encoder import load_encoder
+    from pipeline.privacy.reference import build_index
 
-
-def test_leave_one_out_trials_cover_every_file_and_variant():
-    rng = np.random.default_rng(0)
-    index = _index(rng)
-    outsider = index.enrolled[0][1]  # a copy of speaker 0's first file, as an "outsider"
-    genuine, impostor = reference_trials(index, outsiders=[outsider])
-    assert genuine.shape == (2 * 3 * 2,) and impostor.shape == (2 * 3 * 2 + 2,)
-    assert genuine.min() > np.sort(impostor)[:-2].max()  # only the copied outsider scores like a genuine trial
-    own = index.enrolled[0][1][0]
-    loo = np.mean([e for _, e in index.enrolled[1:3]], axis=0)  # (variants, dim): speaker 0 without file 0
-    expected = max(float(own @ (c / np.linalg.norm(c))) for c in loo)  # best of the speaker's variant centroids
-    assert genuine[0] == pytest.approx(expected, rel=1e-6)
+    refs = tmp_path / "refs"
+    for speaker in ("spk_awb", "spk_rms"):
+        (refs / speaker).mkdir(parents=True)
+        for name in ("00.wav", "01.wav", "02.wav"):
+            shutil.copy(reference_dir / speaker / name, refs / speaker / name)
+    encoder = load_encoder()
+    index = build_index(refs, encoder, reference_cache, 1)  # 2 speakers x 2 enrolled x 8 conditions = 32 trials
+    with pytest.raises(LeakCheckFailed, match=r"too small .* needs at least 2 speakers with (\d+) utterances") as err:
+        calibrate_index(index, encoder, reference_cache, target_recall=0.95, canaries_per_speaker=1)
+    needed = int(str(err.value).split("speakers with ")[1].split()[0])
+    assert needed == math.ceil(60 / (2 * len(CALIBRATION_CONDITIONS))) + 2  # rule of three, leave one out, canary
+    assert calibrate_index(index, encoder, reference_cache, target_recall=0.9).genuine_trials == 32
 
 
 def test_calibrate_cli_on_the_test_voices(voices_root, reference_cache):
     result = run_cli("privacy", "calibrate", "--reference", str(voices_root / "reference"),
                      "--impostors", str(voices_root / "non_reference"), "--cache", str(reference_cache))
     assert result.returncode == 0, result.stderr[-2000:]
-    import json
-
-    from pipeline.privacy.transforms import ENROLMENT_VARIANTS
-
     figures = json.loads(result.stdout)
-    outsiders = len(list((voices_root / "non_reference").rglob("*.wav")))
-    assert figures["genuine_trials"] == 4 * 12 * len(ENROLMENT_VARIANTS)
-    assert figures["impostor_trials"] == (4 * 12 + outsiders) * len(ENROLMENT_VARIANTS)
-    assert figures["recall"] >= 0.99 and 0 <= figures["false_positive_rate"] <= 0.2
+    assert figures["genuine_trials"] == 4 * 12 * len(CALIBRATION_CONDITIONS)
+    assert figures["max_fpr"] == 0.05 and all(e["rate"] <= 0.05 for e in figures["fpr_by_kind"].values())
+    assert figures["recall_by_condition"]["clean"]["rate"] >= 0.95
 
 
 def test_score_cli_fails_closed_on_any_folder(voices_root, tmp_path, reference_cache):

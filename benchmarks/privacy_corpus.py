@@ -1,0 +1,250 @@
+"""The privacy benchmark's audio: voices and transformed clips for one part of the frozen split.
+
+    python benchmarks/privacy_corpus.py OUT_DIR --part held_out|tuning
+
+writes
+  OUT_DIR/<part>/reference/<speaker>/<nn>.wav    the reference set (16 kHz, as a user would give it)
+  OUT_DIR/<part>/clips/<kind>/<transform>/<speaker>-<nn>.wav   clips at 44.1 kHz, kind = leak | other_voice | no_voice
+and OUT_DIR/<part>/clips.csv (path, kind, transform, speaker). Every choice is seeded; existing
+output is reused. The held-out part's transformations are done with sox only (another implementation
+than anything the pipeline enrols or calibrates with); the tuning part's with the pipeline's own
+calibration conditions (numpy/scipy), so tuning never sees a held-out implementation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SPLIT_FILE = REPO / "benchmarks" / "privacy_split.json"
+CLIP_RATE = 44_100
+SENTENCES = (  # Harvard sentences (IEEE 1969), public domain
+    "The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",
+    "It's easy to tell the depth of a well.", "These days a chicken leg is a rare dish.",
+    "Rice is often served in round bowls.", "The juice of lemons makes fine punch.",
+    "The box was thrown beside the parked truck.", "The hogs were fed chopped corn and garbage.",
+    "Four hours of steady work faced us.", "A large size in stockings is hard to sell.",
+    "The boy was there when the sun rose.", "A rod is used to catch pink salmon.",
+    "The source of the huge river is the clear spring.", "Kick the ball straight and follow through.",
+    "Help the woman get back to her feet.", "A pot of tea helps to pass the evening.",
+    "Smoky fires lack flame and heat.", "The soft cushion broke the man's fall.",
+    "The salt breeze came across from the sea.", "The girl at the booth sold fifty bonds.",
+)
+
+
+def load_split() -> dict:
+    return json.loads(SPLIT_FILE.read_text())
+
+
+def _synth(engine: str, voice: str, text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = Path(scratch) / "raw.wav"
+        if engine == "flite":
+            subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(raw)], check=True, capture_output=True)
+        else:
+            txt = Path(scratch) / "t.txt"
+            txt.write_text(text)
+            subprocess.run(["text2wave", "-eval", f"(voice_{voice})", str(txt), "-o", str(raw)], check=True,
+                           capture_output=True, timeout=120)
+        subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True,
+                       capture_output=True)
+
+
+def _sox(args: list[str]) -> None:
+    subprocess.run(["sox", *args], check=True, capture_output=True)
+
+
+def sox_music(path: Path, seconds: float, seed: int) -> None:
+    """Music with no voice made with sox synth: plucked chords, a bass and noise drums, seeded."""
+    rng = random.Random(seed)
+    notes = ["C", "D", "E", "F", "G", "A", "B"]
+    with tempfile.TemporaryDirectory() as scratch:
+        parts = []
+        bar = rng.uniform(1.2, 2.4)
+        for bar_index in range(int(np.ceil(seconds / bar))):
+            root = rng.choice(notes)
+            chord = Path(scratch) / f"bar{bar_index}.wav"
+            _sox(["-n", "-r", "16000", "-c", "1", str(chord), "synth", f"{bar:.3f}",
+                  "pluck", f"{root}3", "pluck", f"{rng.choice(notes)}4", "pluck", f"{rng.choice(notes)}4",
+                  "square", f"{root}2", "remix", "-", "fade", "0", f"{bar:.3f}", f"{bar * 0.3:.3f}"])
+            parts.append(str(chord))
+        tune = Path(scratch) / "tune.wav"
+        _sox([*parts, str(tune)])
+        drums = Path(scratch) / "drums.wav"
+        beat = bar / 4
+        _sox(["-n", "-r", "16000", "-c", "1", str(drums), "synth", "0.06", "brownnoise", "fade", "0", "0.06", "0.05",
+              "pad", "0", f"{beat - 0.06:.3f}", "repeat", str(int(seconds / beat) + 1)])
+        _sox(["-m", str(tune), "-v", "0.6", str(drums), str(path), "trim", "0", f"{seconds}", "norm", "-1"])
+
+
+def _read(path: Path) -> np.ndarray:
+    audio, rate = sf.read(path, dtype="float32")
+    assert rate == 16_000, path
+    return audio
+
+
+def _mix(voice: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
+    from pipeline.privacy.conditions import mix
+
+    return mix(voice, other, snr_db)
+
+
+def sox_transform(name: str, source: Path, target: Path, seed: int) -> None:
+    """A held-out transformation of `source` (16 kHz wav) into `target` (44.1 kHz wav), with sox."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    out = ["-r", str(CLIP_RATE), "-b", "16", str(target)]
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        if name == "clean":
+            _sox([str(source), *out])
+        elif name.startswith("pitch"):
+            cents = int(name.split()[1]) * 100
+            _sox([str(source), *out, "pitch", str(cents)])
+        elif name == "reverb (medium room)":
+            _sox([str(source), *out, "reverb", "50", "50", "70", "100", "10", "pad", "0", "0.5"])
+        elif name == "reverb (large hall)":
+            _sox([str(source), *out, "reverb", "90", "30", "100", "100", "30", "pad", "0", "1.0"])
+        elif name == "tempo x1.1":
+            _sox([str(source), *out, "tempo", "-s", "1.1"])
+        elif name == "8 kHz band-limit":
+            narrow = scratch / "narrow.wav"
+            _sox([str(source), "-r", "8000", str(narrow)])
+            _sox([str(narrow), *out])
+        elif name == "ogg vorbis q0":
+            coded = scratch / "coded.ogg"
+            _sox([str(source), "-C", "0", str(coded)])
+            _sox([str(coded), *out])
+        elif name == "mp3 32 kbit/s":
+            coded = scratch / "coded.mp3"
+            _sox([str(source), "-C", "32", str(coded)])
+            _sox([str(coded), *out])
+        elif name in ("music 0 dB", "music 6 dB", "3 s in 10 s of music", "music only"):
+            voice = _read(source) if name != "music only" else None
+            seconds = 10.0 if name == "3 s in 10 s of music" else (voice.size / 16_000 if voice is not None else 6.0)
+            music_path = scratch / "music.wav"
+            sox_music(music_path, max(seconds, 1.0), seed)
+            music = _read(music_path)
+            if name == "music only":
+                mixed = music
+            elif name == "3 s in 10 s of music":
+                rng = np.random.default_rng(seed)
+                piece = voice[: 3 * 16_000]
+                start = int(rng.integers(0, music.size - piece.size + 1))
+                placed = np.zeros(music.size, dtype=np.float32)
+                placed[start:start + piece.size] = piece
+                rms = np.sqrt(np.mean(piece.astype(np.float64) ** 2)) / max(
+                    1e-9, np.sqrt(np.mean(music[start:start + piece.size].astype(np.float64) ** 2)))
+                mixed = placed + music * rms * 10 ** (-3 / 20)
+                mixed = mixed / max(1.0, np.max(np.abs(mixed)) / 0.9)
+            else:
+                mixed = _mix(voice, music, float(name.split()[1]))
+            mixed_path = scratch / "mixed.wav"
+            sf.write(mixed_path, mixed, 16_000)
+            _sox([str(mixed_path), *out])
+        elif name == "noise only":
+            colour = ["whitenoise", "pinknoise", "brownnoise"][seed % 3]
+            _sox(["-n", *out[:-1], "-c", "1", str(target), "synth", "6", colour, "vol", "0.3"])
+        else:
+            raise ValueError(f"unknown held-out transform {name!r}")
+
+
+HELD_OUT_TRANSFORMS = ("clean", "pitch +1", "pitch -1", "pitch +2", "pitch -2", "reverb (medium room)",
+                       "reverb (large hall)", "tempo x1.1", "8 kHz band-limit", "ogg vorbis q0", "mp3 32 kbit/s",
+                       "music 0 dB", "music 6 dB", "3 s in 10 s of music")
+
+
+def tuning_transform(name: str, source: Path, target: Path, seed: int) -> None:
+    """A tuning transformation: the pipeline's calibration conditions (numpy/scipy), written at 44.1 kHz."""
+    import librosa
+
+    from pipeline.privacy.conditions import CALIBRATION_CONDITIONS, no_voice_clips
+
+    if name in ("music only", "noise only"):
+        audio = no_voice_clips(1, seed)[name][0]
+    else:
+        audio = CALIBRATION_CONDITIONS[name](_read(source), seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, librosa.resample(audio, orig_sr=16_000, target_sr=CLIP_RATE), CLIP_RATE, subtype="PCM_16")
+
+
+def build(out_dir: Path, part: str) -> Path:
+    """Write one part of the benchmark (see the module docstring); returns its folder."""
+    from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
+
+    split = load_split()
+    spec, counts = split[part], split["utterances"]
+    root = out_dir / part
+    rows = []
+    transforms = HELD_OUT_TRANSFORMS if part == "held_out" else tuple(CALIBRATION_CONDITIONS)
+    transform = sox_transform if part == "held_out" else tuning_transform
+    raw = root / "_voices"
+    seed = 0
+    for group in ("reference", "another_synthesiser", "impostors"):
+        for speaker, (engine, voice) in spec[group].items():
+            rng = random.Random(f"{part}-{speaker}")
+            texts = rng.sample(SENTENCES, counts["reference"] + counts["probes"])
+            if group == "reference":
+                for i, text in enumerate(texts[: counts["reference"]]):
+                    path = root / "reference" / speaker / f"{i:02d}.wav"
+                    if not path.is_file():
+                        _synth(engine, voice, text, path)
+                probes = texts[counts["reference"]:]
+            elif group == "another_synthesiser":
+                probes = texts[counts["reference"]:]
+            else:
+                probes = random.Random(f"{part}-{speaker}-imp").sample(SENTENCES, counts["impostor"])
+            kind = "other_voice" if group == "impostors" else "leak"
+            for i, text in enumerate(probes):
+                source = raw / group / speaker / f"{i:02d}.wav"
+                if not source.is_file():
+                    _synth(engine, voice, text, source)
+                for name in transforms:
+                    label = name if group != "another_synthesiser" else f"another synthesiser, {name}"
+                    if group == "another_synthesiser" and name not in ("clean", "8 kHz band-limit", "telephone",
+                                                                       "music 0 dB"):
+                        continue
+                    seed += 1
+                    target = root / "clips" / kind / _slug(label) / f"{speaker}-{i:02d}.wav"
+                    if not target.is_file():
+                        transform(name, source, target, seed)
+                    rows.append((str(target.relative_to(root)), kind, label, speaker))
+    for name in ("music only", "noise only"):
+        for i in range(36):
+            seed += 1
+            target = root / "clips" / "no_voice" / _slug(name) / f"{i:02d}.wav"
+            if not target.is_file():
+                transform(name, target, target, 10_000 + i)
+            rows.append((str(target.relative_to(root)), "no_voice", name, ""))
+    with open(root / "clips.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "kind", "transform", "speaker"])
+        writer.writerows(rows)
+    return root
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "+-" else "_" for c in name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--part", choices=("tuning", "held_out"), required=True)
+    args = parser.parse_args()
+    print(build(args.out_dir, args.part))
+
+
+if __name__ == "__main__":
+    main()
