@@ -1,6 +1,7 @@
 """One Airflow DAG per build config in `configs/*.yaml`: `synthaudio__<dataset>`.
 
-plan -> generate[shard] -> features[shard] -> leakcheck[shard] -> export. Task bodies are a few
+plan -> shard[n]: (generate -> features -> leakcheck) -> export, a mapped task group per shard, so each
+shard's CPU stages start as soon as its own (GPU) generation ends. Task bodies are a few
 lines that call `pipeline`; heavy libraries are imported inside the tasks, and parsing this file
 only reads the YAML files (no database, connection or model access).
 """
@@ -12,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import yaml
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import Asset, Param, dag, task, task_group
 
 CONFIG_DIR = Path(os.environ.get("SYNTHAUDIO_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
 GENERATION_POOL = os.environ.get("SYNTHAUDIO_GENERATION_POOL", "default_pool")
@@ -62,57 +63,121 @@ def build_dag(config_path: Path, dataset: str, schedule: str | None):
         @task
         def plan(params=None, **context) -> list[dict]:
             """Resolve the version, sample the prompts and plan the shards; one small dict per shard."""
+            from pipeline.orchestration import fail_without_retry
             from pipeline.prompts.stage import plan as plan_stage
             from pipeline.runner import make_context
 
             version = resolve_version(params, context)
-            ctx = make_context(config, version, n_clips=params.get("n_clips"), quiet=True)
-            return [{"shard": s, "version": version, "n_clips": params.get("n_clips")} for s in plan_stage(ctx)]
+            with fail_without_retry():
+                ctx = make_context(config, version, n_clips=params.get("n_clips"), quiet=True)
+                shards = plan_stage(ctx)
+            return [{"shard": s, "version": version, "n_clips": params.get("n_clips")} for s in shards]
 
         @task(pool=GENERATION_POOL, queue=GENERATION_QUEUE)
         def generate(shard: int, version: str, n_clips: int | None) -> dict:
             """Generate one shard's clips with Jukebox (resumes at the first unfinished level)."""
+            from pipeline.orchestration import fail_without_retry
             from pipeline.runner import run_shard_stage
 
-            run_shard_stage("generate", config, version, n_clips, shard, True)
+            with fail_without_retry():
+                run_shard_stage("generate", config, version, n_clips, shard, True)
             return {"shard": shard, "version": version, "n_clips": n_clips}
 
         @task
-        def features(shard: int, version: str, n_clips: int | None) -> dict:
+        def features(job: dict) -> dict:
             """Extract one shard's audio features."""
+            from pipeline.orchestration import fail_without_retry
             from pipeline.runner import run_shard_stage
 
-            run_shard_stage("features", config, version, n_clips, shard, True)
-            return {"shard": shard, "version": version, "n_clips": n_clips}
+            with fail_without_retry():
+                run_shard_stage("features", config, job["version"], job["n_clips"], job["shard"], True)
+            return job
 
         @task
-        def leakcheck(shard: int, version: str, n_clips: int | None) -> dict:
+        def leakcheck(job: dict) -> dict:
             """Leak-check one shard against the reference voices (unscorable counts as a leak)."""
+            from pipeline.orchestration import fail_without_retry
             from pipeline.runner import run_shard_stage
 
-            run_shard_stage("leakcheck", config, version, n_clips, shard, True)
-            return {"shard": shard, "version": version, "n_clips": n_clips}
+            with fail_without_retry():
+                run_shard_stage("leakcheck", config, job["version"], job["n_clips"], job["shard"], True)
+            return job
 
-        @task(outlets=[Asset(f"synthaudio://{dataset}")])
-        def export(checked: list[dict]) -> str:
-            """Publish the release (one atomic rename); returns its folder."""
+        release_asset = Asset(f"synthaudio://{dataset}")
+
+        @task(outlets=[release_asset])
+        def export(planned: list[dict], checked: list[dict], **context) -> str:
+            """Publish the release (one atomic rename) of the version `plan` resolved; returns its folder. The
+            Asset event carries the version and content_sha256, so a DAG scheduled on it knows which release."""
+            import json
+
             from pipeline.export.release import export as export_stage
+            from pipeline.orchestration import fail_without_retry
             from pipeline.runner import make_context
 
-            first = next(iter(checked))
-            ctx = make_context(config, first["version"], n_clips=first["n_clips"], quiet=True)
-            return str(export_stage(ctx))
+            first = planned[0]
+            if sorted(c["shard"] for c in checked) != sorted(p["shard"] for p in planned):
+                raise RuntimeError(f"leak check covered shards {sorted(c['shard'] for c in checked)}, planned "
+                                   f"{sorted(p['shard'] for p in planned)}")
+            with fail_without_retry():
+                ctx = make_context(config, first["version"], n_clips=first["n_clips"], quiet=True)
+                release = export_stage(ctx)
+            manifest = json.loads((release / "manifest.json").read_text())
+            context["outlet_events"][release_asset].extra = {
+                "dataset": dataset, "version": first["version"], "content_sha256": manifest["content_sha256"]}
+            return str(release)
+
+        @task_group
+        def shard(shard: int, version: str, n_clips: int | None):
+            """One shard flows on its own: its features and leak check start when its generation ends."""
+            return leakcheck(features(generate(shard=shard, version=version, n_clips=n_clips)))
 
         shards = plan()
-        generated = generate.expand_kwargs(shards)
-        featured = features.expand_kwargs(generated)
-        checked = leakcheck.expand_kwargs(featured)
-        export(checked)
+        checked = shard.expand_kwargs(shards)
+        export(shards, checked)
 
     return build()
 
 
+def invalid_config_dag(config_path: Path, problem: str):
+    """A stand-in for a config that cannot be read: it shows the problem in the UI (its doc) and its one task
+    fails with it. Airflow drops every DAG of a file that raises, so one broken YAML must not raise here."""
+    dag_id = "synthaudio__invalid__" + "".join(c if c.isalnum() else "_" for c in config_path.stem)
+
+    @dag(dag_id=dag_id, schedule=None, catchup=False, tags=["synthaudio", "invalid-config"],
+         doc_md=f"### Invalid build config `{config_path.name}`\n\n```\n{problem}\n```\n\nFix the file; this DAG "
+                "then becomes `synthaudio__<dataset>`.")
+    def invalid():
+        @task
+        def report_invalid_config() -> None:
+            """Fail with the config's problem (never retried: the file must be fixed)."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{config_path}: {problem}")
+
+        report_invalid_config()
+
+    return invalid()
+
+
+def _read_config(path: Path) -> tuple[str, str | None]:
+    """(dataset, schedule) of a config file; ValueError with what is wrong (full validation runs in `plan`)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"not readable YAML: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("dataset"), str):
+        raise ValueError("a build config is a mapping with a `dataset` name (see configs/default.yaml)")
+    schedule = raw.get("schedule")
+    if schedule is not None and not isinstance(schedule, str):
+        raise ValueError(f"schedule: expected a cron string or preset, got {schedule!r}")
+    return raw["dataset"], schedule
+
+
 for _path in sorted(CONFIG_DIR.glob("*.yaml")):
-    _raw = yaml.safe_load(_path.read_text(encoding="utf-8")) or {}
-    if isinstance(_raw, dict) and isinstance(_raw.get("dataset"), str):
-        globals()[f"synthaudio__{_raw['dataset']}"] = build_dag(_path, _raw["dataset"], _raw.get("schedule"))
+    try:
+        _dataset, _schedule = _read_config(_path)
+        globals()[f"synthaudio__{_dataset}"] = build_dag(_path, _dataset, _schedule)
+    except Exception as _exc:  # noqa: BLE001 - one broken config must not hide the others
+        _dag = invalid_config_dag(_path, f"{type(_exc).__name__}: {_exc}")
+        globals()[_dag.dag_id] = _dag

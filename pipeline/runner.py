@@ -10,9 +10,6 @@ from pathlib import Path
 from pipeline.config import load_config
 from pipeline.workspace import RunContext, validate_version
 
-STAGES = ("plan", "generate", "features", "leakcheck", "export")
-
-
 def make_context(config_path: str | Path, version: str | None = None, *, n_clips: int | None = None,
                  quiet: bool = False) -> RunContext:
     """Validated context of one run; version defaults to today's date (UTC)."""

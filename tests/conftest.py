@@ -38,8 +38,12 @@ def reference_dir(voices_root) -> Path:
 
 @pytest.fixture(scope="session")
 def reference_cache(tmp_path_factory) -> Path:
-    """One embedding cache for the session: the reference voices are embedded (every variant) once."""
-    return tmp_path_factory.mktemp("reference_cache")
+    """One embedding cache shared by test sessions: the reference voices and the synthesised impostor cohort
+    are embedded (every variant and condition) once. Entries are keyed by file sha256, encoder version and
+    variant list, so reuse is safe; it lives beside pytest's own temporary folders, outside the repository."""
+    folder = tmp_path_factory.getbasetemp().parent / "synthaudio-reference-cache"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture

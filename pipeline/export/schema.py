@@ -1,4 +1,4 @@
-"""The Arrow schema of a release's Parquet rows, declared once (schemas/release.schema.json pins it).
+"""The Arrow schema of a release's Parquet rows, declared once (schemas/release.arrow.json pins it).
 
 `audio` uses the Hugging Face Audio storage type `struct<bytes: binary, path: string>`: `path` is
 relative to the release folder and `bytes` is null, unless the config embeds the FLAC bytes.

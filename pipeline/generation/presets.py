@@ -169,11 +169,12 @@ def cached_snapshot(preset: str) -> Path | None:
         return None
 
 
-def load_from_folder(preset: str, weights_dir: Path | None) -> LoadedModel:
-    """Load `JukeboxModel` / `JukeboxTokenizer` with `from_pretrained` from a local folder, offline.
-
-    Without `weights_dir`, a real preset is looked up in the local Hugging Face cache.
-    """
+def weights_folder(preset: str, weights_dir: Path | None) -> Path | None:
+    """The folder a preset's weights and tokenizer files come from: `weights_dir`, else (real presets) the
+    local Hugging Face cache; None for the embedded tiny preset. Checks the files are there, loads nothing;
+    raises BadInput naming what is missing and how to fetch it."""
+    if preset == "tiny" and weights_dir is None:
+        return None
     if weights_dir is None:
         weights_dir = cached_snapshot(preset)
     expected = "config.json, a weight file (model.safetensors or pytorch_model*.bin), artists.json, genres.json, lyrics.json"
@@ -194,6 +195,17 @@ def load_from_folder(preset: str, weights_dir: Path | None) -> LoadedModel:
             f"generation.weights_dir: {weights_dir} lacks {', '.join(missing)}. Expected files: {expected} "
             f"(`huggingface-cli download {hub_id} --local-dir {weights_dir}` fetches them)."
         )
+    return weights_dir
+
+
+def load_from_folder(preset: str, weights_dir: Path | None) -> LoadedModel:
+    """Load `JukeboxModel` / `JukeboxTokenizer` with `from_pretrained` from a local folder, offline.
+
+    Without `weights_dir`, a real preset is looked up in the local Hugging Face cache.
+    """
+    weights_dir = weights_folder(preset, weights_dir)
+    if weights_dir is None:  # tiny without a folder: the embedded preset
+        return load_preset(preset)
     from transformers.models.deprecated.jukebox import JukeboxModel, JukeboxTokenizer
 
     model = JukeboxModel.from_pretrained(str(weights_dir), local_files_only=True, min_duration=0).eval()
@@ -206,9 +218,7 @@ def known_vocabulary(preset: str, weights_dir: Path | None) -> tuple[set[str], s
     """Artist and genre names the preset's tokenizer knows (read from its JSON files, no model load)."""
     import json
 
-    folder = TINY_VOCAB_DIR if weights_dir is None else weights_dir
-    if preset != "tiny" and weights_dir is None:
-        load_from_folder(preset, weights_dir)  # raises the "weights missing" error
+    folder = weights_folder(preset, weights_dir) or TINY_VOCAB_DIR  # a real preset's own lists, never tiny's
 
     def names(file: str) -> set[str]:
         path = folder / file
@@ -226,7 +236,8 @@ def lyric_vocabulary(preset: str, weights_dir: Path | None) -> set[str]:
     """Characters the preset's lyric tokenizer keeps (transformers' v2 set unless lyrics.json lists others)."""
     import json
 
-    path = None if weights_dir is None else weights_dir / "lyrics.json"
+    folder = weights_folder(preset, weights_dir)
+    path = None if folder is None else folder / "lyrics.json"
     if path is not None and path.is_file():
         chars = {k for k in json.loads(path.read_text()) if len(k) == 1}
         if chars:

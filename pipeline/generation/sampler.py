@@ -8,17 +8,9 @@ Levels are indexed as the priors are: 0 = top (128 samples/token), 1 = middle (3
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from pipeline.generation.presets import HOP_LENGTHS, SAMPLE_RATE_HZ
-
-
-@dataclass(frozen=True)
-class LevelResult:
-    tokens: np.ndarray  # (batch, tokens) int64
-    seconds: float
 
 
 def total_samples(duration_s: float) -> int:

@@ -36,10 +36,9 @@ class ResemblyzerEncoder:
     min_voiced_s = 0.3  # less voiced speech than this after VAD trimming: no voice to compare
 
     def __init__(self, device: str = "cpu"):
-        import resemblyzer
         from resemblyzer import VoiceEncoder
 
-        self.version = f"resemblyzer-{getattr(resemblyzer, '__version__', '0.1.4')}"
+        self.version = encoder_version(self.name)
         self._encoder = VoiceEncoder(device, verbose=False)
 
     def voiced(self, audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
@@ -79,6 +78,18 @@ class ResemblyzerEncoder:
                     mean = partials[inside].mean(axis=0)
                     windows.append(mean / np.linalg.norm(mean))
         return np.stack(windows).astype(np.float32)  # (windows, 256)
+
+
+def encoder_version(name: str = "resemblyzer-ge2e") -> str:
+    """The encoder's version (its package's), read without loading the package or its weights."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    if name != ResemblyzerEncoder.name:
+        raise ValueError(f"unknown speaker encoder {name!r}; known: {ResemblyzerEncoder.name}")
+    try:
+        return f"resemblyzer-{version('resemblyzer')}"
+    except PackageNotFoundError:
+        return "resemblyzer-unknown"
 
 
 def load_encoder(name: str = "resemblyzer-ge2e") -> SpeakerEncoder:

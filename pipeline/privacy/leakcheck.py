@@ -34,8 +34,8 @@ import soundfile as sf
 from pipeline.errors import LeakCheckFailed
 from pipeline.parallel import ordered_map
 from pipeline.privacy.calibration import Calibration, calibrate_index, recall_shortfall
-from pipeline.privacy.encoder import SpeakerEncoder, load_encoder
-from pipeline.privacy.reference import BANK_TOP_N, ReferenceIndex, build_index
+from pipeline.privacy.encoder import SpeakerEncoder, encoder_version, load_encoder
+from pipeline.privacy.reference import BANK_TOP_N, ReferenceIndex, build_index, reference_files_fingerprint
 from pipeline.privacy.transforms import canaries
 from pipeline.progress import progress
 from pipeline.storage import synced_stage
@@ -230,16 +230,19 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
     privacy = ctx.config.privacy
     gen_dir = ctx.shard_dir("generate", shard)
     out_dir = ctx.shard_dir("leakcheck", shard)
-    encoder = encoder or load_encoder()
-    index = build_index(ctx.loaded.reference_dir, encoder, ctx.reference_cache, privacy.canaries_per_speaker,
-                        cohort_dir=ctx.loaded.cohort_dir, skip_bad=privacy.skip_bad_reference_files)
+    # The inputs are known from file hashes alone: a rerun on the same inputs loads no encoder, embeds nothing.
     inputs = {
         "generate": ctx.output_fingerprint("generate", shard),
         "privacy": privacy.model_dump(exclude={"workers", "reference_dir", "cohort_dir"}),
-        "reference": index.fingerprint, "encoder": encoder.version,
+        "reference": reference_files_fingerprint(ctx.loaded.reference_dir, ctx.loaded.cohort_dir),
+        "encoder": encoder.version if encoder is not None else encoder_version(),
     }
 
     def body():
+        nonlocal encoder
+        encoder = encoder or load_encoder()
+        index = build_index(ctx.loaded.reference_dir, encoder, ctx.reference_cache, privacy.canaries_per_speaker,
+                            cohort_dir=ctx.loaded.cohort_dir, skip_bad=privacy.skip_bad_reference_files)
         threshold, calibration = resolve_threshold(privacy, index, encoder, ctx.reference_cache)
         shortfall = None
         if privacy.threshold == "auto":

@@ -253,6 +253,23 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
     index.cohort = [voice for voice, _ in kept]
 
 
+def reference_files_fingerprint(reference_dir: Path, cohort_dir: Path | None = None) -> str:
+    """A hash of everything the leak check's index is built from, read from file hashes alone (no encoder):
+    reference files (speaker, sha256), the user's cohort files, the enrolment variants, calibration
+    conditions and synthesised cohort version. Equal fingerprints give the same index."""
+    from pipeline.privacy.cohort import COHORT_VERSION, COHORT_VOICES
+    from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
+
+    digest = hashlib.sha256(",".join([*ENROLMENT_VARIANTS, "|", *CALIBRATION_CONDITIONS]).encode())
+    digest.update(f"cohort-v{COHORT_VERSION}:{COHORT_VOICES!r}\n".encode())
+    for file in list_reference_files(reference_dir):
+        digest.update(f"{file.speaker}\x1f{file.sha256}\n".encode())
+    if cohort_dir is not None:
+        for file in list_reference_files(cohort_dir, "privacy.cohort_dir"):
+            digest.update(f"user-cohort\x1f{file.speaker}\x1f{file.sha256}\n".encode())
+    return digest.hexdigest()
+
+
 def conditions_key(encoder: SpeakerEncoder) -> str:
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 

@@ -137,7 +137,7 @@ def test_a_worker_killed_during_generation_is_retried_and_the_release_is_unchang
     assert run["state"] == "success"
     tries = subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", DATABASE, "-tAc",
-         f"SELECT map_index, try_number, state FROM task_instance WHERE run_id = '{run_id}' AND task_id = 'generate'"],
+         f"SELECT map_index, try_number, state FROM task_instance WHERE run_id = '{run_id}' AND task_id = 'shard.generate'"],
         capture_output=True, text=True, check=True).stdout.split()
     assert tries and all(t.endswith("|success") for t in tries), tries
     assert any(int(t.split("|")[1]) >= 2 for t in tries), tries  # the killed generation task ran again

@@ -11,15 +11,27 @@ import yaml
 from pipeline.testing import DEFAULT_CONFIG, REPO_ROOT
 
 PARSE = textwrap.dedent("""
-    import json, sys
+    import json, sys, warnings
     from airflow.dag_processing.dagbag import DagBag
-    bag = DagBag(dag_folder=sys.argv[1])
+    before = set(sys.modules)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bag = DagBag(dag_folder=sys.argv[1])
     print(json.dumps({
+        "imported": sorted(set(sys.modules) - before),
+        "deprecations": [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught
+                         if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning))
+                         or "Deprecat" in w.category.__name__],
         "errors": {k: str(v)[-500:] for k, v in bag.import_errors.items()},
         "dags": {d.dag_id: {"tasks": sorted(d.task_dict), "schedule": str(d.schedule),
                             "params": sorted(d.params), "doc": bool(d.doc_md),
-                            "outlets": [str(getattr(a, "uri", a)) for a in d.task_dict["export"].outlets],
-                            "pool": d.task_dict["generate"].pool, "retries": d.task_dict["generate"].retries}
+                            "outlets": [str(getattr(a, "uri", a)) for a in d.task_dict["export"].outlets]
+                                       if "export" in d.task_dict else [],
+                            "pool": d.task_dict["shard.generate"].pool if "shard.generate" in d.task_dict else None,
+                            "retries": d.task_dict["shard.generate"].retries if "shard.generate" in d.task_dict
+                            else None,
+                            "upstream": {t: sorted(d.task_dict[t].upstream_task_ids) for t in d.task_dict},
+                            "doc_md": d.doc_md or ""}
                  for d in bag.dags.values()},
     }))
 """)
@@ -47,7 +59,11 @@ def test_default_dag_parses_without_errors_or_database(tmp_path):
     parsed = parse_dags(tmp_path)
     assert parsed["errors"] == {}
     dag = parsed["dags"]["synthaudio__default"]
-    assert dag["tasks"] == ["export", "features", "generate", "leakcheck", "plan"]
+    assert dag["tasks"] == ["export", "plan", "shard.features", "shard.generate", "shard.leakcheck"]
+    # One mapped group per shard: a shard's features wait for its own generation only.
+    assert dag["upstream"]["shard.features"] == ["shard.generate"]
+    assert dag["upstream"]["shard.leakcheck"] == ["shard.features"]
+    assert dag["upstream"]["export"] == ["plan", "shard.leakcheck"]
     assert dag["params"] == ["n_clips", "version"]
     assert dag["doc"] and dag["retries"] == 2 and dag["pool"] == "default_pool"
     assert [uri.rstrip("/") for uri in dag["outlets"]] == ["synthaudio://default"]  # Airflow appends "/"
@@ -67,7 +83,27 @@ def test_one_dag_per_config(tmp_path):
     assert parsed["dags"]["synthaudio__beta"]["schedule"] == "0 3 * * *"
 
 
-def test_dag_file_imports_nothing_heavy_at_module_level():
-    source = (REPO_ROOT / "dags" / "build_dataset.py").read_text()
-    top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    assert not [line for line in top_level if any(m in line for m in ("torch", "transformers", "pipeline", "librosa"))]
+def test_a_broken_config_hides_no_other_dag_and_shows_its_error(tmp_path):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    (configs / "alpha.yaml").write_text(yaml.safe_dump({**data, "dataset": "alpha"}))
+    (configs / "broken.yaml").write_text("dataset: [unclosed\n")
+    (configs / "nameless.yaml").write_text("n_clips: 3\n")
+    parsed = parse_dags(tmp_path, configs)
+    assert parsed["errors"] == {}
+    assert sorted(parsed["dags"]) == ["synthaudio__alpha", "synthaudio__invalid__broken",
+                                      "synthaudio__invalid__nameless"]
+    broken = parsed["dags"]["synthaudio__invalid__broken"]
+    assert broken["tasks"] == ["report_invalid_config"] and "not readable YAML" in broken["doc_md"]
+    assert "`dataset` name" in parsed["dags"]["synthaudio__invalid__nameless"]["doc_md"]
+    assert parsed["dags"]["synthaudio__alpha"]["tasks"] == ["export", "plan", "shard.features", "shard.generate",
+                                                             "shard.leakcheck"]
+
+
+def test_parsing_imports_nothing_heavy_and_warns_of_no_deprecation(tmp_path):
+    parsed = parse_dags(tmp_path)
+    heavy = ("torch", "transformers", "pipeline", "librosa", "resemblyzer", "numba", "pyarrow", "soundfile")
+    loaded = [m for m in parsed["imported"] if m.split(".")[0] in heavy]
+    assert loaded == [], f"parsing the DAG files imported {loaded[:10]}"
+    assert parsed["deprecations"] == []

@@ -21,6 +21,12 @@ RUN = textwrap.dedent("""
     assert not bag.import_errors, bag.import_errors
     run = bag.get_dag("synthaudio__default").test(logical_date=datetime(2026, 1, 1, tzinfo=timezone.utc))
     print("STATE", run.state)
+    import json
+    from sqlalchemy import select
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    with create_session() as session:
+        print("EVENTS", json.dumps([event.extra for event in session.scalars(select(AssetEvent))]))
 """)
 
 
@@ -46,6 +52,8 @@ def test_dag_test_builds_the_same_release_as_the_cli(cli_release, tmp_path, refe
     cli_manifest = json.loads((cli_release / "manifest.json").read_text())
     assert dag_manifest["content_sha256"] == cli_manifest["content_sha256"]
     assert dag_manifest["counts"] == cli_manifest["counts"]
+    events = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("EVENTS"))[7:])
+    assert events == [{"dataset": "default", "version": "2026-01-01", "content_sha256": dag_manifest["content_sha256"]}]
 
 
 def _dag_module(tmp_path):

@@ -96,6 +96,27 @@ def test_real_preset_without_weights_says_what_to_fetch(tmp_path):
         load_preset("jukebox-1b-lyrics", tmp_path)
 
 
+def test_a_real_preset_in_the_local_cache_is_checked_against_its_own_vocabulary_without_loading(tmp_path,
+                                                                                                monkeypatch):
+    import json
+
+    import pipeline.generation.presets as presets
+
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    (snapshot / "config.json").write_text("{}")
+    (snapshot / "model.safetensors").write_bytes(b"not a model: loading it would fail")
+    (snapshot / "artists.json").write_text(json.dumps({"unknown": 0, "the_beatles": 1, "adele": 2}))
+    (snapshot / "genres.json").write_text(json.dumps({"unknown": 0, "rock": 1, "soul": 2}))
+    (snapshot / "lyrics.json").write_text(json.dumps({"a": 1, "b": 2, " ": 3}))
+    monkeypatch.setattr(presets, "cached_snapshot", lambda preset: snapshot)
+    artists, genres = known_vocabulary("jukebox-1b-lyrics", None)
+    assert artists == {"the_beatles", "adele"} and genres == {"rock", "soul"}  # not the tiny preset's lists
+    assert presets.lyric_vocabulary("jukebox-1b-lyrics", None) == {"a", "b", " "}
+    with pytest.raises(BadInput, match=r"'aurora_lane' \(closest"):
+        check_vocabulary("artists", ["aurora_lane"], artists)
+
+
 def test_a_model_saved_with_save_pretrained_loads_by_path(tiny, tmp_path):
     tiny.model.save_pretrained(tmp_path)
     tiny.tokenizer.save_pretrained(tmp_path)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import BadInput
 from pipeline.prompts.sampler import (
-    PROMPT_SCHEMA, PromptSpec, assign_split, clip_id, quota_sequence, sample_prompts, uniforms,
+    PROMPT_SCHEMA, PromptSpec, assign_split, assign_splits, clip_id, quota_sequence, sample_prompts, uniforms,
 )
 from pipeline.prompts.stage import plan, preview, shard_bounds, shard_prompts
 from pipeline.runner import make_context
@@ -88,7 +88,16 @@ def test_every_prefix_is_within_quota_and_counts_never_decrease(weights, n, seed
 def test_split_depends_only_on_clip_id(index, train):
     splits = {"train": train, "validation": (1 - train) / 2, "test": (1 - train) / 2}
     split = assign_split("demo", "v", index, splits)
-    assert split == assign_split("demo", "v", index, dict(splits)) in splits
+    assert split in splits
+    # The same id gets the same split whatever else is assigned with it, wherever it sits in the batch.
+    others = np.array([index + 1, 7, 10**6 + 3, max(0, index - 1)])
+    assert assign_splits("demo", "v", np.concatenate([others, [index]]), splits)[-1] == split
+    assert assign_splits("demo", "v", np.concatenate([[index], others]), splits)[0] == split
+    # Growing the train fraction only ever moves clips into train, never out of it.
+    larger = {"train": min(1.0, train + 0.05), "validation": (1 - min(1.0, train + 0.05)) / 2,
+              "test": (1 - min(1.0, train + 0.05)) / 2}
+    if split == "train":
+        assert assign_split("demo", "v", index, larger) == "train"
     assert sample_prompts(SPEC, 0, 3).column("split").to_pylist() == [
         assign_split("demo", "2026-01-01", i, SPEC.splits) for i in range(3)]
 
