@@ -121,10 +121,9 @@ def throughput(voices: Path, cache: Path, clip_s: float, minutes: float, workers
             path = Path(tmp) / f"clip-{i:04d}.flac"
             sf.write(path, speech[start:start + int(clip_s * rate)], rate, format="FLAC")
             jobs.append((path.stem, str(path)))
-        leakcheck._worker.update(encoder=encoder, index=index, threshold=threshold)
         t = time.perf_counter()
-        rows = list(ordered_map(leakcheck._score_job, jobs, workers, initializer=leakcheck._start_worker,
-                                initargs=(index, threshold)))
+        rows = list(ordered_map(leakcheck.score_job, jobs, workers, state=(leakcheck.make_scorer, (index, threshold)),
+                                local_state=leakcheck.Scorer(encoder, index, threshold)))
         wall = time.perf_counter() - t
     windows = sum(r["windows"] or 0 for r in rows)
     return {"clips": n, "clip_s": clip_s, "audio_s": n * clip_s, "wall_s": round(wall, 2),

@@ -15,6 +15,8 @@ from pathlib import Path
 import yaml
 from airflow.sdk import Asset, Param, dag, task, task_group
 
+from pipeline.stages import SHARDED  # the registry only: it imports no stage and no heavy library
+
 CONFIG_DIR = Path(os.environ.get("SYNTHAUDIO_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
 GENERATION_POOL = os.environ.get("SYNTHAUDIO_GENERATION_POOL", "default_pool")
 GENERATION_QUEUE = os.environ.get("SYNTHAUDIO_GENERATION_QUEUE", "default")
@@ -73,35 +75,21 @@ def build_dag(config_path: Path, dataset: str, schedule: str | None):
                 shards = plan_stage(ctx)
             return [{"shard": s, "version": version, "n_clips": params.get("n_clips")} for s in shards]
 
-        @task(pool=GENERATION_POOL, queue=GENERATION_QUEUE)
-        def generate(shard: int, version: str, n_clips: int | None) -> dict:
-            """Generate one shard's clips with Jukebox (resumes at the first unfinished level)."""
-            from pipeline.orchestration import fail_without_retry
-            from pipeline.runner import run_shard_stage
+        def shard_task(step):
+            """The task of one sharded stage of the registry (pipeline.stages)."""
+            on_gpu = step.queue == "generation"
 
-            with fail_without_retry():
-                run_shard_stage("generate", config, version, n_clips, shard, True)
-            return {"shard": shard, "version": version, "n_clips": n_clips}
+            @task(task_id=step.name, doc_md=step.help, pool=GENERATION_POOL if on_gpu else "default_pool",
+                  queue=GENERATION_QUEUE if on_gpu else "default")
+            def run(job: dict) -> dict:
+                from pipeline.orchestration import fail_without_retry
+                from pipeline.runner import run_shard_stage
 
-        @task
-        def features(job: dict) -> dict:
-            """Extract one shard's audio features."""
-            from pipeline.orchestration import fail_without_retry
-            from pipeline.runner import run_shard_stage
+                with fail_without_retry():
+                    run_shard_stage(step.name, config, job["version"], job["n_clips"], job["shard"], True)
+                return job
 
-            with fail_without_retry():
-                run_shard_stage("features", config, job["version"], job["n_clips"], job["shard"], True)
-            return job
-
-        @task
-        def leakcheck(job: dict) -> dict:
-            """Leak-check one shard against the reference voices (unscorable counts as a leak)."""
-            from pipeline.orchestration import fail_without_retry
-            from pipeline.runner import run_shard_stage
-
-            with fail_without_retry():
-                run_shard_stage("leakcheck", config, job["version"], job["n_clips"], job["shard"], True)
-            return job
+            return run
 
         release_asset = Asset(f"synthaudio://{dataset}")
 
@@ -128,12 +116,15 @@ def build_dag(config_path: Path, dataset: str, schedule: str | None):
             return str(release)
 
         @task_group
-        def shard(shard: int, version: str, n_clips: int | None):
-            """One shard flows on its own: its features and leak check start when its generation ends."""
-            return leakcheck(features(generate(shard=shard, version=version, n_clips=n_clips)))
+        def shard(job: dict):
+            """One shard flows on its own through the sharded stages: its features and leak check start when
+            its own generation ends."""
+            for step in SHARDED:
+                job = shard_task(step)(job)
+            return job
 
         shards = plan()
-        checked = shard.expand_kwargs(shards)
+        checked = shard.expand(job=shards)
         export(shards, checked)
 
     return build()

@@ -47,10 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Sample the run's prompts in memory and print a table; writes nothing.")
     _common(prompts)
     prompts.add_argument("--preview", type=int, default=20, metavar="N", help="rows to show (default 20)")
-    for stage, text in (("generate", "generate one shard's audio with Jukebox"),
-                        ("features", "extract one shard's features"),
-                        ("leakcheck", "leak-check one shard against the reference voices")):
-        _common(sub.add_parser(stage, help=text, description=text), shard=True)
+    from pipeline.stages import SHARDED
+
+    for step in SHARDED:
+        _common(sub.add_parser(step.name, help=step.help, description=step.help), shard=True)
     export = sub.add_parser("export", help="publish the release from finished shards")
     _common(export)
     verify = sub.add_parser("verify", help="check a published release: checksums, schemas, counts, audio",

@@ -8,7 +8,6 @@ so a config means the same thing whatever the current directory is.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Literal
@@ -17,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.files import canonical_json
 
 DATASET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -309,10 +309,6 @@ def _private_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 PRIVATE_FIELDS: tuple[str, ...] = tuple(_private_paths(BuildConfig))
-
-
-def canonical_json(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 class LoadedConfig(BaseModel):

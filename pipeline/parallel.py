@@ -45,25 +45,61 @@ def _one_thread_call(function: Callable[[T], R], item: T) -> R:
         return function(item)
 
 
-def _start_worker(initializer: Callable | None, initargs: tuple) -> None:
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Torch on `count` threads for the duration of the block, restored afterwards (scoped, never left
+    changed behind the caller's back)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# A worker process's state, made once by the pool's initialiser (see ordered_map's `state`): the only
+# per-process slot; stages keep none of their own.
+_worker_state: dict = {}
+
+
+def _start_worker(state_factory: Callable | None, state_args: tuple) -> None:
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = "1"  # read when each library loads, which happens after this in a fresh worker
-    if initializer is not None:
-        initializer(*initargs)
+    if state_factory is not None:
+        _worker_state["state"] = state_factory(*state_args)
+
+
+def _one_thread_call_with_state(function: Callable, item):
+    with single_thread():
+        return function(_worker_state["state"], item)
 
 
 def ordered_map(function: Callable[[T], R], items: list[T], workers: int, *,
-                initializer: Callable | None = None, initargs: tuple = ()) -> Iterator[R]:
+                state: tuple[Callable, tuple] | None = None, local_state=None) -> Iterator[R]:
     """`map(function, items)`, in order, over up to `workers` spawned processes (0: one per core); in
-    this process when the work is too small to share. `initializer(*initargs)` runs once per process."""
+    this process when the work is too small to share.
+
+    With `state=(factory, args)`, `function(state, item)` is called instead, where each worker process
+    makes its state once with `factory(*args)` (e.g. loads a model); in this process `local_state` is used
+    if given (a model already loaded), else the factory."""
     workers = min(workers or os.cpu_count() or 1, len(items) // MIN_ITEMS_PER_WORKER)
-    call = functools.partial(_one_thread_call, function)
+    if state is None:
+        call = functools.partial(_one_thread_call, function)
+    else:
+        call = functools.partial(_one_thread_call_with_state, function)
     if workers <= 1:
-        if initializer is not None:
-            initializer(*initargs)
-        yield from map(call, items)
+        if state is None:
+            yield from map(call, items)
+            return
+        own = local_state if local_state is not None else state[0](*state[1])
+        for item in items:
+            with single_thread():
+                yield function(own, item)
         return
     chunksize = max(1, min(16, len(items) // (8 * workers)))
+    factory, args = state if state is not None else (None, ())
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(initializer, initargs)) as pool:
+                             initializer=_start_worker, initargs=(factory, args)) as pool:
         yield from pool.map(call, items, chunksize=chunksize)

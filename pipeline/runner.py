@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 from pipeline.config import load_config
+from pipeline.stages import SHARDED
 from pipeline.workspace import RunContext, validate_version
 
 def make_context(config_path: str | Path, version: str | None = None, *, n_clips: int | None = None,
@@ -19,25 +20,16 @@ def make_context(config_path: str | Path, version: str | None = None, *, n_clips
 
 def run_shard_stage(stage: str, config_path: str, version: str, n_clips: int | None, shard: int, quiet: bool) -> None:
     """One shard of one stage, in this process (also the entry point of worker processes)."""
-    ctx = make_context(config_path, version, n_clips=n_clips, quiet=quiet)
-    if stage == "generate":
-        from pipeline.generation.stage import generate
+    from pipeline.stages import stage as registered
 
-        generate(ctx, shard)
-    elif stage == "features":
-        from pipeline.features.stage import features
-
-        features(ctx, shard)
-    elif stage == "leakcheck":
-        from pipeline.privacy.leakcheck import leakcheck
-
-        leakcheck(ctx, shard)
-    else:
+    step = registered(stage)
+    if not step.sharded:
         raise ValueError(f"{stage!r} is not a sharded stage")
+    step.load()(make_context(config_path, version, n_clips=n_clips, quiet=quiet), shard)
 
 
 def run_all(ctx: RunContext, n_clips: int | None = None, workers: int | None = None, log=print) -> Path:
-    """plan -> generate[*] -> features[*] -> leakcheck[*] -> export; returns the release folder.
+    """Every stage of `pipeline.stages.STAGES` in order (sharded ones per shard); returns the release folder.
 
     Shards of a stage run in parallel worker processes (one per core by default); every stage is
     skipped where it already ran on the same inputs, so a rerun after a crash resumes.
@@ -48,7 +40,7 @@ def run_all(ctx: RunContext, n_clips: int | None = None, workers: int | None = N
     shards = plan(ctx)
     log(f"planned {ctx.config.n_clips} clips in {len(shards)} shard(s); workspace {ctx.root}")
     workers = workers or min(len(shards), os.cpu_count() or 1)
-    for stage in ("generate", "features", "leakcheck"):
+    for stage in (step.name for step in SHARDED):
         log(f"{stage}: {len(shards)} shard(s)")
         args = [(stage, str(ctx.loaded.path), ctx.version, n_clips, s, ctx.quiet) for s in shards]
         if workers > 1 and len(shards) > 1:

@@ -5,7 +5,7 @@ is a URL, every stage task is wrapped in `synced(ctx, stage, shard)`: it pulls e
 stage reads from the shared store into a task-local scratch folder, runs, and pushes the files it
 wrote (its completion record last, so a record never points at missing outputs). So no two tasks
 of a run need to share a disk: a Celery worker on another machine sees only the store. Releases
-are pushed the same way by `publish_remote`, `manifest.json` last: a release without its manifest
+are pushed by `export.publish.publish_remote`, `manifest.json` last: a release without its manifest
 is not published. Local paths need none of this and copy nothing.
 
 S3-compatible storage: `pip install s3fs`, then `storage.workspace: s3://bucket/synthaudio/runs`,
@@ -23,6 +23,8 @@ import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from pipeline.files import atomic_path
 
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
@@ -45,32 +47,11 @@ def filesystem(url: str):
     return fs, root.rstrip("/")
 
 
-# What each stage reads and writes, relative to the run folder ({s}: the shard, 5 digits).
-STAGE_INPUTS = {
-    "plan": ["plan.json", "prompts.parquet", "_done/plan.json"],
-    "generate": ["plan.json", "prompts.parquet", "_done/plan.json", "generate/shard-{s}/", "_done/generate-{s}.json"],
-    "features": ["plan.json", "_done/generate-{s}.json", "generate/shard-{s}/generation.parquet",
-                 "generate/shard-{s}/audio/", "features/shard-{s}/", "_done/features-{s}.json"],
-    "leakcheck": ["plan.json", "prompts.parquet", "_done/generate-{s}.json", "generate/shard-{s}/generation.parquet",
-                  "generate/shard-{s}/audio/", "leakcheck/shard-{s}/", "_done/leakcheck-{s}.json"],
-    "export": ["plan.json", "prompts.parquet", "_done/", "generate/", "features/", "leakcheck/"],
-}
-STAGE_OUTPUTS = {
-    "plan": ["plan.json", "prompts.parquet", "_done/plan.json"],
-    "generate": ["generate/shard-{s}/", "_done/generate-{s}.json"],
-    "features": ["features/shard-{s}/", "_done/features-{s}.json"],
-    "leakcheck": ["leakcheck/shard-{s}/", "_done/leakcheck-{s}.json"],
-    "export": [],
-}
-
-
 def _expand(patterns: list[str], shard: int | None) -> list[str]:
     return [p.format(s=f"{shard:05d}" if shard is not None else "") for p in patterns]
 
 
 def _get(fs, source: str, target: Path) -> None:
-    from pipeline.workspace import atomic_path
-
     with atomic_path(target) as tmp:  # tasks sharing a scratch folder never read a half-copied file
         fs.get_file(source, str(tmp))
 
@@ -131,42 +112,18 @@ def synced(ctx, stage: str, shard: int | None = None) -> Iterator[None]:
         return
     fs, root = filesystem(url)
     remote = f"{root}/{ctx.dataset}/{ctx.version}"
-    pull(fs, remote, ctx.root, _expand(STAGE_INPUTS[stage], shard))
+    from pipeline.stages import stage as registered
+
+    pull(fs, remote, ctx.root, _expand(list(registered(stage).reads), shard))
     yield
-    push(fs, ctx.root, remote, _expand(STAGE_OUTPUTS[stage], shard))
+    push(fs, ctx.root, remote, _expand(list(registered(stage).writes), shard))
 
 
-def publish_remote(ctx, release: Path) -> None:
-    """Push a locally built release to `storage.releases` (a URL), manifest.json last; then the dataset's
-    catalog. An existing remote release with the same content is left alone; a different one is refused."""
-    import json
-
-    from pipeline.errors import ReleaseConflict
-
-    url = ctx.loaded.releases_url
+def push_files(ctx, paths: list[Path]) -> None:
+    """Push these files of the run to the store now (when the workspace is a URL), before the stage ends:
+    a long stage's finished parts (a Jukebox level's tokens) survive a retry on another worker."""
+    url = ctx.loaded.workspace_url
     if url is None:
         return
     fs, root = filesystem(url)
-    remote = f"{root}/{ctx.dataset}/{ctx.version}"
-    manifest = json.loads((release / "manifest.json").read_text())
-    if fs.isfile(f"{remote}/manifest.json"):
-        with fs.open(f"{remote}/manifest.json") as handle:
-            existing = json.load(handle)["content_sha256"]
-        if existing != manifest["content_sha256"]:
-            raise ReleaseConflict(f"{remote} already exists with different content ({existing[:12]}...); "
-                                  "releases are immutable: publish a new version")
-        return
-    entries = sorted(p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file())
-    push(fs, release, remote, [e for e in entries if e != "manifest.json"])
-    push(fs, release, remote, ["manifest.json"])
-    # the catalog: every published manifest of the dataset, rebuilt locally and pushed
-    local_dataset = release.parent
-    for path in fs.glob(f"{root}/{ctx.dataset}/*/manifest.json"):
-        version = path.rstrip("/").split("/")[-2]
-        target = local_dataset / version / "manifest.json"
-        if not target.is_file():
-            _get(fs, path, target)
-    from pipeline.export.publish import update_catalog
-
-    update_catalog(local_dataset)
-    push(fs, local_dataset, f"{root}/{ctx.dataset}", ["catalog.json", "LATEST"])
+    push(fs, ctx.root, f"{root}/{ctx.dataset}/{ctx.version}", [p.relative_to(ctx.root).as_posix() for p in paths])

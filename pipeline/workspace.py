@@ -8,18 +8,16 @@ Nothing here assumes that two tasks of a run share a machine: all state is in fi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-from pipeline.config import LoadedConfig, canonical_json
+from pipeline.config import LoadedConfig
 from pipeline.errors import BadInput
+from pipeline.files import (  # noqa: F401 - re-exported: stages take their file helpers from here
+    atomic_path, fingerprint, read_json, sha256_file, write_bytes_atomic, write_json_atomic, write_table_atomic,
+)
 
 VERSION_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$")
 
@@ -38,48 +36,6 @@ def derive_seed(*parts: object) -> int:
     """A 63-bit seed from the sha256 of the parts: the same on every machine and Python run."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
-
-
-def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fingerprint(value: object) -> str:
-    """sha256 of the canonical JSON of `value`: the identity of a stage's inputs."""
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place on success, delete it on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
-def write_json_atomic(path: Path, value: object) -> None:
-    write_bytes_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
-
-
-def read_json(path: Path) -> object:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -151,14 +107,6 @@ class RunContext:
                 + " has not completed; run it first (python -m pipeline run ... runs every stage in order)"
             )
         return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_table_atomic(path: Path, table, **parquet_options) -> None:
-    """Write an Arrow table as Parquet under a temporary name, then rename it into place."""
-    import pyarrow.parquet as pq
-
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, **parquet_options)
 
 
 def run_once(ctx: RunContext, stage: str, shard: int | None, inputs: dict, body) -> bool:

@@ -60,3 +60,65 @@ def test_tasks_on_separate_disks_build_the_cli_release_through_the_store(tmp_pat
     fs, root = filesystem(f"file://{store}/runs")
     assert fs.isfile(f"{root}/default/2026-01-01/leakcheck/shard-00001/audit.parquet")  # the audit lives in the store
     assert fs.isfile(f"{root}/default/2026-01-01/_done/leakcheck-00001.json")
+
+
+def _ctx(tmp_path, **urls):
+    from types import SimpleNamespace
+
+    loaded = SimpleNamespace(workspace_url=urls.get("workspace"), releases_url=urls.get("releases"))
+    return SimpleNamespace(loaded=loaded, root=tmp_path / "run", dataset="demo", version="v1")
+
+
+def _release(folder, content: str):
+    (folder / "audio").mkdir(parents=True)
+    (folder / "audio" / "a.flac").write_bytes(content.encode())
+    (folder / "manifest.json").write_text(json.dumps({"content_sha256": content * 8, "version": "v1",
+                                                      "created_at": "2026-01-01T00:00:00+00:00",
+                                                      "counts": {"train": 1}}))
+    return folder
+
+
+def test_two_exporters_of_one_version_with_different_content_cannot_both_publish(tmp_path):
+    from pipeline.errors import ReleaseConflict
+    from pipeline.export.publish import claim_remote_version, publish_remote
+
+    store = tmp_path / "store"
+    ctx = _ctx(tmp_path, releases=f"file://{store}")
+    first = _release(tmp_path / "a" / "demo" / "v1", "aaaaaaaa")
+    second = _release(tmp_path / "b" / "demo" / "v1", "bbbbbbbb")
+    publish_remote(ctx, first)
+    with pytest.raises(ReleaseConflict, match="claimed for different content"):
+        publish_remote(ctx, second)
+    assert (store / "demo" / "v1" / "audio" / "a.flac").read_bytes() == b"aaaaaaaa"  # nothing of the loser
+    assert json.loads((store / "demo" / "catalog.json").read_text())["latest"] == "v1"
+    publish_remote(ctx, first)  # the same content again: a no-op, not a conflict
+    fs, root = filesystem(f"file://{store}")
+    # A claim is exclusive: the first claimant's content stands, whoever asks later.
+    assert claim_remote_version(fs, f"{root}/demo/.v2.claim", "x" * 64) == "x" * 64
+    assert claim_remote_version(fs, f"{root}/demo/.v2.claim", "y" * 64) == "x" * 64
+
+
+def test_a_claimed_but_unfinished_release_is_completed_by_a_retry_with_the_same_content(tmp_path):
+    from pipeline.export.publish import claim_remote_version, publish_remote
+
+    store = tmp_path / "store"
+    ctx = _ctx(tmp_path, releases=f"file://{store}")
+    release = _release(tmp_path / "a" / "demo" / "v1", "aaaaaaaa")
+    fs, root = filesystem(f"file://{store}")
+    fs.makedirs(f"{root}/demo", exist_ok=True)
+    claim_remote_version(fs, f"{root}/demo/.v1.claim", "aaaaaaaa" * 8)  # an exporter that died after claiming
+    publish_remote(ctx, release)
+    assert (store / "demo" / "v1" / "manifest.json").is_file()
+
+
+def test_push_files_sends_a_finished_part_of_a_stage_at_once(tmp_path):
+    from pipeline.storage import push_files
+
+    ctx = _ctx(tmp_path, workspace="memory://shared/runs")
+    tokens = ctx.root / "generate" / "shard-00000" / "tokens" / "abc" / "clip-x2-level0.npy"
+    tokens.parent.mkdir(parents=True)
+    tokens.write_bytes(b"level 0 tokens")
+    push_files(ctx, [tokens])
+    fs, root = filesystem("memory://shared/runs")
+    assert fs.cat_file(f"{root}/demo/v1/generate/shard-00000/tokens/abc/clip-x2-level0.npy") == b"level 0 tokens"
+    push_files(_ctx(tmp_path), [tokens])  # a local workspace: nothing to do

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pipeline.errors import ReleaseConflict
-from pipeline.workspace import read_json, write_bytes_atomic, write_json_atomic
+from pipeline.files import read_json, write_bytes_atomic, write_json_atomic
 
 STAGING_PREFIX = ".staging-"
 
@@ -123,3 +123,57 @@ def update_catalog(dataset_dir: Path) -> dict:
         if latest:
             write_bytes_atomic(dataset_dir / "LATEST", f"{latest}\n".encode())
     return catalog
+
+
+def claim_remote_version(fs, claim: str, content_sha256: str) -> str:
+    """Claim a version on a store for `content_sha256` by creating the object `claim` exclusively; returns the
+    content_sha256 the version is claimed for (ours, or the first claimant's). Where the store cannot create
+    exclusively, the claim is written if absent and read back (the last writer of a race wins there)."""
+    try:
+        with fs.open(claim, "xb") as handle:
+            handle.write(content_sha256.encode())
+        return content_sha256
+    except FileExistsError:
+        pass
+    except (ValueError, NotImplementedError, TypeError):  # no exclusive create on this filesystem
+        if not fs.exists(claim):
+            with fs.open(claim, "wb") as handle:
+                handle.write(content_sha256.encode())
+    with fs.open(claim, "rb") as handle:
+        return handle.read().decode().strip()
+
+
+def publish_remote(ctx, release: Path) -> None:
+    """Push a locally built release to `storage.releases` (a URL), manifest.json last; then the dataset's
+    catalog. The version is claimed first (`claim_remote_version`): of two exporters with different content
+    only the first pushes anything, the other gets ReleaseConflict; exporters with the same content push the
+    same bytes, so a retried export completes a half-pushed release. An existing release is never rewritten."""
+    from pipeline.storage import _get, filesystem, push
+
+    url = ctx.loaded.releases_url
+    if url is None:
+        return
+    fs, root = filesystem(url)
+    remote = f"{root}/{ctx.dataset}/{ctx.version}"
+    content = read_json(release / "manifest.json")["content_sha256"]
+    fs.makedirs(f"{root}/{ctx.dataset}", exist_ok=True)
+    claimed = claim_remote_version(fs, f"{root}/{ctx.dataset}/.{ctx.version}.claim", content)
+    if claimed != content:
+        raise ReleaseConflict(
+            f"{remote} is claimed for different content ({claimed[:12]} vs {content[:12]}); releases are "
+            f"immutable: publish a new version (if no manifest.json was ever pushed there, delete "
+            f"{root}/{ctx.dataset}/.{ctx.version}.claim to free the version)")
+    if fs.isfile(f"{remote}/manifest.json"):
+        return  # published already (by us or by an exporter of the same content)
+    entries = sorted(p.relative_to(release).as_posix() for p in release.rglob("*") if p.is_file())
+    push(fs, release, remote, [e for e in entries if e != "manifest.json"])
+    push(fs, release, remote, ["manifest.json"])
+    # the catalog: every published manifest of the dataset, rebuilt locally and pushed
+    local_dataset = release.parent
+    for path in fs.glob(f"{root}/{ctx.dataset}/*/manifest.json"):
+        version = path.rstrip("/").split("/")[-2]
+        target = local_dataset / version / "manifest.json"
+        if not target.is_file():
+            _get(fs, path, target)
+    update_catalog(local_dataset)
+    push(fs, local_dataset, f"{root}/{ctx.dataset}", ["catalog.json", "LATEST"])

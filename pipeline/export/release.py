@@ -22,7 +22,7 @@ from pipeline.errors import LeakCheckFailed, PrivateDataInRelease
 from pipeline.export.card import dataset_card
 from pipeline.features.extract import QUALITY_FLAGS
 from pipeline.progress import progress
-from pipeline.storage import publish_remote, synced_stage
+from pipeline.storage import synced_stage
 from pipeline.workspace import RunContext, read_json, sha256_file
 
 SPLITS = ("train", "validation", "test")
@@ -250,7 +250,7 @@ def refuse_private_content(ctx: RunContext, staging: Path) -> None:
 @synced_stage("export")
 def export(ctx: RunContext, log=None) -> Path:
     """Publish the run's release and refresh the catalog; returns its folder. Idempotent for identical content."""
-    from pipeline.export.publish import publish, staging_folder, update_catalog
+    from pipeline.export.publish import publish, publish_remote, staging_folder, update_catalog
 
     rows, report, quality = gather(ctx)
     target = ctx.release_dir

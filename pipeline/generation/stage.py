@@ -21,7 +21,8 @@ from pipeline.generation.presets import SAMPLE_RATE_HZ, load_preset
 from pipeline.generation.sampler import decode, encode_labels, sample_level, total_samples
 from pipeline.progress import progress
 from pipeline.prompts.stage import shard_prompts
-from pipeline.storage import synced_stage
+from pipeline.parallel import torch_threads
+from pipeline.storage import push_files, synced_stage
 from pipeline.workspace import (
     RunContext, atomic_path, derive_seed, fingerprint, run_once, write_bytes_atomic, write_table_atomic,
 )
@@ -74,8 +75,7 @@ def _device(requested: str) -> str:
 @synced_stage("generate")
 def generate(ctx: RunContext, shard: int) -> None:
     """Generate the clips of `shard` (skipped if it already ran on the same inputs)."""
-    cfg = ctx.config
-    gen = cfg.generation
+    gen = ctx.config.generation
     inputs = {
         "plan": ctx.output_fingerprint("plan", None), "shard": shard,
         "generation": gen.model_dump(), "weights_dir": str(ctx.loaded.weights_dir),
@@ -83,23 +83,28 @@ def generate(ctx: RunContext, shard: int) -> None:
     out_dir = ctx.shard_dir("generate", shard)
 
     def body() -> list[Path]:
-        import torch
-
-        torch.set_num_threads(1)  # tiny models run ~10x slower on 2 threads; parallelise across tasks
-        prompts = shard_prompts(ctx, shard)
-        loaded, model, device = _load_model(ctx)
-        token_dir = out_dir / "tokens" / fingerprint(inputs)[:16]
-        rows = {name: [] for name in GENERATION_SCHEMA.names}
-        outputs = []
-        groups = batches(prompts, gen.max_batch_size)
-        for group in progress(groups, desc=f"generate shard {shard}", quiet=ctx.quiet, unit="batch"):
-            outputs += _generate_with_oom_policy(ctx, model, loaded, prompts.take(group), token_dir, out_dir,
-                                                 device, rows)
-        table_path = out_dir / "generation.parquet"
-        write_table_atomic(table_path, pa.Table.from_pydict(rows, schema=GENERATION_SCHEMA))
-        return outputs + [table_path]
+        # One torch thread, scoped to this call: the tiny model samples ~10x slower on 2 threads (per-step
+        # overhead), and shards run in parallel tasks anyway.
+        with torch_threads(1):
+            return _generate_shard(ctx, shard, inputs, out_dir)
 
     run_once(ctx, "generate", shard, inputs, body)
+
+
+def _generate_shard(ctx: RunContext, shard: int, inputs: dict, out_dir: Path) -> list[Path]:
+    """Every batch of the shard's prompts, then the generation table; returns the files written."""
+    prompts = shard_prompts(ctx, shard)
+    loaded, model, device = _load_model(ctx)
+    token_dir = out_dir / "tokens" / fingerprint(inputs)[:16]
+    rows = {name: [] for name in GENERATION_SCHEMA.names}
+    outputs = []
+    groups = batches(prompts, ctx.config.generation.max_batch_size)
+    for group in progress(groups, desc=f"generate shard {shard}", quiet=ctx.quiet, unit="batch"):
+        outputs += _generate_with_oom_policy(ctx, model, loaded, prompts.take(group), token_dir, out_dir,
+                                             device, rows)
+    table_path = out_dir / "generation.parquet"
+    write_table_atomic(table_path, pa.Table.from_pydict(rows, schema=GENERATION_SCHEMA))
+    return outputs + [table_path]
 
 
 def _load_model(ctx: RunContext):
@@ -158,18 +163,12 @@ def level_temperatures(prompt_temperature: float, upsampler_temperatures: list[f
 def regenerate(ctx: RunContext, prompts: pa.Table, attempt: int, out_dir: Path) -> pa.Table:
     """Generate `prompts` again, one clip per batch, with seeds drawn for `attempt` (>= 1): a new sample of
     the same prompt. Writes `out_dir/audio/<clip_id>.flac`; returns their GENERATION_SCHEMA rows."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         loaded, model, device = _load_model(ctx)
         rows = {name: [] for name in GENERATION_SCHEMA.names}
         for i in range(prompts.num_rows):
             _generate_with_oom_policy(ctx, model, loaded, prompts.slice(i, 1), out_dir / "tokens", out_dir, device,
                                       rows, attempt)
-    finally:
-        torch.set_num_threads(threads)
     return pa.Table.from_pydict(rows, schema=GENERATION_SCHEMA)
 
 
@@ -208,6 +207,7 @@ def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_di
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, level_tokens.cpu().numpy())
+        push_files(ctx, [path])  # on a shared store, a retry on another worker resumes after this level
         tokens.append(level_tokens)
     audio = decode(model, tokens)  # (batch, samples) @ 44.1 kHz
     wall = time.perf_counter() - started

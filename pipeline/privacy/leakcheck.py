@@ -146,12 +146,18 @@ def self_test(encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float,
     return result
 
 
-_worker: dict = {}
+@dataclass(frozen=True)
+class Scorer:
+    """What scoring a clip needs; one per worker process (see `parallel.ordered_map`'s state)."""
+
+    encoder: SpeakerEncoder
+    index: ReferenceIndex
+    threshold: float
 
 
-def _start_worker(index: ReferenceIndex, threshold: float) -> None:
-    if "encoder" not in _worker:  # a spawned worker; in this process the stage's own encoder is already set
-        _worker.update(encoder=load_encoder(), index=index, threshold=threshold)
+def make_scorer(index: ReferenceIndex, threshold: float) -> Scorer:
+    """A worker's scorer: loads its own encoder (the index and threshold come from the parent)."""
+    return Scorer(load_encoder(), index, threshold)
 
 
 def _audit_row(clip_id: str, verdict: ClipVerdict, attempts: int) -> dict:
@@ -161,9 +167,10 @@ def _audit_row(clip_id: str, verdict: ClipVerdict, attempts: int) -> dict:
             "windows": verdict.windows, "error": verdict.error, "attempts": attempts}
 
 
-def _score_job(job: tuple[str, str]) -> dict:
+def score_job(scorer: Scorer, job: tuple[str, str]) -> dict:
+    """The audit row of one (clip_id, audio path)."""
     clip_id, path = job
-    verdict = score_file(Path(path), _worker["encoder"], _worker["index"], _worker["threshold"])
+    verdict = score_file(Path(path), scorer.encoder, scorer.index, scorer.threshold)
     return _audit_row(clip_id, verdict, attempts=0)
 
 
@@ -256,9 +263,8 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
         accompaniment = _accompaniment([gen_dir / r["audio_file"] for r in records], encoder)
         canary_result = self_test(encoder, index, threshold, accompaniment, privacy.target_recall)
         jobs = [(r["clip_id"], str(gen_dir / r["audio_file"])) for r in records]
-        _worker.update(encoder=encoder, index=index, threshold=threshold)
-        rows = list(progress(ordered_map(_score_job, jobs, privacy.workers, initializer=_start_worker,
-                                         initargs=(index, threshold)),
+        rows = list(progress(ordered_map(score_job, jobs, privacy.workers, state=(make_scorer, (index, threshold)),
+                                         local_state=Scorer(encoder, index, threshold)),
                              desc=f"leakcheck shard {shard}", quiet=ctx.quiet, unit="clip", total=len(jobs)))
         first_pass = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
         extra = []

@@ -8,7 +8,6 @@ Every transformation is deterministic (seeded), so embeddings can be cached.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -55,29 +54,6 @@ def band_pass_fft(audio: np.ndarray, low_hz: float = 250.0, high_hz: float = 3_6
     freqs = np.fft.rfftfreq(audio.size, 1 / RATE)
     spectrum[(freqs < low_hz) | (freqs > high_hz)] = 0
     return np.fft.irfft(spectrum, n=audio.size).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=4)
-def shoebox_response(size_m: tuple[float, float, float], rt60_s: float) -> np.ndarray:
-    """Impulse response of a shoebox room by the image-source method (pyroomacoustics): source and
-    microphone at fixed places, walls absorbing for `rt60_s` (Sabine). (samples,) float32 @ RATE, peak 1."""
-    import pyroomacoustics as pra
-
-    absorption, max_order = pra.inverse_sabine(rt60_s, list(size_m))
-    room = pra.ShoeBox(list(size_m), fs=RATE, materials=pra.Material(absorption), max_order=min(max_order, 40))
-    room.add_source([size_m[0] * 0.3, size_m[1] * 0.4, 1.6])
-    room.add_microphone([size_m[0] * 0.7, size_m[1] * 0.6, 1.2])
-    room.compute_rir()
-    response = np.asarray(room.rir[0][0], dtype=np.float64)
-    return (response / np.max(np.abs(response))).astype(np.float32)
-
-
-def in_room(audio: np.ndarray, size_m: tuple[float, float, float], rt60_s: float) -> np.ndarray:
-    from scipy.signal import fftconvolve
-
-    wet = fftconvolve(audio.astype(np.float64), shoebox_response(size_m, rt60_s))[: audio.size]
-    peak = np.max(np.abs(wet))
-    return (wet / peak * 0.9 if peak > 0 else wet).astype(np.float32)
 
 
 def arpeggio_band(n_samples: int, seed: int) -> np.ndarray:
@@ -157,16 +133,15 @@ ENROLMENT_VARIANTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "tones0db-300hz": _tones(300.0),
     "tones0db-380hz": _tones(380.0),
     "noise0db": _noise,
-    # Rooms (image method), a band of instruments under the voice, a phone-like band: conditions that
-    # move a GE2E embedding far from the clean one.
-    "room-small": lambda audio: in_room(audio, (4.0, 3.5, 2.7), 0.4),
-    "room-hall": lambda audio: in_room(audio, (14.0, 10.0, 6.0), 1.0),
+    # A band of instruments under the voice, a phone-like band, tape-speed changes: conditions that move a
+    # GE2E embedding far from the clean one. No room variants: reverberant centroids of every speaker look
+    # alike, so reverberant impostors met them as closely as leaks did (measured on the benchmark's tuning
+    # part: overall recall 0.91 with three room variants, 0.95 without, at the same FPR bound).
     "band0db": lambda audio: mix_at_snr(audio, arpeggio_band(audio.size, 21), 0.0),
     "band6db": lambda audio: mix_at_snr(audio, arpeggio_band(audio.size, 22), 6.0),
     "phone-band": band_pass_fft,
     "tape+1.5": lambda audio: tape_speed(audio, 1.5),
     "tape-1.5": lambda audio: tape_speed(audio, -1.5),
-    "room-long": lambda audio: in_room(audio, (20.0, 15.0, 8.0), 1.8),
     "plucked0db": lambda audio: mix_at_snr(audio, plucked_band(audio.size, 23), 0.0),
 }
 

@@ -67,9 +67,9 @@ def test_a_reference_set_too_small_to_show_the_target_recall_is_refused(referenc
             shutil.copy(reference_dir / speaker / name, refs / speaker / name)
     encoder = load_encoder()
     index = build_index(refs, encoder, reference_cache, 1)  # 2 speakers x 2 enrolled x 8 conditions = 32 trials
-    with pytest.raises(LeakCheckFailed, match=r"too small .* needs at least 2 speakers with (\d+) utterances") as err:
+    with pytest.raises(LeakCheckFailed, match=r"too small .* needs (\d+) utterances \(3-5 s\) per speaker") as err:
         calibrate_index(index, encoder, reference_cache, target_recall=0.95, canaries_per_speaker=1)
-    needed = int(str(err.value).split("speakers with ")[1].split()[0])
+    needed = int(str(err.value).split(" needs ")[1].split()[0])
     assert needed == math.ceil(60 / (2 * len(CALIBRATION_CONDITIONS))) + 2  # rule of three, leave one out, canary
     assert calibrate_index(index, encoder, reference_cache, target_recall=0.9).genuine_trials == 32
 
