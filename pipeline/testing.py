@@ -64,3 +64,89 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 900) -> subproce
     """`python -m pipeline ARGS` in a subprocess, from the repository root; output captured as text."""
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def tone_voices(folder: Path, speakers: tuple[str, ...] = ("spk_alpha", "spk_bravo"), files: int = 3) -> Path:
+    """A stand-in reference folder of seeded tones (`<speaker>/<nn>.wav`, 16 kHz): enough for code that lists
+    or hashes a reference set without embedding it (the export's private-string scan)."""
+    import soundfile as sf
+
+    for number, speaker in enumerate(speakers):
+        for index in range(files):
+            path = folder / speaker / f"utterance_{index:02d}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, sine(200.0 + 50 * number + 10 * index, 0.5, rate=16_000), 16_000)
+    return folder
+
+
+def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...] = (), silent: tuple[int, ...] = (),
+                      clipped: tuple[int, ...] = (), unscorable: tuple[int, ...] = (), version: str = "2026-03-01",
+                      recall_shortfall: str | None = None, **overrides):
+    """A run whose plan, generate and leakcheck outputs are written directly (seeded tones, verdicts by clip
+    number) and whose features are extracted for real, so that export, its gates, reports, publishing and
+    `verify` are tested in seconds without Jukebox or the speaker encoder. Clip numbers in `leaked` get a
+    `leak` verdict, in `unscorable` an `unscorable` one, in `silent` silent audio, in `clipped` a sine clipped
+    at full scale. Overrides are `section.key` config values. Returns the RunContext.
+
+        ctx = fake_finished_run(tmp_path, leaked=(1,), silent=(2,))
+        release = export(ctx)
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.features.stage import features
+    from pipeline.files import write_json_atomic, write_table_atomic
+    from pipeline.generation.stage import GENERATION_SCHEMA, flac_bytes
+    from pipeline.privacy.leakcheck import AUDIT_SCHEMA
+    from pipeline.prompts.stage import plan
+    from pipeline.runner import make_context
+
+    voices = tone_voices(folder / "voices")
+    config = write_config(folder, voices, n_clips=n_clips, n_shards=1, **{
+        "prompts.duration_s": 0.5, "features.workers": 1, "privacy.max_reject_rate": 1.0, **overrides})
+    ctx = make_context(config, version, quiet=True)
+    plan(ctx)
+    prompts = pq.read_table(ctx.root / "prompts.parquet").to_pylist()
+    gen_dir, check_dir = ctx.shard_dir("generate", 0), ctx.shard_dir("leakcheck", 0)
+    rows, audit = [], []
+    for number, prompt in enumerate(prompts):
+        audio = sine(220.0 * (1 + number / 4), 0.5, dbfs=-12)
+        if number in silent:
+            audio = np.zeros(22_050, np.float32)
+        elif number in clipped:
+            audio = np.clip(2 * sine(440.0, 0.5, dbfs=0), -1, 1)
+        relative = f"audio/{prompt['clip_id']}.flac"
+        (gen_dir / "audio").mkdir(parents=True, exist_ok=True)
+        (gen_dir / relative).write_bytes(flac_bytes(audio, 44_100))
+        rows.append({"clip_id": prompt["clip_id"], "audio_file": relative, "model_preset": "tiny",
+                     "model_weights_sha256": "0" * 64, "levels_sampled": 3, "temperature": prompt["temperature"],
+                     "level_temperatures": [prompt["temperature"]] * 3, "top_k": 0, "top_p": 0.0,
+                     "sampling_seed": 1000 + number, "sample_rate_hz": 44_100, "num_samples": audio.size,
+                     "batch_size": 1, "tokens_per_s": [1.0, 1.0, 1.0], "generation_wall_s": 0.1})
+        verdict = "leak" if number in leaked else "unscorable" if number in unscorable else "pass"
+        audit.append({"clip_id": prompt["clip_id"], "verdict": verdict, "no_voice": verdict == "pass",
+                      "max_similarity": 2.0 if verdict == "leak" else None,
+                      "nearest_speaker": "spk_alpha" if verdict == "leak" else None, "windows": 1,
+                      "error": "decode error" if verdict == "unscorable" else None, "attempts": 0})
+    write_table_atomic(gen_dir / "generation.parquet", pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA))
+    ctx.mark_done("generate", 0, "fake", [gen_dir / "generation.parquet"])
+    features(ctx, 0)
+    write_table_atomic(check_dir / "audit.parquet", pa.Table.from_pylist(audit, schema=AUDIT_SCHEMA))
+    counts = {v: sum(a["verdict"] == v for a in audit) for v in ("pass", "leak", "unscorable")}
+    rate = {"rate": 1.0, "hits": 10, "trials": 10, "ci95": [0.72, 1.0]}
+    write_json_atomic(check_dir / "summary.json", {
+        "counts": counts, "first_pass_counts": counts, "regenerated": 0, "no_voice": counts["pass"],
+        "scores": [a["max_similarity"] for a in audit if a["max_similarity"] is not None],
+        "self_test": {"canaries": 6, "caught": 6, "allowed_misses": 2, "lowest_score": 1.5,
+                      "by_transform": {"pitch±1": {"caught": 2, "scored": 2}, "mixed0db": {"caught": 2, "scored": 2},
+                                       "band8k": {"caught": 2, "scored": 2}}},
+        "threshold": 1.0, "threshold_source": "calibrated",
+        "calibration": {"threshold": 1.0, "target_recall": 0.95, "max_fpr": 0.05, "recall": 0.9 if recall_shortfall
+                        else 1.0, "false_positive_rate": 0.01, "equal_error_rate": 0.02, "recall_at_fpr_1pct": 0.9,
+                        "recall_at_fpr_01pct": 0.8, "genuine_trials": 10, "impostor_trials": 100,
+                        "recall_by_condition": {"clean": rate}, "fpr_by_kind": {"other voices, clean": rate | {
+                            "rate": 0.0, "hits": 0}}},
+        "recall_shortfall": recall_shortfall, "score_normalisation": "t-norm (fake run)",
+        "enrolment_variants": ["clean"], "reference_fingerprint": "f" * 64, "encoder": "resemblyzer-test"})
+    ctx.mark_done("leakcheck", 0, "fake", [check_dir / "audit.parquet", check_dir / "summary.json"])
+    return ctx

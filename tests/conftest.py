@@ -12,7 +12,7 @@ from pipeline.testing import run_cli, write_config
 os.environ.setdefault("SYNTHAUDIO_QUIET", "1")
 VERSION = "2026-01-01"
 # Fixtures that build a whole release: a test using one is marked `slow` (make test-fast leaves it out).
-RELEASE_FIXTURES = {"cli_release", "private_release"}
+RELEASE_FIXTURES = {"cli_release", "private_release", "prepared_run"}
 
 
 def pytest_collection_modifyitems(config, items):

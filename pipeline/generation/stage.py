@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,21 +96,22 @@ def generate(ctx: RunContext, shard: int) -> None:
 def _generate_shard(ctx: RunContext, shard: int, inputs: dict, out_dir: Path) -> list[Path]:
     """Every batch of the shard's prompts, then the generation table; returns the files written."""
     prompts = shard_prompts(ctx, shard)
-    loaded, model, device = _load_model(ctx)
+    generator = _load_model(ctx)
+    sampling = SamplingParams.from_config(ctx.config.generation, ctx.seed)
     token_dir = out_dir / "tokens" / fingerprint(inputs)[:16]
-    rows = {name: [] for name in GENERATION_SCHEMA.names}
-    outputs = []
+    rows: list[dict] = []
     groups = batches(prompts, ctx.config.generation.max_batch_size)
     for group in progress(groups, desc=f"generate shard {shard}", quiet=ctx.quiet, unit="batch"):
-        outputs += _generate_with_oom_policy(ctx, model, loaded, prompts.take(group), token_dir, out_dir,
-                                             device, rows)
+        # on a shared store, a retry on another worker resumes after the last finished level
+        rows += generate_with_oom_policy(generator, prompts.take(group), sampling, token_dir, out_dir,
+                                         lambda path: push_files(ctx, [path]))
     table_path = out_dir / "generation.parquet"
-    write_table_atomic(table_path, pa.Table.from_pydict(rows, schema=GENERATION_SCHEMA))
-    return outputs + [table_path]
+    write_table_atomic(table_path, pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA))
+    return [out_dir / row["audio_file"] for row in rows] + [table_path]
 
 
-def _load_model(ctx: RunContext):
-    """(loaded preset, model on its device and dtype, device) for the config's generation settings."""
+def _load_model(ctx: RunContext) -> Generator:
+    """The config's preset loaded, on its device and dtype."""
     import torch
 
     gen = ctx.config.generation
@@ -117,7 +120,7 @@ def _load_model(ctx: RunContext):
     model = loaded.model.to(device)
     if device == "cuda" and gen.dtype != "float32":
         model = model.to(getattr(torch, gen.dtype))
-    return loaded, model, device
+    return Generator(loaded, model, device)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -130,32 +133,64 @@ def _attempt(attempt: int) -> tuple:
     return ("attempt", attempt) if attempt else ()  # attempt 0 keeps the seeds of the first generation
 
 
-def _generate_with_oom_policy(ctx, model, loaded, batch: pa.Table, token_dir, out_dir, device, rows,
-                              attempt: int = 0) -> list[Path]:
-    """Generate a batch; out of memory, halve it (on_oom: halve) or fail naming the batch size to try."""
+@dataclass(frozen=True)
+class SamplingParams:
+    """How a batch is sampled, built once from the config (and the run's seed): batch functions take this,
+    never the run context."""
+
+    levels: int
+    upsampler_temperatures: tuple[float, ...] | None
+    top_k: int
+    top_p: float
+    on_oom: str
+    run_seed: int
+    attempt: int = 0  # 0: the first sample of a prompt; n: its n-th regeneration (new seeds)
+
+    @classmethod
+    def from_config(cls, generation, run_seed: int, attempt: int = 0) -> "SamplingParams":
+        temperatures = generation.upsampler_temperatures
+        return cls(generation.levels, tuple(temperatures) if temperatures else None, generation.top_k,
+                   generation.top_p, generation.on_oom, run_seed, attempt)
+
+    def seed(self, clip_id: str, level: int) -> int:
+        return derive_seed(self.run_seed, "sample", clip_id, level, *_attempt(self.attempt))
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A loaded preset, its model on the device it samples on."""
+
+    loaded: object  # presets.LoadedModel
+    model: object  # JukeboxModel on `device`
+    device: str
+
+
+def generate_with_oom_policy(generator: Generator, batch: pa.Table, sampling: SamplingParams, token_dir: Path,
+                             out_dir: Path, on_level_done: Callable[[Path], None] = lambda path: None) -> list[dict]:
+    """`generate_batch`; out of memory, halve the batch (on_oom: halve) or fail naming the batch size to try."""
     try:
-        return _generate_batch(ctx, model, loaded, batch, token_dir, out_dir, device, rows, attempt)
+        return generate_batch(generator, batch, sampling, token_dir, out_dir, on_level_done)
     except (RuntimeError, MemoryError) as exc:
         if not _is_out_of_memory(exc):
             raise
-        if device == "cuda":
+        if generator.device == "cuda":
             import torch
 
             torch.cuda.empty_cache()
         size = batch.num_rows
-        if ctx.config.generation.on_oom == "halve" and size > 1:
+        if sampling.on_oom == "halve" and size > 1:
             half = size // 2
-            return (_generate_with_oom_policy(ctx, model, loaded, batch.slice(0, half), token_dir, out_dir, device, rows,
-                                              attempt)
-                    + _generate_with_oom_policy(ctx, model, loaded, batch.slice(half), token_dir, out_dir, device, rows,
-                                                attempt))
+            return (generate_with_oom_policy(generator, batch.slice(0, half), sampling, token_dir, out_dir,
+                                             on_level_done)
+                    + generate_with_oom_policy(generator, batch.slice(half), sampling, token_dir, out_dir,
+                                               on_level_done))
         raise PipelineFailure(
-            f"out of memory generating a batch of {size} clip(s) on {device}: set generation.max_batch_size to "
-            f"{max(1, size // 2)} (or generation.on_oom: halve to do that automatically)"
+            f"out of memory generating a batch of {size} clip(s) on {generator.device}: set "
+            f"generation.max_batch_size to {max(1, size // 2)} (or generation.on_oom: halve to do that automatically)"
         ) from None
 
 
-def level_temperatures(prompt_temperature: float, upsampler_temperatures: list[float] | None) -> list[float]:
+def level_temperatures(prompt_temperature: float, upsampler_temperatures) -> list[float]:
     """Temperature of each prior level: the prompt's for the top, the configured ones for the upsamplers."""
     return [prompt_temperature, *(upsampler_temperatures or [prompt_temperature] * 2)]
 
@@ -163,25 +198,29 @@ def level_temperatures(prompt_temperature: float, upsampler_temperatures: list[f
 def regenerate(ctx: RunContext, prompts: pa.Table, attempt: int, out_dir: Path) -> pa.Table:
     """Generate `prompts` again, one clip per batch, with seeds drawn for `attempt` (>= 1): a new sample of
     the same prompt. Writes `out_dir/audio/<clip_id>.flac`; returns their GENERATION_SCHEMA rows."""
+    sampling = SamplingParams.from_config(ctx.config.generation, ctx.seed, attempt)
+    rows: list[dict] = []
     with torch_threads(1):
-        loaded, model, device = _load_model(ctx)
-        rows = {name: [] for name in GENERATION_SCHEMA.names}
+        generator = _load_model(ctx)
         for i in range(prompts.num_rows):
-            _generate_with_oom_policy(ctx, model, loaded, prompts.slice(i, 1), out_dir / "tokens", out_dir, device,
-                                      rows, attempt)
-    return pa.Table.from_pydict(rows, schema=GENERATION_SCHEMA)
+            rows += generate_with_oom_policy(generator, prompts.slice(i, 1), sampling, out_dir / "tokens", out_dir,
+                                             lambda path: push_files(ctx, [path]))
+    return pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA)
 
 
-def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_dir: Path, device, rows,
-                    attempt: int = 0) -> list[Path]:
+def generate_batch(generator: Generator, batch: pa.Table, sampling: SamplingParams, token_dir: Path, out_dir: Path,
+                   on_level_done: Callable[[Path], None] = lambda path: None) -> list[dict]:
+    """Sample one batch of prompts (equal duration and temperature) through every level, decode it, write
+    `out_dir/audio/<clip_id>.flac`; returns one GENERATION_SCHEMA row per clip. Each level's tokens are
+    saved under `token_dir` when the level finishes (and handed to `on_level_done`), so a retry resumes there."""
     import torch
 
-    gen = ctx.config.generation
+    loaded, model, device = generator.loaded, generator.model, generator.device
     clip_ids = batch.column("clip_id").to_pylist()
     n = len(clip_ids)
     length = total_samples(batch.column("duration_s")[0].as_py())
     temperature = batch.column("temperature")[0].as_py()
-    temperatures = level_temperatures(temperature, gen.upsampler_temperatures)
+    temperatures = level_temperatures(temperature, sampling.upsampler_temperatures)
     labels_per_clip = [
         encode_labels(loaded.tokenizer, a, g, l)
         for a, g, l in zip(batch.column("artist").to_pylist(), batch.column("genre").to_pylist(),
@@ -189,41 +228,37 @@ def _generate_batch(ctx, model, loaded, batch: pa.Table, token_dir: Path, out_di
     ]
     started = time.perf_counter()
     tokens, rates = [], []
-    for level in range(gen.levels):
+    for level in range(sampling.levels):
         path = token_dir / f"{clip_ids[0]}-x{n}-level{level}.npy"
         if path.is_file():  # resume: this level finished in an earlier attempt
             tokens.append(torch.from_numpy(np.load(path)).to(device))
             rates.append(float("nan"))
             continue
         labels = [per_clip[level].to(device) for per_clip in labels_per_clip]  # per clip: (1, labels)
-        torch.manual_seed(derive_seed(ctx.seed, "sample", clip_ids[0], level, *_attempt(attempt)))
+        torch.manual_seed(sampling.seed(clip_ids[0], level))
         t0 = time.perf_counter()
         with torch.no_grad():
             level_tokens = sample_level(
                 model, level, tokens[-1] if tokens else None, labels, n, length,
-                temperature=temperatures[level], top_k=gen.top_k, top_p=gen.top_p,
+                temperature=temperatures[level], top_k=sampling.top_k, top_p=sampling.top_p,
             )  # (batch, length // hop)
         rates.append(level_tokens.numel() / (time.perf_counter() - t0))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, level_tokens.cpu().numpy())
-        push_files(ctx, [path])  # on a shared store, a retry on another worker resumes after this level
+        on_level_done(path)
         tokens.append(level_tokens)
     audio = decode(model, tokens)  # (batch, samples) @ 44.1 kHz
     wall = time.perf_counter() - started
-    seed = derive_seed(ctx.seed, "sample", clip_ids[0], 0, *_attempt(attempt))
-    outputs = []
+    rows = []
     for i, cid in enumerate(clip_ids):
-        path = out_dir / "audio" / f"{cid}.flac"
-        write_bytes_atomic(path, flac_bytes(audio[i], SAMPLE_RATE_HZ))
-        outputs.append(path)
-        for name, value in (
-            ("clip_id", cid), ("audio_file", f"audio/{cid}.flac"), ("model_preset", loaded.preset),
-            ("model_weights_sha256", loaded.weights_sha256), ("levels_sampled", gen.levels),
-            ("temperature", temperature), ("level_temperatures", temperatures[:gen.levels]),
-            ("top_k", gen.top_k), ("top_p", gen.top_p), ("sampling_seed", seed), ("sample_rate_hz", SAMPLE_RATE_HZ),
-            ("num_samples", int(audio.shape[1])), ("batch_size", n), ("tokens_per_s", rates),
-            ("generation_wall_s", wall),
-        ):
-            rows[name].append(value)
-    return outputs
+        write_bytes_atomic(out_dir / "audio" / f"{cid}.flac", flac_bytes(audio[i], SAMPLE_RATE_HZ))
+        rows.append({
+            "clip_id": cid, "audio_file": f"audio/{cid}.flac", "model_preset": loaded.preset,
+            "model_weights_sha256": loaded.weights_sha256, "levels_sampled": sampling.levels,
+            "temperature": temperature, "level_temperatures": temperatures[:sampling.levels],
+            "top_k": sampling.top_k, "top_p": sampling.top_p, "sampling_seed": sampling.seed(clip_ids[0], 0),
+            "sample_rate_hz": SAMPLE_RATE_HZ, "num_samples": int(audio.shape[1]), "batch_size": n,
+            "tokens_per_s": rates, "generation_wall_s": wall,
+        })
+    return rows

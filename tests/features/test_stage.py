@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
@@ -10,7 +9,6 @@ from pipeline.features import stage
 from pipeline.features.extract import feature_set
 from pipeline.features.stage import extract_rows, features, write_feature_rows
 from pipeline.generation.stage import generate
-from pipeline.privacy.leakcheck import leakcheck
 from pipeline.prompts.stage import plan
 from pipeline.runner import make_context
 from pipeline.testing import sine, white_noise
@@ -61,21 +59,17 @@ def test_an_undecodable_clip_names_its_file(tmp_path):
         list(extract_rows(feature_set("basic"), [("bad", tmp_path / "bad.flac")], 1))
 
 
-def test_quality_gates_drop_or_keep_flagged_clips_and_the_release_counts_them(small_config):
-    config = small_config(n_clips=3, **{"features.gates.clipped": "keep", "features.gates.silent": "drop"})
-    ctx = make_context(config, "2026-01-01")
-    plan(ctx)
-    generate(ctx, 0)
-    silent, clipped, normal = sorted((ctx.shard_dir("generate", 0) / "audio").iterdir())
-    sf.write(silent, np.zeros(RATE // 2, dtype=np.float32), RATE, format="FLAC")
-    sf.write(clipped, np.clip(2 * sine(440, 0.5, dbfs=0), -1, 1), RATE, format="FLAC")
-    features(ctx, 0)
-    leakcheck(ctx, 0)
+def test_quality_gates_drop_or_keep_flagged_clips_and_the_release_counts_them(tmp_path):
+    from pipeline.testing import fake_finished_run
+
+    ctx = fake_finished_run(tmp_path, n_clips=3, silent=(0,), clipped=(1,),
+                            **{"features.gates.clipped": "keep", "features.gates.silent": "drop"})
+    silent, clipped, normal = pq.read_table(ctx.root / "prompts.parquet").column("clip_id").to_pylist()
     release = export(ctx)
     table = pq.read_table(release / "data")
-    assert sorted(table.column("clip_id").to_pylist()) == [clipped.stem, normal.stem]  # silent one dropped
+    assert sorted(table.column("clip_id").to_pylist()) == sorted([clipped, normal])  # silent one dropped
     flags = dict(zip(table.column("clip_id").to_pylist(), table.column("is_clipped").to_pylist(), strict=True))
-    assert flags == {clipped.stem: True, normal.stem: False}
+    assert flags == {clipped: True, normal: False}
     quality = json.loads((release / "manifest.json").read_text())["quality"]
     assert quality["clips"] == 3 and quality["dropped"] == 1
     assert quality["flagged"] == {"silent": 1, "clipped": 1, "too_short": 0, "non_finite": 0}

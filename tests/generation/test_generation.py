@@ -10,7 +10,7 @@ from pipeline.generation.presets import (
 )
 from pipeline.generation.sampler import decode, encode_labels, sample_level, total_samples, window_metadata, window_starts
 from pipeline.generation.stage import generate
-from pipeline.prompts.stage import plan
+from pipeline.prompts.stage import plan, shard_prompts
 from pipeline.runner import make_context
 
 
@@ -206,15 +206,15 @@ def test_out_of_memory_names_the_batch_size_or_halves_it(small_config, monkeypat
     ctx = make_context(small_config(n_clips=4, **{"generation.max_batch_size": 4, "generation.on_oom": policy,
                                                   "generation.levels": 1}), "2026-01-01")
     plan(ctx)
-    real, sizes = stage._generate_batch, []
+    real, sizes = stage.generate_batch, []
 
-    def small_memory(ctx, model, loaded, batch, *args):
+    def small_memory(generator, batch, *args):
         sizes.append(batch.num_rows)
         if batch.num_rows > 1:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(ctx, model, loaded, batch, *args)
+        return real(generator, batch, *args)
 
-    monkeypatch.setattr(stage, "_generate_batch", small_memory)
+    monkeypatch.setattr(stage, "generate_batch", small_memory)
     if policy == "fail":
         with pytest.raises(PipelineFailure, match="batch of 4 clip.*set generation.max_batch_size to 2"):
             generate(ctx, 0)
@@ -223,6 +223,26 @@ def test_out_of_memory_names_the_batch_size_or_halves_it(small_config, monkeypat
     assert sizes == [4, 2, 1, 1, 2, 1, 1]
     records = pq.read_table(ctx.shard_dir("generate", 0) / "generation.parquet").to_pylist()
     assert [r["clip_id"][-1] for r in records] == ["0", "1", "2", "3"] and {r["batch_size"] for r in records} == {1}
+
+
+def test_a_batch_takes_its_sampling_parameters_not_the_run(small_config, tmp_path):
+    import pipeline.generation.stage as stage
+
+    ctx = make_context(small_config(n_clips=2, **{"generation.levels": 1}), "2026-01-01")
+    plan(ctx)
+    prompts = shard_prompts(ctx, 0)
+    sampling = stage.SamplingParams.from_config(ctx.config.generation, run_seed=7)
+    generator = stage._load_model(ctx)
+    done = []
+    rows = stage.generate_batch(generator, prompts, sampling, tmp_path / "tokens", tmp_path, done.append)
+    again = stage.generate_batch(generator, prompts, sampling, tmp_path / "tokens2", tmp_path / "b")
+    assert [r["clip_id"] for r in rows] == prompts.column("clip_id").to_pylist() and len(done) == 1
+    assert (tmp_path / rows[0]["audio_file"]).read_bytes() == (tmp_path / "b" / rows[0]["audio_file"]).read_bytes()
+    assert [r["sampling_seed"] for r in again] == [r["sampling_seed"] for r in rows]
+    other = stage.generate_batch(generator, prompts, stage.SamplingParams.from_config(
+        ctx.config.generation, run_seed=8), tmp_path / "tokens3", tmp_path / "c")
+    assert (tmp_path / rows[0]["audio_file"]).read_bytes() != (tmp_path / "c" / other[0]["audio_file"]).read_bytes()
+    assert rows[0]["sampling_seed"] == sampling.seed(rows[0]["clip_id"], 0) != other[0]["sampling_seed"]
 
 
 def test_generation_makes_no_network_connection(small_config, monkeypatch, tmp_path):

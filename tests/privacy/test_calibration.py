@@ -74,6 +74,7 @@ def test_a_reference_set_too_small_to_show_the_target_recall_is_refused(referenc
     assert calibrate_index(index, encoder, reference_cache, target_recall=0.9).genuine_trials == 32
 
 
+@pytest.mark.slow  # the reviewer CLI end to end: a fresh interpreter loads the encoder and the cohort
 def test_calibrate_cli_on_the_test_voices(voices_root, reference_cache):
     result = run_cli("privacy", "calibrate", "--reference", str(voices_root / "reference"),
                      "--impostors", str(voices_root / "non_reference"), "--cache", str(reference_cache))
@@ -84,6 +85,7 @@ def test_calibrate_cli_on_the_test_voices(voices_root, reference_cache):
     assert figures["recall_by_condition"]["clean"]["rate"] >= 0.95
 
 
+@pytest.mark.slow  # the reviewer CLI end to end
 def test_score_cli_fails_closed_on_any_folder(voices_root, tmp_path, reference_cache):
     clips = tmp_path / "clips"
     clips.mkdir()

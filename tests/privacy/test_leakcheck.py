@@ -180,15 +180,22 @@ def test_unusable_reference_files_are_all_named_and_can_be_skipped(reference_dir
     assert len(skipped.enrolled) == 4 * 11 - 3
 
 
-def _prepared_run(small_config, **overrides):
-    ctx = make_context(small_config(**overrides), "2026-01-01")
-    plan(ctx)
-    generate(ctx, 0)
-    return ctx
+@pytest.fixture
+def prepared_run(small_config):
+    """A run planned and generated for real (tiny Jukebox), ready for the leak check: a release-building
+    fixture, so its tests are `slow` (conftest.RELEASE_FIXTURES)."""
+
+    def make(**overrides):
+        ctx = make_context(small_config(**overrides), "2026-01-01")
+        plan(ctx)
+        generate(ctx, 0)
+        return ctx
+
+    return make
 
 
-def test_leaked_and_unscorable_clips_never_reach_the_release(small_config, reference_dir):
-    ctx = _prepared_run(small_config, n_clips=3, **{"privacy.max_reject_rate": 1.0})
+def test_leaked_and_unscorable_clips_never_reach_the_release(prepared_run, reference_dir):
+    ctx = prepared_run(n_clips=3, **{"privacy.max_reject_rate": 1.0})
     audio_dir = ctx.shard_dir("generate", 0) / "audio"
     leaked, broken, clean = sorted(audio_dir.iterdir())
     voice, rate = sf.read(reference_dir / "spk_rms" / "01.wav", dtype="float32")
@@ -208,8 +215,8 @@ def test_leaked_and_unscorable_clips_never_reach_the_release(small_config, refer
     assert sorted(p.stem for p in (release / "audio").iterdir()) == [clean.stem]
 
 
-def test_a_run_rejecting_more_than_the_bound_publishes_nothing(small_config, reference_dir):
-    ctx = _prepared_run(small_config, **{"privacy.max_reject_rate": 0.05})
+def test_a_run_rejecting_more_than_the_bound_publishes_nothing(prepared_run, reference_dir):
+    ctx = prepared_run(**{"privacy.max_reject_rate": 0.05})
     first = sorted((ctx.shard_dir("generate", 0) / "audio").iterdir())[0]
     voice, rate = sf.read(reference_dir / "spk_awb" / "01.wav", dtype="float32")
     sf.write(first, voice, rate, format="FLAC")
@@ -230,8 +237,8 @@ def test_a_run_rejecting_more_than_the_bound_publishes_nothing(small_config, ref
     assert not ctx.release_dir.exists()
 
 
-def test_on_leak_regenerate_replaces_rejected_clips_with_new_samples(small_config, reference_dir, index, threshold):
-    ctx = _prepared_run(small_config, n_clips=3, **{"privacy.max_reject_rate": 1.0, "privacy.on_leak": "regenerate"})
+def test_on_leak_regenerate_replaces_rejected_clips_with_new_samples(prepared_run, reference_dir, index, threshold):
+    ctx = prepared_run(n_clips=3, **{"privacy.max_reject_rate": 1.0, "privacy.on_leak": "regenerate"})
     audio_dir = ctx.shard_dir("generate", 0) / "audio"
     leaked, broken, clean = sorted(audio_dir.iterdir())
     original = pq.read_table(ctx.shard_dir("generate", 0) / "generation.parquet").to_pylist()
