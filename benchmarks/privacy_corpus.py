@@ -96,9 +96,9 @@ def _read(path: Path) -> np.ndarray:
 
 
 def _mix(voice: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
-    from pipeline.privacy.conditions import mix
+    from pipeline.privacy.transforms import mix_at_snr
 
-    return mix(voice, other, snr_db)
+    return mix_at_snr(voice, other, snr_db)
 
 
 def sox_transform(name: str, source: Path, target: Path, seed: int) -> None:

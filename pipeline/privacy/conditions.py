@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from pipeline.privacy.transforms import mix_at_snr
+
 RATE = 16_000
 
 Condition = Callable[[np.ndarray, int], np.ndarray]
@@ -89,17 +91,6 @@ def synthetic_music(n_samples: int, seed: int) -> np.ndarray:
     return (music / peak * 0.9 if peak > 0 else music).astype(np.float32)
 
 
-def mix(voice: np.ndarray, other: np.ndarray, snr_db: float) -> np.ndarray:
-    """`voice` with `other` (looped or cut to its length) at `snr_db` (RMS ratio), peak kept below 1."""
-    other = np.resize(other, voice.size).astype(np.float64)
-    voice_rms, other_rms = np.sqrt(np.mean(voice.astype(np.float64) ** 2)), np.sqrt(np.mean(other ** 2))
-    if voice_rms == 0 or other_rms == 0:
-        return voice.astype(np.float32)
-    mixed = voice + other * (voice_rms / other_rms) * 10 ** (-snr_db / 20)
-    peak = np.max(np.abs(mixed))
-    return (mixed / peak * 0.9 if peak > 0.9 else mixed).astype(np.float32)
-
-
 def telephone(audio: np.ndarray, seed: int = 0) -> np.ndarray:
     """300-3400 Hz band-pass (4th-order Butterworth), as a phone line passes speech."""
     from scipy.signal import butter, sosfiltfilt
@@ -131,8 +122,8 @@ CALIBRATION_CONDITIONS: dict[str, Condition] = {
     "pitch+2 (resampled)": lambda audio, seed: resample_pitch(audio, 2.0),
     "pitch-2 (resampled)": lambda audio, seed: resample_pitch(audio, -2.0),
     "room": reverberate,
-    "music 0 dB": lambda audio, seed: mix(audio, synthetic_music(audio.size, seed), 0.0),
-    "music 6 dB": lambda audio, seed: mix(audio, synthetic_music(audio.size, seed), 6.0),
+    "music 0 dB": lambda audio, seed: mix_at_snr(audio, synthetic_music(audio.size, seed), 0.0),
+    "music 6 dB": lambda audio, seed: mix_at_snr(audio, synthetic_music(audio.size, seed), 6.0),
     "telephone": telephone,
     "3 s in 10 s of music": voice_inside_music,
 }
