@@ -146,7 +146,7 @@ def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...]
                         "recall_at_fpr_01pct": 0.8, "genuine_trials": 10, "impostor_trials": 100,
                         "recall_by_condition": {"clean": rate}, "fpr_by_kind": {"other voices, clean": rate | {
                             "rate": 0.0, "hits": 0}}},
-        "recall_shortfall": recall_shortfall, "score_normalisation": "t-norm (fake run)",
+        "recall_shortfall": recall_shortfall, "score_normalisation": "cohort margin (fake run)",
         "enrolment_variants": ["clean"], "reference_fingerprint": "f" * 64, "encoder": "resemblyzer-test"})
     ctx.mark_done("leakcheck", 0, "fake", [check_dir / "audit.parquet", check_dir / "summary.json"])
     return ctx

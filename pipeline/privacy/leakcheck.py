@@ -282,8 +282,9 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
             "self_test": canary_result, "threshold": threshold,
             "threshold_source": "calibrated" if privacy.threshold == "auto" else "configured",
             "calibration": calibration.as_dict(), "recall_shortfall": shortfall,
-            "score_normalisation": f"t-norm (mean of the {BANK_TOP_N} nearest of {len(index.bank_voices)} cohort "
-                                   f"embeddings, {len(index.cohort)} voices)",
+            "score_normalisation": f"cohort margin (raw - near) / (1 - near)^2, near = mean cosine to the "
+                                   f"{BANK_TOP_N} nearest of {len(index.bank_voices)} cohort embeddings "
+                                   f"({len(index.cohort)} voices)",
             "enrolment_variants": list(index.variants),
             "reference_fingerprint": index.fingerprint, "encoder": encoder.version,
         })
