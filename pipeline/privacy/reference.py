@@ -185,6 +185,8 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
     """Embed (or load cached embeddings of) every reference file; hold out canaries per speaker; embed the
     impostor cohort into the score-normalisation bank (`with_cohort=False`: raw cosine, for tests)."""
     files = list_reference_files(reference_dir)
+    if with_cohort:  # a run calibrates too: embed variants and conditions of every file in parallel first
+        warm_embedding_cache(encoder, files, cache_dir)
     by_speaker: dict[str, list[tuple[ReferenceFile, np.ndarray, float]]] = {}
     for item in embed_files(encoder, files, cache_dir, skip_bad, "privacy.reference_dir"):
         by_speaker.setdefault(item[0].speaker, []).append(item)
@@ -228,6 +230,7 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
         for file in list_reference_files(cohort_dir, "privacy.cohort_dir"):
             extra.setdefault(file.speaker, []).append(file)
         voices += [CohortVoice(f"user_{name}", tuple(files)) for name, files in extra.items()]
+    warm_embedding_cache(encoder, [file for voice in voices for file in voice.files], cache_dir)
     embedded = []
     for voice in voices:
         done = embed_files(encoder, list(voice.files), cache_dir, True, "impostor cohort")
@@ -251,6 +254,32 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
     index.bank_voices = np.array(owners)
     index.bank_conditions = np.array(labels)
     index.cohort = [voice for voice, _ in kept]
+
+
+def _is_cached(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> bool:
+    return all((cache_dir / key / f"{file.sha256}.npz").is_file()
+               for key in (variants_key(encoder), conditions_key(encoder)))
+
+
+def _cache_embeddings(encoder: SpeakerEncoder, job: tuple[ReferenceFile, Path]) -> None:
+    file, cache_dir = job
+    try:
+        embed_variants(encoder, file, cache_dir)
+        condition_windows(encoder, file, cache_dir)
+    except BadInput:
+        pass  # reported by embed_files, with every other bad file
+
+
+def warm_embedding_cache(encoder: SpeakerEncoder, files: list[ReferenceFile], cache_dir: Path,
+                         workers: int = 0) -> None:
+    """Embed the files not cached yet (every variant and calibration condition) over a process pool (one
+    worker per core by default, each loading its own encoder); the sequential readers then hit the cache."""
+    from pipeline.parallel import ordered_map
+    from pipeline.privacy.encoder import load_encoder
+
+    pending = [(file, cache_dir) for file in files if not _is_cached(encoder, file, cache_dir)]
+    for _ in ordered_map(_cache_embeddings, pending, workers, state=(load_encoder, ()), local_state=encoder):
+        pass
 
 
 def reference_files_fingerprint(reference_dir: Path, cohort_dir: Path | None = None) -> str:
