@@ -135,7 +135,7 @@ def calibration_trials(index, encoder, cache_dir, outsiders=()) -> tuple[dict, d
 
     genuine: dict[str, list[float]] = {}
     impostor: dict[str, list[float]] = {}
-    for file, (speaker, _, centroids) in zip(index.enrolled_files, leave_one_out(index), strict=True):
+    for file, (_, _, centroids) in zip(index.enrolled_files, leave_one_out(index), strict=True):
         for name, windows in condition_windows(encoder, file, cache_dir).items():
             if windows is None:
                 genuine.setdefault(name, []).append(-np.inf)  # a leak the check would not even hear: a miss

@@ -2,14 +2,15 @@
 
 A clip is embedded in overlapping windows (so a few seconds of a leaked voice inside a long clip are
 not averaged away); each window is scored against every speaker's centroids, one per enrolment
-variant (clean, pitch-shifted, band-limited, under accompaniment), s-normalised against an impostor
-cohort when one is configured; the clip's score is the maximum over windows, speakers and variants.
+variant (clean, pitch-shifted, band-limited, under accompaniment), as a margin over the window's nearest
+embeddings of the synthesised impostor cohort (`ReferenceIndex.speaker_scores`); the clip's score is the
+maximum over windows and speakers.
 Verdicts: `pass`, `leak` (score >= threshold) or `unscorable` (the clip could not be decoded or
 embedded), which export treats as a leak. A clip with no voiced speech passes with `no_voice`.
 
 The threshold is calibrated (`calibration.py`) on trials enrolment never saw — reference utterances
-under other conditions and implementations, against the synthesised impostor cohort and the other
-reference speakers — as the lowest one that keeps every impostor condition's false-positive rate within
+under other conditions and implementations, against the synthesised impostor cohort, music and noise —
+as the lowest one that keeps every impostor condition's false-positive rate within
 `privacy.max_fpr`, unless the config fixes it; a detector that cannot reach `privacy.target_recall` there
 fails the run (or, with `on_recall_shortfall: warn`, says so in the release). Before any clip is
 trusted, canaries made from held-out utterances (pitch-shifted a semitone, mixed at 0 dB under one of

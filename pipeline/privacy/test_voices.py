@@ -6,7 +6,7 @@ writes `OUT_DIR/reference/<speaker_id>/<nn>.wav` (flite voices awb, rms, slt, ka
 `OUT_DIR/non_reference/<speaker_id>/<nn>.wav` (festival voices ked, Italian lp and pc, Finnish lj and
 mv, Czech ph and krb, Catalan ona, where installed): voices that are *not* in the reference set, for
 false-positive checks; with `--cohort`, `OUT_DIR/cohort/` (espeak-ng variants, festival ru and Czech
-dita and machac), an impostor cohort for s-norm. Sentences are chosen with the seed, so the
+dita and machac), extra impostor voices (`privacy.cohort_dir`). Sentences are chosen with the seed, so the
 same arguments give the same files. Existing complete output is reused.
 """
 
@@ -51,7 +51,7 @@ NON_REFERENCE_VOICES = {  # speaker id -> (festival voice, Debian package)
     "spk_mv": ("hy_fi_mv_diphone", "festvox-suopuhe-mv"), "spk_ph": ("czech_ph", "festvox-czech-ph"),
     "spk_krb": ("czech_krb", "festvox-czech-krb"), "spk_ona": ("upc_ca_ona_hts", "festvox-ca-ona-hts"),
 }
-# An impostor cohort for s-norm experiments: espeak-ng voice variants plus festival voices kept apart
+# Extra impostor voices (privacy.cohort_dir) for experiments: espeak-ng voice variants plus festival voices kept apart
 # from the non-reference set above, so false-positive figures are never measured on cohort voices.
 COHORT_ESPEAK = ("en+m1", "en+m3", "en+f1", "en+f3", "en-us+m2", "en-us+f2", "en+Andy", "en+belinda")
 COHORT_FESTIVAL = {"fest_ru": ("msu_ru_nsh_clunits", "festvox-ru"), "fest_dita": ("czech_dita", "festvox-czech-dita"),
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="folder to write reference/ and non_reference/ into")
     parser.add_argument("--sentences", type=int, default=12, help="utterances per reference speaker (default 12)")
-    parser.add_argument("--cohort", action="store_true", help="also write cohort/: impostor voices for s-norm")
+    parser.add_argument("--cohort", action="store_true", help="also write cohort/: extra impostor voices (privacy.cohort_dir)")
     parser.add_argument("--seed", type=int, default=0, help="chooses the sentences (default 0)")
     args = parser.parse_args(argv)
     try:
