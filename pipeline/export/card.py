@@ -71,7 +71,7 @@ generated clips were dropped by these gates.
 Every clip was checked against a private reference set of real voices with a speaker encoder
 (`{report['speaker_encoder']}`). Each clip is embedded in overlapping windows; every window is compared
 with each reference speaker enrolled under {len(report['enrolment_variants'] or [])} variants (clean,
-pitch-shifted, band-limited, in rooms, under accompaniment), score normalisation `{report['score_normalisation']}`;
+pitch-shifted, tape-speed, band-limited, phone-band, under accompaniment), score normalisation `{report['score_normalisation']}`;
 the clip's score is the highest. The threshold {report['threshold']:.4f} was {report['threshold_source']}
 {_calibration_text(report)}
 Clips at or above it (leaks), and clips that could not be scored, were removed; none of them is in

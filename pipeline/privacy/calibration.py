@@ -93,7 +93,7 @@ def calibrate(genuine: dict[str, np.ndarray], impostor: dict[str, np.ndarray], t
     genuine = {k: np.asarray(v, dtype=np.float64) for k, v in genuine.items() if len(v)}
     impostor = {k: np.asarray(v, dtype=np.float64) for k, v in impostor.items() if len(v)}
     if not genuine or not impostor:
-        raise ValueError("calibration needs genuine and impostor trials: at least two speakers with two files each")
+        raise ValueError("calibration needs genuine trials (a speaker with two files or more) and impostor trials")
     if threshold is None:
         threshold = max(threshold_for_fpr(scores, max_fpr) for scores in impostor.values())
     pooled_genuine, pooled_impostor = np.concatenate(list(genuine.values())), np.concatenate(list(impostor.values()))
@@ -157,23 +157,28 @@ def calibration_trials(index, encoder, cache_dir, outsiders=()) -> tuple[dict, d
     return genuine, impostor
 
 
+def required_trials(target_recall: float) -> int:
+    """Genuine trials needed to show `target_recall` at all: with no miss, n trials bound the miss rate by
+    3/n (95%, rule of three), so n >= 3 / (1 - target_recall)."""
+    return math.ceil(3 / max(1e-9, 1 - target_recall))
+
+
 def required_utterances(speakers: int, conditions: int, target_recall: float, canaries: int) -> int:
-    """Utterances per speaker needed to show `target_recall` at all: with no miss, n genuine trials bound the
-    miss rate by 3/n (95%, rule of three), so n >= 3 / (1 - target_recall) trials are needed."""
-    trials = math.ceil(3 / max(1e-9, 1 - target_recall))
-    return math.ceil(trials / max(1, speakers * conditions)) + 1 + canaries  # +1: leave one out
+    """Utterances per speaker that give `required_trials` over `conditions`, plus the one left out and the
+    canaries held out."""
+    return math.ceil(required_trials(target_recall) / max(1, speakers * conditions)) + 1 + canaries
 
 
 def calibrate_index(index, encoder, cache_dir, target_recall: float = 0.95, max_fpr: float = 0.05,
                     outsiders=(), canaries_per_speaker: int = 0, threshold: float | None = None) -> Calibration:
     """Calibrate `index` (see the module docstring): the threshold for `max_fpr` (or the given `threshold`,
     configured by hand) and its figures. Raises LeakCheckFailed when the reference set is too small to
-    show `target_recall` at all (`check_recall` judges the recall reached)."""
+    show `target_recall` at all (`recall_shortfall` judges the recall reached)."""
     from pipeline.errors import LeakCheckFailed
 
     genuine, impostor = calibration_trials(index, encoder, cache_dir, outsiders)
     trials = sum(len(v) for v in genuine.values())
-    if trials < math.ceil(3 / max(1e-9, 1 - target_recall)):
+    if trials < required_trials(target_recall):
         per_speaker = required_utterances(len(index.speakers), len(genuine) or 1, target_recall, canaries_per_speaker)
         raise LeakCheckFailed(
             f"the reference set is too small to calibrate the leak check: {len(index.speakers)} speaker(s), "

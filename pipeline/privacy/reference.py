@@ -50,7 +50,6 @@ class ReferenceIndex:
     fingerprint: str  # sha256 over (speaker, file sha256) pairs, encoder version, variants and cohort
     bank: np.ndarray | None = None  # (entries, dim) cohort embeddings (every variant and condition), unit norm
     bank_voices: np.ndarray | None = None  # (entries,) the cohort voice of each bank entry
-    bank_conditions: np.ndarray | None = None  # (entries,) the variant or condition of each bank entry
     speech_s: dict[str, float] = field(default_factory=dict)  # voiced seconds per speaker
     enrolled_files: list[ReferenceFile] = field(default_factory=list)  # parallel to `enrolled`
     cohort: list = field(default_factory=list)  # CohortVoice of every bank voice
@@ -238,21 +237,18 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
             voice = CohortVoice(voice.voice, tuple(file for file, _, _ in done))
             embedded.append((voice, np.stack([embeddings for _, embeddings, _ in done])))  # (files, variants, dim)
     kept = drop_reference_lookalikes(embedded, index.centroids)
-    rows, owners, labels = [], [], []
+    rows, owners = [], []
     for voice, embeddings in kept:
         rows.append(embeddings.reshape(-1, embeddings.shape[-1]))  # (files * variants, dim)
         owners += [voice.voice] * (embeddings.shape[0] * embeddings.shape[1])
-        labels += list(index.variants) * embeddings.shape[0]
         for file in voice.files:
-            for name, windows in condition_windows(encoder, file, cache_dir).items():
+            for windows in condition_windows(encoder, file, cache_dir).values():
                 if windows is not None:
                     rows.append(windows[:1])  # the whole clip's embedding
                     owners.append(voice.voice)
-                    labels.append(name)
             digest.update(f"cohort\x1f{file.sha256}\n".encode())
     index.bank = np.concatenate(rows).astype(np.float32)
     index.bank_voices = np.array(owners)
-    index.bank_conditions = np.array(labels)
     index.cohort = [voice for voice, _ in kept]
 
 
