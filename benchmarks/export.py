@@ -40,15 +40,14 @@ def fabricate(root: Path, gb: float) -> tuple[Path, int]:
     from pipeline.generation.stage import GENERATION_SCHEMA, flac_bytes
     from pipeline.privacy.leakcheck import AUDIT_SCHEMA
     from pipeline.prompts.sampler import PromptSpec, sample_prompts
-    from pipeline.testing import write_config
+    from pipeline.testing import tone_voices, write_config
     from pipeline.workspace import write_json_atomic
 
     rng = np.random.default_rng(0)
     clip = flac_bytes((0.1 * rng.standard_normal(12 * 44_100)).astype(np.float32), 44_100)
     n = max(1, int(gb * 1e9 / len(clip)))
-    refs = root / "refs" / "spk_x"
-    refs.mkdir(parents=True)
-    config = write_config(root, refs.parent, n_clips=n, n_shards=1)
+    refs = tone_voices(root / "refs")  # export lists the reference set to scan the release for its names
+    config = write_config(root, refs, n_clips=n, n_shards=1)
     from pipeline.runner import make_context
 
     ctx = make_context(config, "2026-01-01")
@@ -77,10 +76,15 @@ def fabricate(root: Path, gb: float) -> tuple[Path, int]:
     check = ctx.shard_dir("leakcheck", 0)
     check.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([{"clip_id": c, "verdict": "pass", "no_voice": True, "max_similarity": None,
-                                          "nearest_speaker": None, "error": None} for c in ids], schema=AUDIT_SCHEMA),
+                                          "nearest_speaker": None, "windows": None, "error": None, "attempts": 0} for c in ids],
+                                         schema=AUDIT_SCHEMA),
                    check / "audit.parquet")
-    write_json_atomic(check / "summary.json", {"scores": [], "self_test": {"canaries": 1, "caught": 1},
-                                               "encoder": "resemblyzer-0.1.4", "reference_fingerprint": "0" * 64})
+    write_json_atomic(check / "summary.json", {
+        "scores": [], "first_pass_counts": {"pass": n, "leak": 0, "unscorable": 0}, "regenerated": 0,
+        "self_test": {"canaries": 1, "caught": 1, "allowed_misses": 0, "by_transform": {}},
+        "threshold": 1.0, "threshold_source": "configured", "calibration": {}, "recall_shortfall": None,
+        "score_normalisation": "none", "enrolment_variants": ["clean"], "encoder": "resemblyzer-0.1.4",
+        "reference_fingerprint": "0" * 64})
     return config, n * len(clip)
 
 

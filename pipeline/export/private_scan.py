@@ -82,6 +82,21 @@ def flac_metadata(data: bytes) -> bytes | None:
     return b"\n".join(blocks)
 
 
+def _flac_file_metadata(path: Path) -> bytes | None:
+    """`flac_metadata` of a file, reading only its metadata blocks (not the audio frames)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+        if head != b"fLaC":
+            return None
+        data = bytearray(head)
+        while header := handle.read(4):
+            data += header
+            data += handle.read(int.from_bytes(header[1:4], "big"))
+            if header[0] & 0x80:  # last metadata block
+                break
+    return flac_metadata(bytes(data))
+
+
 def _json_strings(value) -> Iterator[str]:
     if isinstance(value, str):
         yield value
@@ -154,10 +169,12 @@ def file_texts(path: Path) -> Iterator[str]:
     if suffix == ".parquet":
         yield from _parquet_texts(path)
         return
-    data = path.read_bytes()
     if suffix == ".flac":
-        yield from _binary_value(data)
-        return
+        tags = _flac_file_metadata(path)
+        if tags is not None:
+            yield from _decoded(tags)
+            return
+    data = path.read_bytes()
     for text in _decoded(data):
         yield text
         if suffix in (".html", ".htm", ".md", ".xml"):
