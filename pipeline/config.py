@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -151,7 +151,12 @@ class GenerationConfig(_Strict):
         "tiny", description="Model preset; `tiny` is embedded (random weights from the seed: a smoke model, not music)."
     )
     weights_dir: str | None = private(None, description="Local folder of real weights (save_pretrained layout).")
-    max_batch_size: int = Field(4, ge=1, le=256, description="Clips sampled together.")
+    max_batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        4, description="Clips sampled together (1-256); `auto`: as many as the GPU's free memory holds (4 on CPU).")
+    sampler: Literal["fast", "reference"] = Field(
+        "fast", description="`fast`: our sampling loop (static caches, CUDA graphs, a random stream per clip, so a "
+                            "clip's audio does not depend on its batch); `reference`: transformers' "
+                            "JukeboxPrior.sample, one random stream per batch (for comparison).")
     levels: int = Field(3, ge=1, le=3, description="Prior levels sampled: 3 = full quality, 1 = top-level preview.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = Field(

@@ -50,11 +50,12 @@ def tiny_config():
         # transformers embeds every label after the artist as a genre, lyric tokens included,
         # so the genre table must cover the 80 lyric characters too.
         metadata_dims=[96, 16],
+        mask=True,  # causal attention when a prime is read (transformers' default, False, lets it see ahead)
     )
     top = dict(
         level=0, hidden_size=32, num_layers=2, n_heads=1, n_ctx=1024, blocks=16, nb_relevant_lyric_tokens=32,
         alignment_layer=1, alignment_head=0, res_conv_width=16, res_conv_depth=1, music_vocab_size=256,
-        metadata_dims=[96, 16],
+        metadata_dims=[96, 16], mask=True,
     )
     return JukeboxConfig(
         vqvae_config=dict(res_conv_width=16, res_conv_depth=2, embed_dim=16, nb_discrete_codes=256),
@@ -81,10 +82,12 @@ def jukebox_1b_lyrics_config():
         res_conv_depth=16, res_dilation_growth_rate=3, res_dilation_cycle=8, init_scale=0.4,
         attention_pattern="raw_column_previous_row_attention", is_encoder_decoder=False,
         nb_relevant_lyric_tokens=0, metadata_dims=[120, 4111], alignment_layer=None, alignment_head=None,
+        mask=True,
     )
     return JukeboxConfig(
         vqvae_config={},  # JukeboxVQVAEConfig defaults are the published VQ-VAE
-        prior_config_list=[dict(level=0), dict(level=1, **upsampler), dict(level=2, **upsampler)],  # top: defaults
+        # top: the JukeboxPriorConfig defaults; the priors attend causally (mask) as openai/jukebox trains them
+        prior_config_list=[dict(level=0, mask=True), dict(level=1, **upsampler), dict(level=2, **upsampler)],
         min_duration=0,
     )
 
@@ -135,6 +138,9 @@ def build_tiny(config=None):
         model.vqvae.apply(model.vqvae._init_weights)
         for prior in model.priors:
             prior.apply(prior._init_weights)
+            for module in prior.modules():  # a lyric encoder has lm_head and start_token; _init_weights sets one
+                if hasattr(module, "lm_head") and hasattr(module, "start_token"):
+                    module.start_token.data.normal_(mean=0.0, std=0.01 * prior.config.init_scale)
         # The VQ-VAE codebooks are zero buffers until training initialises them from encoder
         # latents; with all-zero codes every token would decode to the same audio.
         for level in model.vqvae.bottleneck.level_blocks:

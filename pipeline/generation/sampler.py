@@ -1,16 +1,26 @@
 """Ancestral sampling through Jukebox's priors, one level at a time, then the VQ-VAE decoder.
 
-Each window is sampled by transformers' own `JukeboxPrior.sample` (its key/value-cached loop);
-this module only drives the windows, because `JukeboxModel._sample` pads a short clip's upper-level
-conditioning with a batch of one (a shape error for batches > 1) and never cuts it to the window.
+This module drives the windows of a level (transformers' `JukeboxModel._sample` pads a short clip's
+upper-level conditioning with a batch of one, a shape error for batches > 1, and never cuts it to the
+window). Each window is sampled by one of two samplers over the same weights:
+
+- `fast` (default): our loop in `fast.py` (static caches, CUDA-graph steps, per-clip random streams: a
+  clip's tokens do not depend on the batch it is sampled in);
+- `reference`: transformers' own `JukeboxPrior.sample`, seeded once per batch, kept for comparison.
+
 Levels are indexed as the priors are: 0 = top (128 samples/token), 1 = middle (32), 2 = bottom (8).
 """
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from pipeline.generation.presets import HOP_LENGTHS, SAMPLE_RATE_HZ
+
+SAMPLERS = ("fast", "reference")
+_FAST_PRIORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def total_samples(duration_s: float) -> int:
@@ -49,18 +59,52 @@ def window_metadata(prior, labels: list, start: int, length: int):
     return torch.cat([prior.get_metadata(clip_labels, start, length, 0) for clip_labels in labels], dim=0)
 
 
+def fast_prior(prior):
+    """Our sampler for `prior`, built once per prior module."""
+    from pipeline.generation.fast import FastPrior
+
+    if prior not in _FAST_PRIORS:
+        _FAST_PRIORS[prior] = FastPrior(prior)
+    return _FAST_PRIORS[prior]
+
+
+def auto_batch_size(model, device: str, cap: int = 64, cpu_default: int = 4, headroom: float = 0.7) -> int:
+    """`generation.max_batch_size: auto`: on CUDA, as many clips as `headroom` of the free memory holds with
+    every prior's sampling state resident (the fast sampler keeps them between batches); `cpu_default` on CPU."""
+    if device != "cuda":
+        return cpu_default
+    import torch
+
+    free, _total = torch.cuda.mem_get_info()
+    per_clip = sum(fast_prior(prior).bytes_per_clip() for prior in model.priors)
+    return max(1, min(cap, int(free * headroom // per_clip)))
+
+
+def window_seed(clip_seed: int, window: int) -> int:
+    """The random stream of one window of one clip: a function of the clip's seed and the window's index only."""
+    return int(np.random.SeedSequence([int(clip_seed) % 2**63, window]).generate_state(1, np.uint64)[0] >> 1)
+
+
 def sample_level(model, level: int, upper_tokens, labels: list, n_samples: int, length: int, *,
-                 temperature: float, top_k: int = 0, top_p: float = 0.0, chunk_size: int = 32, prime=None):
+                 temperature: float, top_k: int = 0, top_p: float = 0.0, chunk_size: int = 32, prime=None,
+                 sampler: str = "fast", seeds: list[int] | None = None):
     """Sample all tokens of `level` for clips of `length` raw samples.
 
     upper_tokens: (batch, tokens) LongTensor of level - 1 (None for the top level).
     labels: per clip, the (1, labels) LongTensor from the tokenizer for this level.
     prime: optional (batch, k) LongTensor of this level's first k tokens (primed sampling): kept
         as they are, sampling continues after them.
+    sampler: "fast" or "reference" (module docstring).
+    seeds: the fast sampler's per-clip seeds (default: drawn from torch's global generator); the
+        reference sampler draws from torch's global generator.
     Returns (batch, length // hop) LongTensor.
     """
     import torch
 
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler {sampler!r}: expected one of {SAMPLERS}")
+    if seeds is None:
+        seeds = torch.randint(0, 2**62, (n_samples,)).tolist()
     _silence_transformers_progress()
     prior = model.priors[level]
     n_tokens = length // prior.raw_to_tokens
@@ -70,7 +114,7 @@ def sample_level(model, level: int, upper_tokens, labels: list, n_samples: int, 
     tokens = torch.zeros(n_samples, 0, dtype=torch.long, device=device)
     if prime is not None:
         tokens = prime[:, :n_tokens].to(device)
-    for start in window_starts(n_tokens, n_ctx, hop):
+    for window, start in enumerate(window_starts(n_tokens, n_ctx, hop)):
         end = min(start + n_ctx, n_tokens)
         previous = tokens[:, start:end]
         if previous.shape[1] == end - start:
@@ -84,11 +128,17 @@ def sample_level(model, level: int, upper_tokens, labels: list, n_samples: int, 
                 cond = torch.cat([cond, torch.zeros(n_samples, missing, dtype=torch.long, device=device)], dim=1)
             conds = [cond]
         metadata = window_metadata(prior, labels, start, length)
-        window = prior.sample(
-            n_samples=n_samples, music_tokens=previous, music_tokens_conds=conds, metadata=metadata,
-            temp=temperature, top_k=top_k, top_p=top_p, chunk_size=chunk_size, sample_tokens=end - start,
-        )
-        tokens = torch.cat([tokens, window[:, previous.shape[1]:]], dim=1)
+        if sampler == "fast":
+            sampled = fast_prior(prior).sample_window(
+                n_samples, previous, conds, metadata, [window_seed(seed, window) for seed in seeds],
+                temperature=temperature, top_k=top_k, top_p=top_p, sample_tokens=end - start,
+            )
+        else:
+            sampled = prior.sample(
+                n_samples=n_samples, music_tokens=previous, music_tokens_conds=conds, metadata=metadata,
+                temp=temperature, top_k=top_k, top_p=top_p, chunk_size=chunk_size, sample_tokens=end - start,
+            )
+        tokens = torch.cat([tokens, sampled[:, previous.shape[1]:]], dim=1)
     return tokens
 
 

@@ -1,9 +1,11 @@
 """The `generate` stage: sample a shard's clips with Jukebox and write one FLAC per clip.
 
-Prompts are grouped into batches of equal duration (at most `max_batch_size`). The tokens of each
-level are saved as soon as the level finishes, so a retried task resumes at the first unfinished
-level instead of resampling what it had. Every random draw derives from the run seed and the
-batch's first clip, so a shard's audio is the same however often it is retried.
+Prompts are grouped into batches of equal duration (at most `max_batch_size`; `auto` sizes it from the
+GPU's free memory). The tokens of each level are saved as soon as the level finishes, so a retried task
+resumes at the first unfinished level instead of resampling what it had. Every random draw derives from
+the run seed: with the fast sampler (default) each clip has its own stream, derived from its clip id, so a
+clip's tokens are the same whatever batch it is sampled in and however often it is retried; the reference
+sampler (transformers') draws one stream per batch, from the batch's first clip.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import soundfile as sf
 
 from pipeline.errors import PipelineFailure
 from pipeline.generation.presets import SAMPLE_RATE_HZ, load_preset
-from pipeline.generation.sampler import decode, encode_labels, sample_level, total_samples
+from pipeline.generation.sampler import auto_batch_size, decode, encode_labels, sample_level, total_samples
 from pipeline.progress import progress
 from pipeline.prompts.stage import shard_prompts
 from pipeline.parallel import torch_threads
@@ -100,7 +102,7 @@ def _generate_shard(ctx: RunContext, shard: int, inputs: dict, out_dir: Path) ->
     sampling = SamplingParams.from_config(ctx.config.generation, ctx.seed)
     token_dir = out_dir / "tokens" / fingerprint(inputs)[:16]
     rows: list[dict] = []
-    groups = batches(prompts, ctx.config.generation.max_batch_size)
+    groups = batches(prompts, resolve_batch_size(ctx.config.generation.max_batch_size, generator))
     for group in progress(groups, desc=f"generate shard {shard}", quiet=ctx.quiet, unit="batch"):
         # on a shared store, a retry on another worker resumes after the last finished level
         rows += generate_with_oom_policy(generator, prompts.take(group), sampling, token_dir, out_dir,
@@ -108,6 +110,13 @@ def _generate_shard(ctx: RunContext, shard: int, inputs: dict, out_dir: Path) ->
     table_path = out_dir / "generation.parquet"
     write_table_atomic(table_path, pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA))
     return [out_dir / row["audio_file"] for row in rows] + [table_path]
+
+
+def resolve_batch_size(max_batch_size: int | str, generator: "Generator") -> int:
+    """The configured batch size, or for `auto` what the device's free memory holds."""
+    if max_batch_size == "auto":
+        return auto_batch_size(generator.model, generator.device)
+    return int(max_batch_size)
 
 
 def _load_model(ctx: RunContext) -> Generator:
@@ -145,12 +154,17 @@ class SamplingParams:
     on_oom: str
     run_seed: int
     attempt: int = 0  # 0: the first sample of a prompt; n: its n-th regeneration (new seeds)
+    sampler: str = "fast"  # "fast" (a stream per clip) or "reference" (transformers', a stream per batch)
 
     @classmethod
     def from_config(cls, generation, run_seed: int, attempt: int = 0) -> "SamplingParams":
         temperatures = generation.upsampler_temperatures
         return cls(generation.levels, tuple(temperatures) if temperatures else None, generation.top_k,
-                   generation.top_p, generation.on_oom, run_seed, attempt)
+                   generation.top_p, generation.on_oom, run_seed, attempt, generation.sampler)
+
+    def clip_seed(self, clip_ids: list[str], i: int, level: int) -> int:
+        """The seed clip `i` of a batch is sampled with: its own (fast) or the batch's first clip's (reference)."""
+        return self.seed(clip_ids[i] if self.sampler == "fast" else clip_ids[0], level)
 
     def seed(self, clip_id: str, level: int) -> int:
         return derive_seed(self.run_seed, "sample", clip_id, level, *_attempt(self.attempt))
@@ -235,12 +249,13 @@ def generate_batch(generator: Generator, batch: pa.Table, sampling: SamplingPara
             rates.append(float("nan"))
             continue
         labels = [per_clip[level].to(device) for per_clip in labels_per_clip]  # per clip: (1, labels)
-        torch.manual_seed(sampling.seed(clip_ids[0], level))
+        torch.manual_seed(sampling.seed(clip_ids[0], level))  # the reference sampler's stream (one per batch)
         t0 = time.perf_counter()
         with torch.no_grad():
             level_tokens = sample_level(
                 model, level, tokens[-1] if tokens else None, labels, n, length,
                 temperature=temperatures[level], top_k=sampling.top_k, top_p=sampling.top_p,
+                sampler=sampling.sampler, seeds=[sampling.seed(cid, level) for cid in clip_ids],
             )  # (batch, length // hop)
         rates.append(level_tokens.numel() / (time.perf_counter() - t0))
         with atomic_path(path) as tmp:
@@ -257,7 +272,7 @@ def generate_batch(generator: Generator, batch: pa.Table, sampling: SamplingPara
             "clip_id": cid, "audio_file": f"audio/{cid}.flac", "model_preset": loaded.preset,
             "model_weights_sha256": loaded.weights_sha256, "levels_sampled": sampling.levels,
             "temperature": temperature, "level_temperatures": temperatures[:sampling.levels],
-            "top_k": sampling.top_k, "top_p": sampling.top_p, "sampling_seed": sampling.seed(clip_ids[0], 0),
+            "top_k": sampling.top_k, "top_p": sampling.top_p, "sampling_seed": sampling.clip_seed(clip_ids, i, 0),
             "sample_rate_hz": SAMPLE_RATE_HZ, "num_samples": int(audio.shape[1]), "batch_size": n,
             "tokens_per_s": rates, "generation_wall_s": wall,
         })

@@ -1,0 +1,108 @@
+"""Where one decode step of our Jukebox sampler spends GPU time (run on demand, CUDA only).
+
+    python benchmarks/generation_step_profile.py [--batch 1] [--level 1]
+
+Random jukebox-1b-lyrics weights in bfloat16. Prints (1) the GPU time per kernel family of one uncaptured
+tensor-position step (torch.profiler), (2) the replay time of the captured step, and (3) the four matrix
+products of one layer timed alone in a CUDA graph, with the weight as transformers stores it (in, out) and
+transposed (out, in), to see whether the products or the launches cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+
+
+def graph_time(fn, replays: int = 200) -> float:
+    """Seconds per call of `fn` captured in a CUDA graph (median of 5 timings)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    times = []
+    for _ in range(5):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(replays):
+            graph.replay()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) / replays)
+    return sorted(times)[2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--level", type=int, default=1)
+    parser.add_argument("--sdpa", default="default", choices=["default", "math", "efficient"],
+                        help="attention backend for the single-query step")
+    args = parser.parse_args()
+    if args.sdpa != "default":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        backend = {"math": SDPBackend.MATH, "efficient": SDPBackend.EFFICIENT_ATTENTION}[args.sdpa]
+        with sdpa_kernel(backend):
+            return run(args)
+    return run(args)
+
+
+def run(args) -> None:
+    from pipeline.generation.presets import build_tiny, jukebox_1b_lyrics_config
+    from pipeline.generation.sampler import fast_prior
+
+    with torch.device("cuda"):
+        model = build_tiny(jukebox_1b_lyrics_config())
+    prior = model.priors[args.level].to(torch.bfloat16)
+    fast = fast_prior(prior)
+    batch = args.batch
+    caches = fast.new_caches(batch)
+    x = torch.randn(batch, fast.width, device="cuda", dtype=torch.bfloat16)
+    position = torch.tensor([fast.n_ctx // 2 + 3], device="cuda")
+    with torch.inference_mode():
+        for _ in range(3):
+            fast.step_static(x, position, caches)
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            fast.step_static(x, position, caches)
+            torch.cuda.synchronize()
+        families = defaultdict(lambda: [0, 0.0])
+        for event in prof.events():
+            if event.device_type == torch.autograd.DeviceType.CUDA:
+                name = event.name.split("<")[0][:60]
+                families[name][0] += 1
+                families[name][1] += event.device_time_total
+        total = sum(t for _, t in families.values())
+        top = sorted(families.items(), key=lambda kv: -kv[1][1])[:12]
+        print(json.dumps({"level": args.level, "batch": batch, "kernels_per_step": sum(n for n, _ in families.values()),
+                          "gpu_us_per_step": round(total, 1),
+                          "top": [(name, n, round(t, 1)) for name, (n, t) in top]}), flush=True)
+        step_s = graph_time(lambda: fast.step_static(x, position, caches), replays=50)
+        layer = fast.layers[0]
+        h = torch.randn(batch, fast.width, device="cuda", dtype=torch.bfloat16)
+        mlp_in = torch.randn(batch, layer.fc_w.shape[1], device="cuda", dtype=torch.bfloat16)
+        ctx = torch.randn(batch, layer.proj_w.shape[0], device="cuda", dtype=torch.bfloat16)
+        weights = [(h, layer.attn_w, layer.attn_b), (ctx, layer.proj_w, layer.proj_b), (h, layer.fc_w, layer.fc_b),
+                   (mlp_in, layer.out_w, layer.out_b)]
+        transposed = [(a, w.t().contiguous(), b) for a, w, b in weights]
+        as_stored = graph_time(lambda: [torch.addmm(b, a, w) for a, w, b in weights])
+        out_in = graph_time(lambda: [F.linear(a, w, b) for a, w, b in transposed])
+        weight_bytes = sum(w.numel() * w.element_size() for _, w, _ in weights)
+        print(json.dumps({"sdpa": args.sdpa, "graph_step_ms": round(step_s * 1e3, 3), "layers": len(fast.layers),
+                          "layer_products_us_in_out": round(as_stored * 1e6, 1),
+                          "layer_products_us_out_in": round(out_in * 1e6, 1),
+                          "layer_weight_mb": round(weight_bytes / 1e6, 1),
+                          "bandwidth_floor_us_at_3TBps": round(weight_bytes / 3e12 * 1e6, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
