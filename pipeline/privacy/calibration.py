@@ -157,6 +157,17 @@ def calibration_trials(index, encoder, cache_dir, outsiders=()) -> tuple[dict, d
     return genuine, impostor
 
 
+def genuine_trial_count(index) -> int:
+    """Genuine trials `calibration_trials` will score, known before any audio is embedded: every enrolled
+    file of a speaker with another file to re-enrol without it, under every calibration condition."""
+    from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
+
+    counts: dict[int, int] = {}
+    for speaker, _ in index.enrolled:
+        counts[speaker] = counts.get(speaker, 0) + 1
+    return sum(n for n in counts.values() if n > 1) * len(CALIBRATION_CONDITIONS)
+
+
 def required_trials(target_recall: float) -> int:
     """Genuine trials needed to show `target_recall` at all: with no miss, n trials bound the miss rate by
     3/n (95%, rule of three), so n >= 3 / (1 - target_recall)."""
@@ -175,15 +186,19 @@ def calibrate_index(index, encoder, cache_dir, target_recall: float = 0.95, max_
     configured by hand) and its figures. Raises LeakCheckFailed when the reference set is too small to
     show `target_recall` at all (`recall_shortfall` judges the recall reached)."""
     from pipeline.errors import LeakCheckFailed
+    from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 
-    genuine, impostor = calibration_trials(index, encoder, cache_dir, outsiders)
-    trials = sum(len(v) for v in genuine.values())
+    trials = genuine_trial_count(index)  # judged before minutes of embedding, not after
     if trials < required_trials(target_recall):
-        per_speaker = required_utterances(len(index.speakers), len(genuine) or 1, target_recall, canaries_per_speaker)
+        per_speaker = required_utterances(len(index.speakers), len(CALIBRATION_CONDITIONS), target_recall,
+                                          canaries_per_speaker)
         raise LeakCheckFailed(
             f"the reference set is too small to calibrate the leak check: {len(index.speakers)} speaker(s), "
             f"{trials} genuine trial(s); showing recall {target_recall} needs {per_speaker} utterances (3-5 s) "
             "per speaker. Add utterances, or lower privacy.target_recall.")
+    genuine, impostor = calibration_trials(index, encoder, cache_dir, outsiders)
+    if sum(len(v) for v in genuine.values()) != trials:
+        raise RuntimeError("genuine_trial_count disagrees with calibration_trials: fix one to match the other")
     return calibrate(genuine, impostor, target_recall, max_fpr, threshold)
 
 
