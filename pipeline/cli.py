@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     show = rsub.add_parser("show", help="a version's manifest summary")
     show.add_argument("dataset")
     show.add_argument("version")
+    page = rsub.add_parser("open", help="the release page (index.html): print its path, or serve the release",
+                           description="Print the path of a release's index.html (open it in a browser: it needs "
+                                       "no network), or serve the release folder on 127.0.0.1 with --serve.")
+    page.add_argument("dataset")
+    page.add_argument("version")
+    page.add_argument("--serve", type=int, metavar="PORT",
+                      help="serve the release read-only on http://127.0.0.1:PORT/ until interrupted (0: any free port)")
     diff = rsub.add_parser("diff", help="config and count changes between two versions")
     diff.add_argument("dataset")
     diff.add_argument("a")
@@ -153,8 +160,33 @@ def _releases(args: argparse.Namespace) -> int:
                 "speaker_encoder", "leak_check", "feature_set", "content_sha256", "code_version")
         print(json.dumps({k: m.get(k) for k in keys} | {"files": len(m["files"])}, indent=2))
         return 0
+    if args.releases_command == "open":
+        manifest(args.version)  # a clear error for an unknown version
+        page = dataset_dir / args.version / "index.html"
+        if not page.is_file():
+            raise BadInput(f"{args.dataset} {args.version} has no index.html: it was published before release pages "
+                           "existed; rebuild it with a new version to get one")
+        if args.serve is None:
+            print(page)
+            return 0
+        return serve_release(page.parent, args.serve)
     lines = diff_releases(manifest(args.a), manifest(args.b))
     print("\n".join(lines) if lines else "no config or count changes")
+    return 0
+
+
+def serve_release(folder: Path, port: int) -> int:
+    """Serve `folder` read-only on 127.0.0.1 (GET and HEAD only) until interrupted; prints the page's URL."""
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        print(f"http://127.0.0.1:{server.server_address[1]}/index.html", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

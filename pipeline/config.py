@@ -225,6 +225,11 @@ class PrivacyConfig(_Strict):
 class ExportConfig(_Strict):
     embed_audio: bool = Field(False, description="Embed FLAC bytes in Parquet instead of referencing audio/.")
     max_shard_mb: float = Field(256, gt=0, le=16_384, description="Parquet files are split to stay under this size (MiB).")
+    fidelity_embedding: str = Field(
+        "features", pattern=r"^(features|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$",
+        description="Vectors the fidelity report's Fréchet distance compares: `features` (the pipeline's headline "
+                    "features, no download) or `module:function` mapping (mono float32 audio, sample rate) to a "
+                    "1-D vector, e.g. a learned embedding from weights on your disk.")
 
 
 class BuildConfig(_Strict):

@@ -31,6 +31,7 @@ MANIFEST_JSON_SCHEMA = {
         "model_weights_sha256": {"type": ["string", "null"]},
         "speaker_encoder": {"type": ["string", "null"]},
         "reference_set_fingerprint": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "fidelity": {"type": ["object", "null"], "required": ["corpus", "column_shapes", "column_pair_trends"]},
         "counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}},
         "leak_check": {"type": "object",
                        "required": ["threshold", "threshold_source", "target_recall", "rejection_rate",

@@ -5,7 +5,24 @@ from __future__ import annotations
 from pipeline.export.schema import column_docs
 
 
-def dataset_card(summary: dict, report: dict, quality: dict) -> str:
+def _fidelity_text(fidelity: dict) -> str:
+    overall = fidelity["overall"]
+    frechet = overall["frechet"]
+    if "insufficient" in frechet:
+        distance = f"The Fréchet distance is not given: it {frechet['insufficient']}."
+    else:
+        low, high = frechet["bootstrap_ci95"]
+        distance = (f"Fréchet distance of standardised feature vectors: {frechet['frechet_distance']:.3f} "
+                    f"(95% interval {low:.3f}–{high:.3f}; extrapolated to unlimited samples "
+                    f"{frechet['extrapolated']['intercept']:.3f}, fit R² {frechet['extrapolated']['r2']:.2f}).")
+    shapes, trends = overall["column_shapes"]["mean"], overall["column_pair_trends"]["mean"]
+    return (f"Compared with {fidelity['corpus']} ({overall['items']['corpus']} items; only aggregates leave the "
+            f"workspace): column shape similarity {shapes if shapes is None else f'{shapes:.3f}'}, column pair "
+            f"trends {trends if trends is None else f'{trends:.3f}'} (1 = the same). {distance} "
+            "`utility_report.json` holds every figure; `index.html` draws them.")
+
+
+def dataset_card(summary: dict, report: dict, quality: dict, fidelity: dict | None = None) -> str:
     """Markdown card: what it is, how to load it, every field, splits, privacy figures, limits, licence."""
     name, version = summary["dataset"], summary["version"]
     counts = summary["counts"]
@@ -84,6 +101,13 @@ sampling (rejection rate {report['rejection_rate']:.3f}, bound {report['max_reje
 known-positive canaries (held-out reference utterances pitch-shifted, mixed under generated audio at
 0 dB, band-limited) on this run. No reference audio, embedding, file name or speaker id is part of this
 release; `privacy_report.json` holds the figures.
+
+## Fidelity
+
+{_fidelity_text(fidelity) if fidelity else 'No fidelity report.'}
+
+Open [`index.html`](index.html) in a browser (offline) for the summary, the privacy and fidelity pictures
+and a listening table of every genre.
 
 ## Limitations
 

@@ -145,7 +145,7 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
         "max_fpr": ctx.config.privacy.max_fpr,
         "calibration": {k: calibration.get(k) for k in (
             "recall", "false_positive_rate", "equal_error_rate", "recall_at_fpr_1pct", "recall_at_fpr_01pct",
-            "genuine_trials", "impostor_trials", "recall_by_condition", "fpr_by_kind")},
+            "genuine_trials", "impostor_trials", "recall_by_condition", "fpr_by_kind", "score_histograms")},
         "recall_target_met": first.get("recall_shortfall") is None,
         "recall_shortfall": first.get("recall_shortfall"),
         "score_normalisation": first.get("score_normalisation"),
@@ -162,8 +162,55 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
     }
 
 
-def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict, staging: Path) -> dict:
+def corpus_feature_rows(ctx: RunContext) -> tuple[str, list[dict]]:
+    """(what the corpus is, its feature rows): the reference set's files through the run's feature set.
+    Private: only aggregates of these rows may leave (pipeline.export.fidelity)."""
+    import soundfile as sf
+
+    from pipeline.features.stage import feature_set_of
+    from pipeline.privacy.reference import list_reference_files
+
+    extractor = feature_set_of(ctx.config.features)
+    rows = []
+    for file in list_reference_files(ctx.loaded.reference_dir):
+        audio, rate = sf.read(file.path, dtype="float32", always_2d=True)
+        rows.append(extractor.extract(audio.mean(axis=1), rate))
+    return "the private reference set (no source corpus configured)", rows
+
+
+def utility_report(ctx: RunContext, rows: list[dict]) -> dict:
+    """The fidelity report of the release rows against the private corpus (aggregates only)."""
+    from pipeline.export.fidelity import fidelity_report
+    from pipeline.features.extract import FEATURE_COLUMNS
+
+    corpus_name, corpus = corpus_feature_rows(ctx)
+    # what a clip is made of, not what it sounds like: the corpus's own rate and lengths differ by design
+    form = {"sample_rate_hz", "duration_s"}
+    numeric = [name for name, (unit, _) in FEATURE_COLUMNS.items() if unit != "flag" and name not in form]
+    spec = ctx.config.export.fidelity_embedding
+    vectors = None
+    if spec != "features":  # the user's embedding, on the release's audio and the corpus's
+        import soundfile as sf
+
+        from pipeline.export.fidelity import load_embedding
+        from pipeline.privacy.reference import list_reference_files
+
+        embed = load_embedding(spec)
+
+        def vector(path):
+            audio, rate = sf.read(path, dtype="float32", always_2d=True)
+            return np.asarray(embed(audio.mean(axis=1), rate), dtype=np.float64).ravel()
+
+        vectors = ([vector(row["_source"]) for row in rows],
+                   [vector(file.path) for file in list_reference_files(ctx.loaded.reference_dir)])
+    return fidelity_report(rows, corpus, numeric, corpus_name=corpus_name, embedding=spec, seed=ctx.seed % 2**32,
+                           vectors=vectors)
+
+
+def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict, staging: Path,
+                  fidelity: dict | None = None) -> dict:
     """Write every file of the release into `staging`; returns the manifest."""
+    from pipeline.export.page import listening_sample, release_page
     from pipeline.export.writer import FileEntry, copy_with_sha256, plan_shards, shard_name, write_parquet_shard
 
     export_cfg = ctx.config.export
@@ -198,8 +245,16 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
         "model_preset": ctx.config.generation.preset, "model_weights_sha256": first.get("model_weights_sha256"),
         "feature_set": ctx.config.features.feature_set,
     }
-    (staging / "README.md").write_text(dataset_card(summary, report, quality))
+    (staging / "README.md").write_text(dataset_card(summary, report, quality, fidelity))
     record("README.md")
+    reference_fingerprint = read_json(ctx.shard_dir("leakcheck", 0) / "summary.json")["reference_fingerprint"]
+    if fidelity is not None:
+        (staging / "utility_report.json").write_text(json.dumps(fidelity, indent=2, sort_keys=True) + "\n")
+        record("utility_report.json")
+        page_reports = {"privacy_report.json": report, "utility_report.json": fidelity,
+                        "manifest.json": {**summary, "reference_set_fingerprint": reference_fingerprint}}
+        (staging / "index.html").write_text(release_page({**summary}, page_reports, listening_sample(rows)))
+        record("index.html")
 
     entries.sort(key=lambda e: e.path)
     content = "".join(f"{e.sha256}  {e.path}\n" for e in entries)
@@ -209,7 +264,11 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
         # Only the public view: the config model marks each private field once (pipeline.config.PRIVATE_FIELDS).
         "config": ctx.config.public_view(), "config_sha256": ctx.config.public_fingerprint(),
         "speaker_encoder": report["speaker_encoder"],
-        "reference_set_fingerprint": read_json(ctx.shard_dir("leakcheck", 0) / "summary.json")["reference_fingerprint"],
+        "reference_set_fingerprint": reference_fingerprint,
+        "fidelity": None if fidelity is None else {
+            "corpus": fidelity["corpus"], "column_shapes": fidelity["overall"]["column_shapes"]["mean"],
+            "column_pair_trends": fidelity["overall"]["column_pair_trends"]["mean"],
+            **{k: fidelity["overall"]["frechet"].get(k) for k in ("frechet_distance", "bootstrap_ci95", "insufficient")}},
         "leak_check": {**{k: report[k] for k in ("threshold", "threshold_source", "target_recall", "rejection_rate",
                                                  "max_reject_rate", "score_normalisation")},
                        "reference_eer": report["calibration"]["equal_error_rate"],
@@ -253,9 +312,10 @@ def export(ctx: RunContext, log=None) -> Path:
     from pipeline.export.publish import publish, publish_remote, staging_folder, update_catalog
 
     rows, report, quality = gather(ctx)
+    fidelity = utility_report(ctx, rows)
     target = ctx.release_dir
     with staging_folder(target.parent, ctx.version) as staging:
-        manifest = build_release(ctx, rows, report, quality, staging)
+        manifest = build_release(ctx, rows, report, quality, staging, fidelity)
         refuse_private_content(ctx, staging)
         published = publish(staging, target, manifest["content_sha256"])
     if not published and log:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.aggregates import min_count_histogram
+
 NO_VOICE_CLIPS = 12  # per kind (music only, noise only)
 
 
@@ -56,6 +58,8 @@ class Calibration:
     impostor_trials: int
     recall_by_condition: dict = field(default_factory=dict)  # condition -> rate_entry
     fpr_by_kind: dict = field(default_factory=dict)  # impostor kind -> rate_entry
+    # pooled genuine / impostor scores, every bin >= 5 trials (pipeline.aggregates): safe to publish
+    score_histograms: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -107,6 +111,8 @@ def calibrate(genuine: dict[str, np.ndarray], impostor: dict[str, np.ndarray], t
         genuine_trials=int(pooled_genuine.size), impostor_trials=int(pooled_impostor.size),
         recall_by_condition={k: rate_entry(int(np.sum(v >= threshold)), v.size) for k, v in genuine.items()},
         fpr_by_kind={k: rate_entry(int(np.sum(v >= threshold)), v.size) for k, v in impostor.items()},
+        score_histograms={"genuine": min_count_histogram(pooled_genuine),
+                          "impostor": min_count_histogram(pooled_impostor)},
     )
 
 
