@@ -11,6 +11,13 @@ import numpy as np
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_n_clips() -> int:
+    """Clips of the embedded default config (configs/default.yaml): what a default release holds."""
+    import yaml
+
+    return int(yaml.safe_load((REPO_ROOT / "configs" / "default.yaml").read_text())["n_clips"])
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 
 

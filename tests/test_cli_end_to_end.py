@@ -10,7 +10,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.testing import REPO_ROOT, run_cli, write_config
+from pipeline.testing import REPO_ROOT, default_n_clips, run_cli, write_config
 
 pytestmark = pytest.mark.slow
 VERSION = "2026-01-01"
@@ -30,7 +30,7 @@ def test_two_runs_in_fresh_workspaces_give_identical_rows_and_audio(cli_release,
     rows_a, audio_a = _release_content(cli_release)
     rows_b, audio_b = _release_content(tmp_path / "releases" / "default" / VERSION)
     assert rows_a.equals(rows_b)
-    assert audio_a == audio_b and len(audio_a) == 8
+    assert audio_a == audio_b and len(audio_a) == default_n_clips()
     manifests = [json.loads((r / "manifest.json").read_text()) for r in (cli_release, tmp_path / "releases/default" / VERSION)]
     assert manifests[0]["content_sha256"] == manifests[1]["content_sha256"]
 
@@ -56,7 +56,7 @@ def test_sigkill_during_generation_then_rerun_completes_without_duplicates(cli_r
     release = tmp_path / "releases" / "default" / VERSION
     rows, audio = _release_content(release)
     ids = rows.column("clip_id").to_pylist()
-    assert len(ids) == len(set(ids)) == 8 and sorted(audio) == sorted(f"{i}.flac" for i in ids)
+    assert len(ids) == len(set(ids)) == default_n_clips() and sorted(audio) == sorted(f"{i}.flac" for i in ids)
     assert not list(tmp_path.rglob(".*.tmp-*")) and not list((release.parent).glob(".staging-*"))
     undisturbed_rows, undisturbed_audio = _release_content(cli_release)
     assert rows.equals(undisturbed_rows) and audio == undisturbed_audio

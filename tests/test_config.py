@@ -13,7 +13,7 @@ def test_default_config_is_valid_and_paths_resolve_against_its_folder(reference_
     loaded = load_config(DEFAULT_CONFIG, check_paths=False)
     assert loaded.config.dataset == "default"
     assert loaded.config.generation.preset == "tiny"
-    assert (loaded.config.n_clips, loaded.config.n_shards, loaded.config.prompts.duration_s) == (8, 2, 2.0)
+    assert (loaded.config.n_clips, loaded.config.n_shards, loaded.config.prompts.duration_s) == (24, 2, 2.0)
     assert loaded.workspace_root == (DEFAULT_CONFIG.parent / "../var/runs").resolve()
 
 

@@ -45,8 +45,23 @@ def _svg_image(svg: str, alt: str) -> str:
             f'alt="{html.escape(alt)}">')
 
 
+def marker_position(value: float, edges: list[float]) -> float:
+    """Where `value` falls along bins drawn with equal widths (0 = left edge, 1 = right): its bin's index plus
+    its place inside that bin (bins may be quantiles of unequal width)."""
+    bins = len(edges) - 1
+    if value <= edges[0]:
+        return 0.0
+    if value >= edges[-1]:
+        return 1.0
+    for i in range(bins):
+        if edges[i] <= value <= edges[i + 1]:
+            inside = (value - edges[i]) / ((edges[i + 1] - edges[i]) or 1)
+            return (i + inside) / bins
+    return 1.0
+
+
 def bar_chart(series: dict[str, list[int]], labels: list[str], title: str, marker: float | None = None,
-              edges: list[float] | None = None) -> str:
+              edges: list[float] | None = None, empty_note: str = "nothing to draw") -> str:
     """Grouped bars of counts per bin, each series normalised to its total; an optional vertical marker
     (e.g. the threshold) placed by `edges`. Returns an <img> of an inline SVG."""
     bins = len(labels)
@@ -74,12 +89,15 @@ def bar_chart(series: dict[str, list[int]], labels: list[str], title: str, marke
         if bins <= 8 or i % 2 == 0:
             parts.append(f'<text x="{left + i * slot + slot / 2:.1f}" y="{bottom + 11}" text-anchor="middle">'
                          f'{html.escape(label)}</text>')
+    if not any(sum(counts) for counts in series.values()):
+        parts.append(f'<text x="{left + width / 2:.1f}" y="{(top + bottom) / 2:.1f}" text-anchor="middle">'
+                     f'{html.escape(empty_note)}</text>')
     if marker is not None and edges:
-        low, high = edges[0], edges[-1]
-        position = min(max((marker - low) / ((high - low) or 1), 0.0), 1.0)
-        x = left + position * width
+        x = left + marker_position(marker, edges) * width
+        anchor, dx = ("end", -3) if x > left + 0.8 * width else ("start", 3)
         parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" stroke="black" '
-                     f'stroke-dasharray="4 3"/><text x="{x + 3:.1f}" y="{top + 8}">threshold</text>')
+                     f'stroke-dasharray="4 3"/><text x="{x + dx:.1f}" y="{top + 8}" text-anchor="{anchor}">'
+                     f'threshold</text>')
     parts.append("</svg>")
     return _svg_image("".join(parts), title)
 
@@ -132,7 +150,8 @@ reference set of real voices. This page reads nothing from the network; its figu
 <div class="pictures">""")
     histogram = privacy["score_histogram"]
     out.append(bar_chart({"release": histogram["counts"]}, _bin_labels(histogram["bin_edges"]),
-                         "leak scores of generated clips", privacy.get("threshold"), histogram["bin_edges"]))
+                         "leak scores of generated clips", privacy.get("threshold"), histogram["bin_edges"],
+                         empty_note=f"no clip had a voice to score ({privacy['counts']['no_voice']} without voice)"))
     for name, entry in (privacy["calibration"].get("score_histograms") or {}).items():
         if entry:
             out.append(bar_chart({name: entry["counts"]}, _bin_labels(entry["bin_edges"]),

@@ -112,3 +112,12 @@ def test_a_shifted_release_is_less_similar_than_a_faithful_one():
     shifted = compare(_rows(rng, 200, 1.5), corpus, list(HEADLINE_FEATURES))
     assert faithful["column_shapes"]["mean"] > 0.85 > shifted["column_shapes"]["mean"]
     assert faithful["frechet"]["frechet_distance"] < 0.5 < shifted["frechet"]["frechet_distance"]
+
+
+def test_the_threshold_marker_follows_unequal_bins():
+    from pipeline.export.page import marker_position
+
+    edges = [0.0, 1.0, 10.0, 11.0]  # three bins drawn equally wide
+    assert marker_position(0.5, edges) == pytest.approx(0.5 / 3)
+    assert marker_position(5.5, edges) == pytest.approx(1.5 / 3)
+    assert marker_position(-4, edges) == 0.0 and marker_position(99, edges) == 1.0

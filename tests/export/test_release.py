@@ -20,14 +20,14 @@ from pipeline.export.schema import AUDIO_STORAGE_TYPE, release_schema
 from pipeline.privacy.encoder import load_encoder
 from pipeline.runner import make_context
 from pipeline.schemas import MANIFEST_JSON_SCHEMA
-from pipeline.testing import run_cli
+from pipeline.testing import default_n_clips, run_cli
 
 
 def test_release_layout_and_rows(cli_release):
     names = sorted(str(p.relative_to(cli_release)) for p in cli_release.rglob("*") if p.is_file())
     assert {"README.md", "SHA256SUMS", "manifest.json", "privacy_report.json"} <= set(names)
     df = pd.read_parquet(cli_release / "data")
-    assert len(df) == 8 and df.clip_id.is_unique
+    assert len(df) == default_n_clips() and df.clip_id.is_unique
     assert set(df.split) <= {"train", "validation", "test"}
     assert sorted(n for n in names if n.startswith("audio/")) == sorted(f"audio/{c}.flac" for c in df.clip_id)
     assert (df.leak_check == "pass").all() and (df.levels_sampled == 3).all() and (df.model_preset == "tiny").all()
@@ -47,7 +47,7 @@ def test_parquet_schema_and_hf_audio_storage_type_are_pinned(cli_release):
 def test_pyarrow_dataset_and_duckdb_read_it(cli_release):
     table = ds.dataset(cli_release / "data", format="parquet").to_table()
     counts = duckdb.sql(f"SELECT split, count(*) AS n FROM '{cli_release}/data/*.parquet' GROUP BY split").fetchall()
-    assert sum(n for _, n in counts) == table.num_rows == 8
+    assert sum(n for _, n in counts) == table.num_rows == default_n_clips()
     manifest = json.loads((cli_release / "manifest.json").read_text())
     assert {s: n for s, n in counts} == {s: n for s, n in manifest["counts"].items() if n}
 
@@ -101,7 +101,7 @@ def test_release_holds_nothing_from_the_reference_set(cli_release, reference_dir
 
 def test_privacy_report_holds_figures_only(cli_release):
     report = json.loads((cli_release / "privacy_report.json").read_text())
-    assert report["counts"]["clips"] == 8 and report["counts"]["pass"] == 8
+    assert report["counts"]["clips"] == default_n_clips() == report["counts"]["pass"]
     test = report["detector_self_test"]
     assert test["canaries_scored"] == 24  # 2 shards x 4 speakers x 3 transformations
     assert {name: entry["scored"] for name, entry in test["by_transform"].items()} == \
@@ -198,7 +198,7 @@ def test_catalog_lists_versions_and_latest_and_diff_shows_changes(cli_release, t
     listed = run_cli("releases", "--config", str(config), "list", "default")
     assert listed.returncode == 0 and "2026-01-02" in listed.stdout and "(latest)" in listed.stdout
     diff = run_cli("releases", "--config", str(config), "diff", "default", "2026-01-01", "2026-01-02")
-    assert "config n_clips: 8 -> 3" in diff.stdout and "count train:" in diff.stdout
+    assert f"config n_clips: {default_n_clips()} -> 3" in diff.stdout and "count train:" in diff.stdout
     missing = run_cli("releases", "--config", str(config), "show", "default", "1999-01-01")
     assert missing.returncode == 2 and "published: 2026-01-01, 2026-01-02" in missing.stderr
 
@@ -295,7 +295,7 @@ def test_torch_dataloader_reads_the_release(cli_release):
             return torch.from_numpy(audio), self.rows[i]["genre"]
 
     batches = list(DataLoader(Clips(cli_release), batch_size=4))
-    assert sum(len(genres) for _, genres in batches) == 8
+    assert sum(len(genres) for _, genres in batches) == default_n_clips()
     assert batches[0][0].shape == (4, 88192) and torch.isfinite(batches[0][0]).all()
 
 
