@@ -116,8 +116,17 @@ def load_embedding(spec: str) -> Callable | None:
     """None for the `features` embedding; else the user's `module:callable`."""
     if spec == "features":
         return None
+    from pipeline.errors import BadInput
+
     module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
+    try:
+        function = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise BadInput(f"export.fidelity_embedding {spec!r}: cannot load it ({exc}); give `features` or "
+                       "`module:function` importable by the exporter (its folder on PYTHONPATH)") from None
+    if not callable(function):
+        raise BadInput(f"export.fidelity_embedding {spec!r}: {name} is not a function of (audio, sample rate)")
+    return function
 
 
 def feature_vectors(rows: list[dict], columns=HEADLINE_FEATURES) -> np.ndarray:

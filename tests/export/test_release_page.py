@@ -131,3 +131,22 @@ def test_the_default_release_page_in_the_browser(cli_release):
     assert screenshot.stat().st_size > 10_000
     report = json.loads((cli_release / "utility_report.json").read_text())
     assert "frechet_distance" in report["overall"]["frechet"]  # the default is sized for the headline figures
+
+
+def test_a_users_embedding_replaces_the_features_in_the_distance(tmp_path, monkeypatch):
+    module = tmp_path / "my_embedding.py"
+    module.write_text("import numpy as np\n\ndef embed(audio, rate):\n"
+                      "    return np.array([audio.std(), np.abs(audio).max(), rate / 1000.0])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    release = export(fake_finished_run(tmp_path / "run", n_clips=4, **{"export.fidelity_embedding": "my_embedding:embed"}))
+    report = json.loads((release / "utility_report.json").read_text())
+    assert report["embedding"] == "my_embedding:embed"
+    assert report["overall"]["frechet"]["dimensions"] == 3 and report["overall"]["frechet"]["release_items"] == 4
+
+
+def test_an_embedding_that_cannot_be_loaded_is_named():
+    from pipeline.errors import BadInput
+    from pipeline.export.fidelity import load_embedding
+
+    with pytest.raises(BadInput, match="export.fidelity_embedding 'no_such_module:embed': cannot load it"):
+        load_embedding("no_such_module:embed")
