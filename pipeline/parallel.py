@@ -79,12 +79,16 @@ def _one_thread_call_with_state(function: Callable, item):
 def ordered_map(function: Callable[[T], R], items: list[T], workers: int, *,
                 state: tuple[Callable, tuple] | None = None, local_state=None) -> Iterator[R]:
     """`map(function, items)`, in order, over up to `workers` spawned processes (0: one per core); in
-    this process when the work is too small to share.
+    this process when the work is too small to share, or when this process is daemonic (a Celery worker's
+    task process), which may not start children.
 
     With `state=(factory, args)`, `function(state, item)` is called instead, where each worker process
     makes its state once with `factory(*args)` (e.g. loads a model); in this process `local_state` is used
     if given (a model already loaded), else the factory."""
     workers = min(workers or os.cpu_count() or 1, len(items) // MIN_ITEMS_PER_WORKER)
+    if multiprocessing.current_process().daemon:
+        # A daemonic process may not have children: a Celery prefork worker runs tasks in one. Work here.
+        workers = 1
     if state is None:
         call = functools.partial(_one_thread_call, function)
     else:
