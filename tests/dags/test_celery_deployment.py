@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.testing import run_cli, write_config
+from pipeline.testing import default_n_clips, run_cli, write_config
 
 pytestmark = [pytest.mark.celery, pytest.mark.slow]
 DATABASE = "synthaudio_airflow_test"
@@ -143,5 +143,5 @@ def test_a_worker_killed_during_generation_is_retried_and_the_release_is_unchang
     assert any(int(t.split("|")[1]) >= 2 for t in tries), tries  # the killed generation task ran again
     release = home / "releases" / "default" / version
     audio = sorted(p.name for p in (release / "audio").iterdir())
-    assert len(audio) == len(set(audio)) == 8
+    assert len(audio) == len(set(audio)) == default_n_clips()
     assert content(release) == content(cli_release_of(tmp_path, reference_dir, reference_cache, version))
