@@ -23,11 +23,29 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def voices_root(tmp_path_factory) -> Path:
-    """Reference and non-reference voices synthesised with flite/festival (once per session)."""
-    from pipeline.privacy.test_voices import synthesise
+    """Reference and non-reference voices synthesised with flite/festival, shared by test sessions beside
+    pytest's temporary folders (like the embedding cache): keyed by the voice script and the installed
+    synthesiser versions, built into a temporary name and renamed when complete. Tests only read it."""
+    import hashlib
+    import os
+    import subprocess
 
-    root = tmp_path_factory.mktemp("voices")
-    synthesise(root)
+    from pipeline.privacy import test_voices
+
+    versions = subprocess.run(["dpkg-query", "-W", "flite", "festival", "espeak-ng", "sox"],
+                              capture_output=True, text=True).stdout
+    key = hashlib.sha256(Path(test_voices.__file__).read_bytes() + versions.encode()).hexdigest()[:16]
+    root = tmp_path_factory.getbasetemp().parent / f"synthaudio-test-voices-{key}"
+    if not (root / ".complete").is_file():
+        building = root.with_name(f"{root.name}.building-{os.getpid()}")
+        test_voices.synthesise(building)
+        (building / ".complete").touch()
+        try:
+            building.rename(root)
+        except OSError:  # another session finished first: use its copy
+            import shutil
+
+            shutil.rmtree(building, ignore_errors=True)
     return root
 
 
