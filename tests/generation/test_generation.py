@@ -356,3 +356,14 @@ def test_a_clips_audio_does_not_depend_on_its_batch_and_the_reference_sampler_is
     rows = stage.generate_batch(generator, prompts, reference, tmp_path / "r", tmp_path / "reference")
     assert {row["sampling_seed"] for row in rows} == {reference.seed(prompts["clip_id"][0].as_py(), 0)}
     assert (tmp_path / "reference" / clip).read_bytes() != (tmp_path / "together" / clip).read_bytes()
+
+
+def test_max_batch_size_auto_sizes_from_the_device(tiny):
+    import pipeline.generation.stage as stage
+    from pipeline.generation.sampler import auto_batch_size, fast_prior
+
+    generator = stage.Generator(tiny, tiny.model, "cpu")
+    assert stage.resolve_batch_size("auto", generator) == 4 and stage.resolve_batch_size(3, generator) == 3
+    per_clip = sum(fast_prior(prior).bytes_per_clip() for prior in tiny.model.priors)
+    assert 0 < per_clip < 64 * 2**20  # the tiny model's sampling state: a few MiB per clip
+    assert auto_batch_size(tiny.model, "cpu", cpu_default=7) == 7
