@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import linalg, stats
 
-from pipeline.aggregates import MIN_PRIVATE_PER_BIN, quantile_edges
+from pipeline.aggregates import MIN_PRIVATE_PER_BIN, bin_counts, published_edges, quantile_edges
 
 MIN_FOR_DISTANCE = 20  # items per side for a Fréchet distance, its interval and its extrapolation
 BOOTSTRAP_ROUNDS = 200
@@ -98,18 +98,15 @@ def extrapolated_distance(x: np.ndarray, y: np.ndarray, points: int = 5, draws: 
 
 
 def private_histogram(release: np.ndarray, corpus: np.ndarray, max_bins: int = 10) -> dict | None:
-    """Counts of both sets over bins that each hold at least MIN_PRIVATE_PER_BIN corpus items (corpus
-    quantiles, merged until they do); release values outside the corpus's range go to the end bins.
-    None when the corpus has fewer than 2 * MIN_PRIVATE_PER_BIN items."""
+    """Counts of both sets over open-ended bins that each hold at least MIN_PRIVATE_PER_BIN corpus items
+    (pipeline.aggregates: rounded corpus quantiles, no published edge is one item's value). None when the
+    corpus has fewer than 2 * MIN_PRIVATE_PER_BIN finite items."""
     corpus = corpus[np.isfinite(corpus)]
-    edges = quantile_edges(corpus, MIN_PRIVATE_PER_BIN, max_bins) if corpus.size >= 2 * MIN_PRIVATE_PER_BIN else None
-    if edges is None:
+    if corpus.size < 2 * MIN_PRIVATE_PER_BIN:
         return None
-    open_ended = edges.copy()
-    open_ended[0], open_ended[-1] = -np.inf, np.inf  # release values beyond the corpus's range: the end bins
-    return {"bin_edges": [round(float(e), 4) for e in edges],
-            "corpus": np.histogram(corpus, bins=edges)[0].tolist(),
-            "release": np.histogram(release[np.isfinite(release)], bins=open_ended)[0].tolist()}
+    inner = quantile_edges(corpus, MIN_PRIVATE_PER_BIN, max_bins)
+    return {"bin_edges": published_edges(inner), "corpus": bin_counts(corpus, inner).tolist(),
+            "release": bin_counts(release, inner).tolist()}
 
 
 def load_embedding(spec: str) -> Callable | None:

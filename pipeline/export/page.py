@@ -45,19 +45,19 @@ def _svg_image(svg: str, alt: str) -> str:
             f'alt="{html.escape(alt)}">')
 
 
-def marker_position(value: float, edges: list[float]) -> float:
-    """Where `value` falls along bins drawn with equal widths (0 = left edge, 1 = right): its bin's index plus
-    its place inside that bin (bins may be quantiles of unequal width)."""
+def marker_position(value: float, edges: list) -> float:
+    """Where `value` falls along bins drawn with equal widths (0 = left, 1 = right): its bin's index plus its
+    place inside that bin (bins may be quantiles of unequal width; an open end bin (edge None): its middle)."""
     bins = len(edges) - 1
-    if value <= edges[0]:
-        return 0.0
-    if value >= edges[-1]:
-        return 1.0
     for i in range(bins):
-        if edges[i] <= value <= edges[i + 1]:
-            inside = (value - edges[i]) / ((edges[i + 1] - edges[i]) or 1)
+        low, high = edges[i], edges[i + 1]
+        if (low is None or value >= low) and (high is None or value < high or i == bins - 1):
+            if low is None or high is None:
+                inside = 0.5
+            else:
+                inside = min(max((value - low) / ((high - low) or 1), 0.0), 1.0)
             return (i + inside) / bins
-    return 1.0
+    return 0.0 if edges[0] is not None and value < edges[0] else 1.0
 
 
 def bar_chart(series: dict[str, list[int]], labels: list[str], title: str, marker: float | None = None,
@@ -102,8 +102,19 @@ def bar_chart(series: dict[str, list[int]], labels: list[str], title: str, marke
     return _svg_image("".join(parts), title)
 
 
-def _bin_labels(edges: list[float]) -> list[str]:
-    return [f"{(a + b) / 2:.3g}" for a, b in zip(edges[:-1], edges[1:])]
+def _bin_labels(edges: list) -> list[str]:
+    """A label per bin: its range, open ends written as < and >=."""
+    labels = []
+    for low, high in zip(edges[:-1], edges[1:]):
+        if low is None and high is None:
+            labels.append("all")
+        elif low is None:
+            labels.append(f"<{high:.3g}")
+        elif high is None:
+            labels.append(f">={low:.3g}")
+        else:
+            labels.append(f"{(low + high) / 2:.3g}")
+    return labels
 
 
 def release_page(summary: dict, reports: dict, listening: list[dict]) -> str:

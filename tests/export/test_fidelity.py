@@ -85,7 +85,16 @@ def test_every_private_histogram_bin_holds_at_least_five_items(n):
 
 def test_fewer_than_five_private_items_draw_no_histogram():
     assert quantile_edges(np.arange(4.0)) is None and min_count_histogram([1.0, 2.0, np.inf]) is None
-    assert min_count_histogram([1.0] * 5 + [-np.inf] * 2) == {"bin_edges": [0.5, 1.5], "counts": [5], "not_finite": 2}
+    assert min_count_histogram([1.0] * 5 + [-np.inf] * 2) == {"bin_edges": [None, None], "counts": [5], "not_finite": 2}
+
+
+def test_no_published_edge_is_one_private_value():
+    values = np.random.default_rng(8).normal(size=97)
+    histogram = min_count_histogram(values)
+    edges = histogram["bin_edges"]
+    assert edges[0] is None and edges[-1] is None  # the smallest and largest values are not published
+    assert all(edge == float(f"{edge:.3g}") for edge in edges[1:-1])  # rounded quantiles
+    assert not set(edges[1:-1]) & set(values.tolist())
 
 
 def _rows(rng, n, shift=0.0, **extra):
@@ -114,10 +123,14 @@ def test_a_shifted_release_is_less_similar_than_a_faithful_one():
     assert faithful["frechet"]["frechet_distance"] < 0.5 < shifted["frechet"]["frechet_distance"]
 
 
-def test_the_threshold_marker_follows_unequal_bins():
+def test_the_threshold_marker_follows_unequal_and_open_bins():
     from pipeline.export.page import marker_position
 
     edges = [0.0, 1.0, 10.0, 11.0]  # three bins drawn equally wide
     assert marker_position(0.5, edges) == pytest.approx(0.5 / 3)
     assert marker_position(5.5, edges) == pytest.approx(1.5 / 3)
     assert marker_position(-4, edges) == 0.0 and marker_position(99, edges) == 1.0
+    open_ends = [None, 1.0, 10.0, None]
+    assert marker_position(-4, open_ends) == pytest.approx(0.5 / 3)
+    assert marker_position(5.5, open_ends) == pytest.approx(1.5 / 3)
+    assert marker_position(99, open_ends) == pytest.approx(2.5 / 3)
