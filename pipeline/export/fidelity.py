@@ -126,6 +126,12 @@ def load_embedding(spec: str) -> Callable | None:
     return function
 
 
+def column_values(rows: list[dict], column: str) -> np.ndarray:
+    """The finite values of one numeric column (missing and non-finite ones left out)."""
+    values = np.array([row[column] for row in rows if row.get(column) is not None], dtype=np.float64)
+    return values[np.isfinite(values)]
+
+
 def feature_vectors(rows: list[dict], columns=HEADLINE_FEATURES) -> np.ndarray:
     """(n, d) headline features of rows with every one of them finite (others are left out)."""
     table = np.array([[row.get(c) if row.get(c) is not None else np.nan for c in columns] for row in rows],
@@ -151,9 +157,7 @@ def compare(release_rows: list[dict], corpus_rows: list[dict], numeric_columns: 
     """Column shapes, pair trends and the feature-vector distance of one release group against the corpus."""
     shapes = {}
     for column in numeric_columns:
-        r = np.array([row[column] for row in release_rows if row.get(column) is not None], dtype=float)
-        c = np.array([row[column] for row in corpus_rows if row.get(column) is not None], dtype=float)
-        r, c = r[np.isfinite(r)], c[np.isfinite(c)]
+        r, c = column_values(release_rows, column), column_values(corpus_rows, column)
         if min(r.size, c.size) >= 2:
             shapes[column] = round(shape_similarity_numeric(r, c), 4)
     for column in category_columns:
@@ -200,9 +204,7 @@ def fidelity_report(release_rows: list[dict], corpus_rows: list[dict], numeric_c
     shown = dict(ranked[:3] + ranked[-3:]) if len(ranked) > 6 else dict(ranked)
     histograms = {}
     for column in shown:
-        r = np.array([row[column] for row in release_rows if row.get(column) is not None], dtype=float)
-        c = np.array([row[column] for row in corpus_rows if row.get(column) is not None], dtype=float)
-        histograms[column] = private_histogram(r, c)
+        histograms[column] = private_histogram(column_values(release_rows, column), column_values(corpus_rows, column))
     return {
         "corpus": corpus_name,
         "embedding": "features: " + ", ".join(HEADLINE_FEATURES) if embedding == "features" else embedding,

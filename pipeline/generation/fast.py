@@ -22,9 +22,11 @@ graph and replayed. Weights stay in the model's dtype (bfloat16 on GPU); logits 
 Semantics are those of the priors' causal attention: a prime is read causally, however it is chunked, as
 openai/jukebox does (its `ConditionalAutoregressive2D` defaults to `mask=True` and checks that sampled logits
 equal the training forward's). transformers' `JukeboxPriorConfig` defaults to `mask=False`, with which its
-prefill chunks see their own later positions; the presets set `mask=True`. `tests/generation/test_fast_sampler.py` proves the two halves of equivalence: teacher-forced
-logits equal transformers' training forward (`reference_window_logits`) within 1e-4 across windows, and
-the filtered distribution equals `filter_logits`' within 1e-6, its draws passing a chi-square test.
+prefill chunks see their own later positions; the presets set `mask=True`.
+
+`tests/generation/test_fast_sampler.py` proves the two halves of equivalence: teacher-forced logits equal
+transformers' training forward (`reference_window_logits`) within 1e-4 across windows, and the filtered
+distribution equals `filter_logits`' within 1e-6, its draws passing a chi-square test.
 """
 
 from __future__ import annotations
@@ -145,13 +147,10 @@ class _Layer:
     def finish(self, residual, context):
         """c_proj of the attention context, then the block's residuals and MLP, as `JukeboxBlock.forward`."""
         attended = self.linear(context, self.proj_w, self.proj_b)
-        if self.res_scale == 1.0:
-            hidden = residual + attended
-            mlp_in = F.layer_norm(hidden, *self.norm1)
-            return hidden + self.linear(self.activation(self.linear(mlp_in, self.fc_w, self.fc_b)),
-                                        self.out_w, self.out_b)
         mlp_in = F.layer_norm(residual + attended, *self.norm1)
         mlp = self.linear(self.activation(self.linear(mlp_in, self.fc_w, self.fc_b)), self.out_w, self.out_b)
+        if self.res_scale == 1.0:
+            return residual + attended + mlp
         return residual + self.res_scale * (attended + mlp)
 
 
@@ -278,14 +277,14 @@ class FastPrior:
         length = self.n_ctx if length is None else length
         caches = []
         for layer in self.layers:
-            if layer.func == "cross_attention":
-                key, value = layer.enc_kv(encoder_states.type_as(layer.enc_kv.weight)).chunk(2, dim=2)
-                caches.append((self._heads(key, layer).contiguous(), self._heads(value, layer).contiguous(), None))
-                continue
-            # keys and values in one buffer (B, 2, heads, slots, head_dim): a step writes both with one copy
-            shape = (batch, 2, layer.heads, self._cache_len(layer.func, length), layer.head_dim)
-            joint = fill(shape, dtype=layer.attn_w.dtype, device=layer.attn_w.device)
+            # keys and values in one buffer (B, 2, heads, slots, head_dim): a step writes both with one copy;
+            # cross-attention's slots are the lyric encoder's states, filled by load_cross
+            slots = (encoder_states.shape[1] if layer.func == "cross_attention"
+                     else self._cache_len(layer.func, length))
+            joint = fill((batch, 2, layer.heads, slots, layer.head_dim), dtype=layer.attn_w.dtype,
+                         device=layer.attn_w.device)
             caches.append((joint[:, 0], joint[:, 1], joint))
+        self.load_cross(caches, encoder_states)
         return caches
 
     def load_cross(self, caches: list, encoder_states) -> None:
@@ -302,7 +301,7 @@ class FastPrior:
         batch, length, _ = states.shape
         return states.view(batch, length, layer.heads, layer.head_dim).transpose(1, 2)
 
-    def _slot(self, func: str, position: int) -> int | None:
+    def _slot(self, func: str, position: int) -> int:
         if func == "block_attn":
             return position % self.block_ctx
         if func == "prev_block_attn":
@@ -355,7 +354,7 @@ class FastPrior:
                                                          attn_mask=mask | ~rows[:, None])
                     context[:, :, begin:end] = out * rows[:, None].to(out.dtype)
             x = layer.finish(x, context.transpose(1, 2).reshape(batch, length, -1))
-        return self._logits(x, cond[:, :length] if cond.shape[1] != 1 else cond)
+        return self._logits(x, self._cond_rows(cond, 0, length))
 
     def _write_prefix(self, func: str, key_cache, value_cache, k, v) -> None:
         length = k.shape[2]
@@ -545,8 +544,14 @@ class FastPrior:
                     x = self.step_static(x[:, 0], torch.tensor([position], device=x.device), caches).unsqueeze(1)
                 else:
                     x = self.step_eager(x[:, 0], position, caches).unsqueeze(1)
-                logits.append(self._logits(x, cond[:, position: position + 1] if cond.shape[1] != 1 else cond))
-            return torch.cat(logits, dim=1).clone()
+                logits.append(self._logits(x, self._cond_rows(cond, position, position + 1)))
+            result = torch.cat(logits, dim=1)
+        return result.clone()  # a normal tensor outside inference mode
+
+    @staticmethod
+    def _cond_rows(cond, start: int, stop: int):
+        """Positions [start, stop) of per-position conditioning, or the one row that every position shares."""
+        return cond[:, start:stop] if cond.shape[1] != 1 else cond
 
     def _logits(self, x, cond_at):
         """(B, ..., W) last hidden states -> float32 logits."""
