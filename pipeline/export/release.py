@@ -162,47 +162,48 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
     }
 
 
-def corpus_feature_rows(ctx: RunContext) -> tuple[str, list[dict]]:
-    """(what the corpus is, its feature rows): the reference set's files through the run's feature set.
-    Private: only aggregates of these rows may leave (pipeline.export.fidelity)."""
+def _read_mono(path: Path) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    return audio.mean(axis=1), rate
+
+
+def corpus_feature_rows(ctx: RunContext, embed=None) -> tuple[str, list[dict], list | None]:
+    """(what the corpus is, its feature rows, its vectors under the user's `embed` or None): the reference set's
+    files, each read once, through the run's feature set. Private: only aggregates of these may leave
+    (pipeline.export.fidelity)."""
     from pipeline.features.stage import feature_set_of
     from pipeline.privacy.reference import list_reference_files
 
     extractor = feature_set_of(ctx.config.features)
-    rows = []
+    rows, vectors = [], []
     for file in list_reference_files(ctx.loaded.reference_dir):
-        audio, rate = sf.read(file.path, dtype="float32", always_2d=True)
-        rows.append(extractor.extract(audio.mean(axis=1), rate))
-    return "the private reference set (no source corpus configured)", rows
+        audio, rate = _read_mono(file.path)
+        rows.append(extractor.extract(audio, rate))
+        if embed is not None:
+            vectors.append(_embedding_vector(embed, audio, rate))
+    return "the private reference set (no source corpus configured)", rows, vectors if embed is not None else None
+
+
+def _embedding_vector(embed, audio: np.ndarray, rate: int) -> np.ndarray:
+    return np.asarray(embed(audio, rate), dtype=np.float64).ravel()
 
 
 def utility_report(ctx: RunContext, rows: list[dict]) -> dict:
     """The fidelity report of the release rows against the private corpus (aggregates only)."""
-    from pipeline.export.fidelity import fidelity_report
+    from pipeline.export.fidelity import fidelity_report, load_embedding
     from pipeline.features.extract import FEATURE_COLUMNS
 
-    corpus_name, corpus = corpus_feature_rows(ctx)
+    spec = ctx.config.export.fidelity_embedding
+    embed = load_embedding(spec)  # None: the features themselves
+    corpus_name, corpus, corpus_vectors = corpus_feature_rows(ctx, embed)
     # what a clip is made of, not what it sounds like: the corpus's own rate and lengths differ by design
     form = {"sample_rate_hz", "duration_s"}
     numeric = [name for name, (unit, _) in FEATURE_COLUMNS.items() if unit != "flag" and name not in form]
-    spec = ctx.config.export.fidelity_embedding
     vectors = None
-    if spec != "features":  # the user's embedding, on the release's audio and the corpus's
-        import soundfile as sf
-
-        from pipeline.export.fidelity import load_embedding
-        from pipeline.privacy.reference import list_reference_files
-
-        embed = load_embedding(spec)
-
-        def vector(path):
-            audio, rate = sf.read(path, dtype="float32", always_2d=True)
-            return np.asarray(embed(audio.mean(axis=1), rate), dtype=np.float64).ravel()
-
-        vectors = ([vector(row["_source"]) for row in rows],
-                   [vector(file.path) for file in list_reference_files(ctx.loaded.reference_dir)])
+    if embed is not None:  # the user's embedding, on the release's audio and the corpus's
+        vectors = ([_embedding_vector(embed, *_read_mono(row["_source"])) for row in rows], corpus_vectors)
     return fidelity_report(rows, corpus, numeric, corpus_name=corpus_name, embedding=spec, seed=ctx.seed % 2**32,
                            vectors=vectors)
 
