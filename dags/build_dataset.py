@@ -1,4 +1,5 @@
-"""One Airflow DAG per build config in `configs/*.yaml`: `synthaudio__<dataset>`.
+"""One Airflow DAG per build config in `configs/*.yaml`: `synthaudio__<dataset>`; a config with a private
+corpus (`source:`) adds `synthaudio_train__<dataset>`, whose model is an Asset the build is scheduled on.
 
 plan -> shard[n]: (generate -> features -> leakcheck) -> export, a mapped task group per shard, so each
 shard's CPU stages start as soon as its own (GPU) generation ends. Task bodies are a few
@@ -13,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import yaml
-from airflow.sdk import Asset, Param, dag, task, task_group
+from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task, task_group
 
 from pipeline.stages import SHARDED  # the registry only: it imports no stage and no heavy library
 
@@ -44,12 +45,63 @@ def resolve_version(params: dict, context: dict) -> str:
     return when.date().isoformat()
 
 
-def build_dag(config_path: Path, dataset: str, schedule: str | None):
+TRAIN_DOC = """
+### Synthaudio training: `{dataset}`
+
+Trains the model of `{config}` on its private corpus (`source.corpus`): the tiny preset learns its VQ-VAE and
+priors from scratch, real presets fine-tune their priors. A killed or retried task resumes at its last
+checkpoint. The finished model is published privately under `storage.models` and announced as the Asset
+`synthaudio-model://{dataset}`, which the build DAG `synthaudio__{dataset}` is scheduled on (it pins the newest
+model in its plan). Nothing here is ever part of a release.
+"""
+
+
+def model_asset(dataset: str) -> Asset:
+    return Asset(f"synthaudio-model://{dataset}")
+
+
+def build_schedule(dataset: str, schedule: str | None, trained_model: bool):
+    """The build's schedule: its cron (or none), and with `generation.model: latest` also every new model."""
+    if not trained_model:
+        return schedule
+    if schedule is None:
+        return [model_asset(dataset)]
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(schedule, timezone="UTC"), assets=[model_asset(dataset)])
+
+
+def build_train_dag(config_path: Path, dataset: str):
+    config = str(config_path)
+    asset = model_asset(dataset)
+
+    @dag(dag_id=f"synthaudio_train__{dataset}", schedule=None, catchup=False, max_active_runs=1,
+         tags=["synthaudio", "training"], doc_md=TRAIN_DOC.format(dataset=dataset, config=config_path.name),
+         default_args=RETRIES)
+    def training():
+        @task(outlets=[asset])
+        def train(**context) -> str:
+            """Train (or resume, or find already trained) the corpus's model; the Asset event names it."""
+            from pipeline.config import load_config
+            from pipeline.orchestration import fail_without_retry
+            from pipeline.training.stage import train as train_stage
+
+            with fail_without_retry():
+                model = train_stage(load_config(config), quiet=True)
+            context["outlet_events"][asset].extra = {
+                "dataset": dataset, "model_version": model.version, "model_sha256": model.weights_sha256,
+                "corpus_fingerprint": model.corpus_fingerprint}
+            return model.version
+
+        train()
+
+    return training()
+
+
+def build_dag(config_path: Path, dataset: str, schedule: str | None, trained_model: bool = False):
     config = str(config_path)
 
     @dag(
         dag_id=f"synthaudio__{dataset}",
-        schedule=schedule,
+        schedule=build_schedule(dataset, schedule, trained_model),
         catchup=False,
         max_active_runs=4,
         tags=["synthaudio"],
@@ -104,6 +156,8 @@ def build_dag(config_path: Path, dataset: str, schedule: str | None):
             from pipeline.runner import make_context
 
             first = planned[0]
+            # the mapped group's results: a list per shard, but Airflow hands a single shard's result over bare
+            checked = [checked] if isinstance(checked, dict) else list(checked)
             if sorted(c["shard"] for c in checked) != sorted(p["shard"] for p in planned):
                 raise RuntimeError(f"leak check covered shards {sorted(c['shard'] for c in checked)}, planned "
                                    f"{sorted(p['shard'] for p in planned)}")
@@ -151,8 +205,9 @@ def invalid_config_dag(config_path: Path, problem: str):
     return invalid()
 
 
-def _read_config(path: Path) -> tuple[str, str | None]:
-    """(dataset, schedule) of a config file; ValueError with what is wrong (full validation runs in `plan`)."""
+def _read_config(path: Path) -> tuple[str, str | None, bool, bool]:
+    """(dataset, schedule, has a corpus, generates with its newest model) of a config file; ValueError with what
+    is wrong (full validation runs in `plan` and `train`)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -162,13 +217,16 @@ def _read_config(path: Path) -> tuple[str, str | None]:
     schedule = raw.get("schedule")
     if schedule is not None and not isinstance(schedule, str):
         raise ValueError(f"schedule: expected a cron string or preset, got {schedule!r}")
-    return raw["dataset"], schedule
+    generation = raw.get("generation") if isinstance(raw.get("generation"), dict) else {}
+    return raw["dataset"], schedule, bool(raw.get("source")), generation.get("model") == "latest"
 
 
 for _path in sorted(CONFIG_DIR.glob("*.yaml")):
     try:
-        _dataset, _schedule = _read_config(_path)
-        globals()[f"synthaudio__{_dataset}"] = build_dag(_path, _dataset, _schedule)
+        _dataset, _schedule, _corpus, _latest = _read_config(_path)
+        if _corpus:
+            globals()[f"synthaudio_train__{_dataset}"] = build_train_dag(_path, _dataset)
+        globals()[f"synthaudio__{_dataset}"] = build_dag(_path, _dataset, _schedule, _corpus and _latest)
     except Exception as _exc:  # noqa: BLE001 - one broken config must not hide the others
         _dag = invalid_config_dag(_path, f"{type(_exc).__name__}: {_exc}")
         globals()[_dag.dag_id] = _dag

@@ -15,6 +15,7 @@ from pipeline.errors import BadInput, PipelineFailure
 EPILOG = """examples:
   python -m pipeline run configs/default.yaml --version 2026-01-01
   python -m pipeline validate-config configs/default.yaml
+  python -m pipeline train configs/default.yaml
   python -m pipeline generate configs/default.yaml --version 2026-01-01 --shard 0
 """
 
@@ -43,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("config")
     plan = sub.add_parser("plan", help="sample prompts and plan shards (plan.json, prompts.parquet)")
     _common(plan)
+    train = sub.add_parser(
+        "train", help="train a model on the config's private corpus (source.corpus); resumes, never published",
+        description="Learn from source.corpus: the tiny preset trains its VQ-VAE and three priors from scratch, "
+                    "real presets fine-tune their priors from generation.weights_dir. A killed run resumes at its last "
+                    "checkpoint; the finished model goes to storage.models/<dataset>/<version>/ (private). Builds "
+                    "use it with generation.model: latest (or a version). Prints the model's version and sha256.")
+    train.add_argument("config", help="build config (YAML) with a source.corpus")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
     prompts = sub.add_parser("prompts", help="preview the run's prompts and their genre/split counts",
                              description="Sample the run's prompts in memory and print a table; writes nothing.")
     _common(prompts)
@@ -211,6 +220,14 @@ def dispatch(args: argparse.Namespace) -> int:
         loaded = load_config(args.config)
         print(json.dumps({"config": str(loaded.path), "workspace": str(loaded.workspace_root),
                           "releases": str(loaded.releases_root), **loaded.config.model_dump()}, indent=2))
+        return 0
+    if args.command == "train":
+        from pipeline.config import load_config
+        from pipeline.training.stage import train
+
+        model = train(load_config(args.config), quiet=args.quiet)
+        print(json.dumps({"version": model.version, "weights_sha256": model.weights_sha256,
+                          "corpus_fingerprint": model.corpus_fingerprint, "path": str(model.path)}))
         return 0
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     ctx = runner.make_context(args.config, args.version, n_clips=args.n_clips, quiet=args.quiet)

@@ -43,6 +43,8 @@ class StorageConfig(_Strict):
     releases: str = private("../var/releases", description="Root of published releases: a folder or an fsspec URL.")
     reference_cache: str | None = private(
         None, description="Cached reference-voice embeddings (private, never released); null: <workspace>/_reference_cache.")
+    models: str = private("../var/models", description="Root of trained models (models/<dataset>/<version>/): private "
+                                                     "like the corpus they learned from, never published.")
 
 
 CAPTION_FIELDS = ("genre", "artist", "vocals", "duration_s", "temperature", "lyrics")
@@ -151,6 +153,10 @@ class GenerationConfig(_Strict):
         "tiny", description="Model preset; `tiny` is embedded (random weights from the seed: a smoke model, not music)."
     )
     weights_dir: str | None = private(None, description="Local folder of real weights (save_pretrained layout).")
+    model: str | None = Field(
+        None, pattern=r"^(latest|\d{8}T\d{6}Z-[0-9a-f]{8})$",
+        description="A model trained on the private corpus (`python -m pipeline train`): `latest` (the newest at plan "
+                    "time, pinned in the run's plan) or a model version; null: the preset's own weights.")
     max_batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
         4, description="Clips sampled together (1-256); `auto`: as many as the GPU's free memory holds (4 on CPU).")
     sampler: Literal["fast", "reference"] = Field(
@@ -168,6 +174,17 @@ class GenerationConfig(_Strict):
     top_p: float = Field(0.0, ge=0, le=1, description="Nucleus sampling mass (0: off).")
     on_oom: Literal["fail", "halve"] = Field(
         "fail", description="Out of GPU memory: fail with the batch size to try, or halve the batch and retry.")
+    mode: Literal["prompt", "continue", "rerender"] = Field(
+        "prompt", description="`prompt`: new audio from the prompt; `continue`: prime with the first prime_seconds of "
+                              "a corpus clip and sample what follows (the prime is cut, never exported); `rerender`: "
+                              "keep a corpus clip's top-level codes (all but resample_top_fraction of them) and "
+                              "sample the middle and bottom levels anew, so its words and melody stay and its voice "
+                              "does not. Both need source.corpus.")
+    prime_seconds: float = Field(1.0, gt=0, le=60, description="continue: seconds of the corpus clip used as the "
+                                                               "prime (halved at each regeneration of a rejected clip).")
+    resample_top_fraction: float = Field(
+        0.0, ge=0, le=1, description="rerender: share of the top-level codes resampled (the end of the clip); each "
+                                     "regeneration of a rejected clip resamples a quarter more.")
 
 
 class QualityGates(_Strict):
@@ -191,8 +208,10 @@ class FeatureConfig(_Strict):
 
 
 class PrivacyConfig(_Strict):
-    reference_dir: str = private(..., description="Private reference voices: a folder of <speaker_id>/<file>.{wav,flac}, "
-                                                "or a .csv manifest with columns speaker_id,path.")
+    reference_dir: str | None = private(
+        None, description="Private reference voices: a folder of <speaker_id>/<file>.{wav,flac}, or a .csv manifest "
+                          "with columns speaker_id,path; null: the corpus (`source.corpus`), whose every speaker is "
+                          "protected.")
     threshold: float | Literal["auto"] = Field(
         "auto", description="Leak score at or above which a clip is a leak; `auto`: the lowest threshold that keeps "
                             "the false-positive rate within max_fpr for every impostor condition, on calibration "
@@ -232,6 +251,41 @@ class ExportConfig(_Strict):
                     "1-D vector, e.g. a learned embedding from weights on your disk.")
 
 
+class SourceConfig(_Strict):
+    corpus: str = private(..., description="The private corpus: a folder of <speaker_id>/<file>.{wav,flac}, or a .csv "
+                                           "manifest speaker_id,path[,lyrics,genre,artist]. Every speaker in it is "
+                                           "protected by the leak check; none of it is ever published.")
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of the corpus's files that training never sees (at least one): the "
+                                     "baseline of the copy check and of the fidelity comparison.")
+    min_sample_rate_hz: int = Field(16_000, ge=8_000, le=192_000,
+                                    description="Corpus files recorded below this rate are refused (listed together).")
+
+
+class TrainingConfig(_Strict):
+    """`python -m pipeline train`: the tiny preset learns its VQ-VAE and priors from scratch on the corpus; real
+    presets fine-tune their priors (top first) from `generation.weights_dir`."""
+
+    vqvae_steps: int = Field(200, ge=0, le=1_000_000, description="VQ-VAE optimiser steps (tiny preset only).")
+    prior_steps: Annotated[int, Field(ge=0, le=1_000_000)] | Annotated[list[Annotated[int, Field(ge=0, le=1_000_000)]], Field(min_length=3, max_length=3)] = Field(
+        150, description="Optimiser steps per prior: one number for all, or [top, middle, bottom].")
+    batch_size: int = Field(4, ge=1, le=1024, description="Examples per step.")
+    learning_rate: float = Field(3e-4, gt=0, le=1, description="Peak learning rate of the priors (Adam, linear "
+                                                             "warm-up, cosine decay).")
+    vqvae_learning_rate: float = Field(3e-3, gt=0, le=1, description="Peak learning rate of the VQ-VAE (tiny preset).")
+    warmup_steps: int = Field(20, ge=0, description="Steps of linear learning-rate warm-up.")
+    checkpoint_every: int = Field(25, ge=1, description="Steps between checkpoints (a killed run resumes at the last).")
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="Recompute each transformer layer in the backward pass (less memory, ~30% slower); "
+                            "`auto`: on for real presets, off for tiny.")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "bfloat16", description="Autocast dtype on GPU (weights and optimiser stay float32); CPU trains in float32.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def steps_of_prior(self, level: int) -> int:
+        return self.prior_steps[level] if isinstance(self.prior_steps, list) else self.prior_steps
+
+
 class BuildConfig(_Strict):
     dataset: str = Field(..., description="Dataset name: lower-case letters, digits, underscores.")
     description: str = ""
@@ -245,6 +299,8 @@ class BuildConfig(_Strict):
     features: FeatureConfig = FeatureConfig()
     privacy: PrivacyConfig
     export: ExportConfig = ExportConfig()
+    source: SourceConfig | None = Field(None, description="The private corpus a model learns from; null: none.")
+    training: TrainingConfig = TrainingConfig()
 
     @field_validator("dataset")
     @classmethod
@@ -257,6 +313,23 @@ class BuildConfig(_Strict):
     def _shards_not_more_than_clips(self) -> "BuildConfig":
         if self.n_shards > self.n_clips:
             raise ValueError(f"n_shards ({self.n_shards}) must not exceed n_clips ({self.n_clips})")
+        return self
+
+    @model_validator(mode="after")
+    def _someone_is_protected(self) -> "BuildConfig":
+        if self.privacy.reference_dir is None and self.source is None:
+            raise ValueError("privacy.reference_dir: required when there is no source.corpus (the leak check needs "
+                             "the voices it protects)")
+        if self.privacy.reference_dir is not None and self.source is not None:
+            # One reference set per run today: protecting only reference_dir would leave the corpus's speakers out.
+            raise ValueError("privacy.reference_dir and source.corpus together are not supported yet: the corpus's "
+                             "speakers must be protected too. Leave privacy.reference_dir out (the corpus is then the "
+                             "reference set) and add the extra people to the corpus manifest")
+        if self.generation.mode != "prompt" and self.source is None:
+            raise ValueError(f"generation.mode: {self.generation.mode!r} starts from corpus clips and needs source.corpus")
+        if self.generation.model is not None and self.source is None:
+            raise ValueError("generation.model: a trained model needs source.corpus (the corpus it learned from is "
+                             "the reference set that protects its speakers)")
         return self
 
     def with_overrides(self, **values) -> "BuildConfig":
@@ -286,7 +359,7 @@ class BuildConfig(_Strict):
         for path in PRIVATE_FIELDS:
             value = self
             for part in path.split("."):
-                value = getattr(value, part)
+                value = getattr(value, part, None)  # an optional section that is not set holds nothing
             strings = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str) and v.strip()]
             if strings:
                 found[path] = strings
@@ -308,13 +381,23 @@ def _redact(model: BaseModel, data: dict) -> dict:
     return data
 
 
+def _submodel(annotation) -> type[BaseModel] | None:
+    """The config section a field holds: its annotation, or the model inside `Section | None`."""
+    import typing
+
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def _private_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     paths = []
     for name, field in model.model_fields.items():
         if _is_private(field):
             paths.append(prefix + name)
-        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            paths += _private_paths(field.annotation, f"{prefix}{name}.")
+        elif (section := _submodel(field.annotation)) is not None:
+            paths += _private_paths(section, f"{prefix}{name}.")
     return paths
 
 
@@ -331,6 +414,8 @@ class LoadedConfig(BaseModel):
     releases_root: Path
     reference_dir: Path
     weights_dir: Path | None
+    corpus: Path | None = None
+    models_root: Path | None = None
     lyrics_file: Path | None = None
     cohort_dir: Path | None = None
     reference_cache: Path | None = None
@@ -405,7 +490,9 @@ def load_config(path: str | Path, *, check_paths: bool = True, **overrides) -> L
         releases_root=scratch_root(releases) / "releases" if is_url(releases) else resolve(releases),
         workspace_url=workspace if is_url(workspace) else None,
         releases_url=releases if is_url(releases) else None,
-        reference_dir=resolve(config.privacy.reference_dir),
+        reference_dir=resolve(config.privacy.reference_dir or config.source.corpus),
+        corpus=resolve(config.source.corpus) if config.source else None,
+        models_root=resolve(config.storage.models),
         weights_dir=resolve(config.generation.weights_dir) if config.generation.weights_dir else None,
         lyrics_file=resolve(config.prompts.lyrics.file) if config.prompts.lyrics.file else None,
         cohort_dir=resolve(config.privacy.cohort_dir) if config.privacy.cohort_dir else None,
@@ -417,7 +504,8 @@ def load_config(path: str | Path, *, check_paths: bool = True, **overrides) -> L
     if check_paths and not (loaded.reference_dir.is_dir() or loaded.reference_dir.suffix.lower() == ".csv"
                             and loaded.reference_dir.is_file()):
         raise ConfigError(
-            f"{path}: privacy.reference_dir: folder {loaded.reference_dir} does not exist. "
+            f"{path}: {'privacy.reference_dir' if config.privacy.reference_dir else 'source.corpus'}: "
+            f"folder {loaded.reference_dir} does not exist. "
             "Point it at a folder of <speaker_id>/<file>.wav|flac; for the embedded default, "
             "run `make voices` (python -m pipeline.privacy.test_voices) to synthesise one."
         )

@@ -44,14 +44,24 @@ def click_track(bpm: float, seconds: float, rate: int = 44_100) -> np.ndarray:
 
 
 def write_config(folder: Path, reference_dir: Path, *, base: Path = DEFAULT_CONFIG, name: str = "build.yaml",
-                 **overrides) -> Path:
+                 corpus: bool = False, **overrides) -> Path:
     """A copy of `base` whose storage lives in `folder`, with top-level or `section.key` overrides.
+
+    Without `corpus`, the build uses the preset's own weights (no training) and `reference_dir` as its
+    reference set; with it, `reference_dir` is `source.corpus` (the model's corpus and the reference set).
 
     write_config(tmp, voices, n_clips=2, **{"prompts.duration_s": 0.5})
     """
     data = yaml.safe_load(base.read_text())
-    data["storage"] = {"workspace": str(folder / "runs"), "releases": str(folder / "releases")}
-    data["privacy"]["reference_dir"] = str(reference_dir)
+    data["storage"] = {"workspace": str(folder / "runs"), "releases": str(folder / "releases"),
+                       "models": str(folder / "models")}
+    if corpus:  # `reference_dir` is the private corpus: a model learns from it and it is the reference set
+        data.setdefault("source", {})["corpus"] = str(reference_dir)
+        data["privacy"].pop("reference_dir", None)
+    else:  # a build from the preset's own weights, leak-checked against `reference_dir`
+        data.pop("source", None)
+        data.get("generation", {}).pop("model", None)
+        data["privacy"]["reference_dir"] = str(reference_dir)
     lyrics = data.get("prompts", {}).get("lyrics", {})
     if isinstance(lyrics, dict) and lyrics.get("file"):
         lyrics["file"] = str((base.parent / lyrics["file"]).resolve())
@@ -129,7 +139,8 @@ def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...]
                      "model_weights_sha256": "0" * 64, "levels_sampled": 3, "temperature": prompt["temperature"],
                      "level_temperatures": [prompt["temperature"]] * 3, "top_k": 0, "top_p": 0.0,
                      "sampling_seed": 1000 + number, "sample_rate_hz": 44_100, "num_samples": audio.size,
-                     "batch_size": 1, "tokens_per_s": [1.0, 1.0, 1.0], "generation_wall_s": 0.1})
+                     "batch_size": 1, "tokens_per_s": [1.0, 1.0, 1.0], "generation_wall_s": 0.1,
+                     "generation_mode": "prompt"})
         verdict = "leak" if number in leaked else "unscorable" if number in unscorable else "pass"
         audit.append({"clip_id": prompt["clip_id"], "verdict": verdict, "no_voice": verdict == "pass",
                       "max_similarity": 2.0 if verdict == "leak" else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from pipeline.testing import run_cli, write_config
 os.environ.setdefault("SYNTHAUDIO_QUIET", "1")
 VERSION = "2026-01-01"
 # Fixtures that build a whole release: a test using one is marked `slow` (make test-fast leaves it out).
-RELEASE_FIXTURES = {"cli_release", "private_release", "prepared_run"}
+RELEASE_FIXTURES = {"cli_release", "private_release", "prepared_run", "corpus_runs"}
+CORPUS_VERSIONS = {"continue": "2026-02-01", "rerender": "2026-02-02"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -86,3 +88,32 @@ def cli_release(tmp_path_factory, reference_dir, reference_cache) -> Path:
     release = Path(result.stdout.strip().splitlines()[-1])
     assert release == folder / "releases" / "default" / VERSION
     return release
+
+
+def corpus_build_overrides(reference_cache: Path) -> dict:
+    """A small corpus build: 4 clips of 1 s in one shard, a model trained for a few steps."""
+    return {"n_clips": 4, "n_shards": 1, "prompts.duration_s": 1.0, "storage.reference_cache": str(reference_cache),
+            "training.vqvae_steps": 10, "training.prior_steps": [6, 4, 2], "training.checkpoint_every": 5,
+            "training.batch_size": 2}
+
+
+CORPUS_MODES = {"continue": {"generation.prime_seconds": 0.5}, "rerender": {"generation.resample_top_fraction": 0.25}}
+
+
+@pytest.fixture(scope="session")
+def corpus_runs(tmp_path_factory, reference_dir, reference_cache):
+    """A model trained on the test voices (a few steps), and one release per corpus-derived mode (4 clips of 1 s),
+    built with `python -m pipeline`: (model as `train` printed it, {mode: release folder}, storage folder)."""
+    folder = tmp_path_factory.mktemp("corpus_loop")
+    base = corpus_build_overrides(reference_cache)
+    trained = run_cli("train", str(write_config(folder, reference_dir, corpus=True, name="train.yaml", **base)),
+                      "--quiet")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    releases = {}
+    for mode, extra in CORPUS_MODES.items():
+        config = write_config(folder, reference_dir, corpus=True, name=f"{mode}.yaml",
+                              **{**base, "generation.mode": mode, **extra})
+        result = run_cli("run", str(config), "--version", CORPUS_VERSIONS[mode], "--quiet")
+        assert result.returncode == 0, result.stderr[-3000:]
+        releases[mode] = Path(result.stdout.strip().splitlines()[-1])
+    return json.loads(trained.stdout.strip().splitlines()[-1]), releases, folder

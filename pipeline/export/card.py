@@ -39,7 +39,7 @@ def dataset_card(summary: dict, report: dict, quality: dict, fidelity: dict | No
 {total} clips of synthetic audio generated with OpenAI's Jukebox architecture (preset
 `{summary['model_preset']}`), each a 44.1 kHz mono FLAC file with its prompt, generation parameters,
 `{summary['feature_set']}` audio features and the verdict of a speaker-similarity leak check.
-{'**The `tiny` preset is a smoke-test model with random weights: its audio is noise-like, not music.**' if tiny else ''}
+{_model_text(summary)}
 
 ## Load it
 
@@ -122,6 +122,19 @@ transformers 4.57.6). Real Jukebox weights are released by OpenAI under their ow
 (non-commercial use); a release built from them inherits those terms. `manifest.json` records the
 code version, resolved config, model weights hash and every file's checksum.
 """
+
+
+def _model_text(summary: dict) -> str:
+    """Where the model's weights came from: the preset's own, or training on a private corpus (hashes only)."""
+    lineage = summary.get("lineage")
+    if lineage is not None:
+        return (f"The model (version `{lineage['model_version']}`, weights sha256 `{lineage['model_sha256'][:16]}…`) "
+                "learned from a private corpus (fingerprint "
+                f"`{lineage['corpus_fingerprint'][:16]}…`); neither the model nor any corpus audio, name or text is "
+                "part of this release, and every clip was checked against the corpus's voices.")
+    if summary["model_preset"] == "tiny":
+        return "**The `tiny` preset is a smoke-test model with random weights: its audio is noise-like, not music.**"
+    return ""
 
 
 def _calibration_text(report: dict) -> str:

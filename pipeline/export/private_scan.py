@@ -29,6 +29,9 @@ MIN_LENGTH = 6
 MIN_NAME_LENGTH = 3
 
 
+LYRIC_MIN_LENGTH = 16  # a shorter lyric line ("la la la") may occur in any text by chance
+
+
 def private_needles(loaded, reference_files=()) -> dict[str, str]:
     """Lower-cased private string -> what it is (a config field path or a reference-set label).
 
@@ -47,9 +50,16 @@ def private_needles(loaded, reference_files=()) -> dict[str, str]:
     resolved = {"storage.workspace": loaded.workspace_root, "storage.releases": loaded.releases_root,
                 "storage.reference_cache": loaded.reference_cache, "privacy.reference_dir": loaded.reference_dir,
                 "privacy.cohort_dir": loaded.cohort_dir, "generation.weights_dir": loaded.weights_dir,
-                "prompts.lyrics.file": loaded.lyrics_file}
+                "prompts.lyrics.file": loaded.lyrics_file, "source.corpus": loaded.corpus,
+                "storage.models": loaded.models_root}
     for field, path in resolved.items():
         add(path, f"{field} (resolved path)")
+    if loaded.corpus is not None:  # a corpus manifest's lyrics are private text: no line of them may be released
+        from pipeline.training.corpus import list_corpus
+
+        for file in list_corpus(loaded.corpus):
+            for line in file.lyrics.splitlines():
+                add(line, "a corpus lyric line", LYRIC_MIN_LENGTH)
     for file in reference_files:
         add(file.speaker, "a reference speaker id")
         add(file.path.name, "a reference file name")

@@ -86,7 +86,8 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict, dict]:
             "clip_id": cid, "split": p["split"], "caption": p["caption"], "genre": p["genre"], "artist": p["artist"],
             "lyrics": p["lyrics"], "vocals": p["vocals"], "requested_duration_s": p["duration_s"], "model_preset": g["model_preset"],
             "model_weights_sha256": g["model_weights_sha256"], "levels_sampled": g["levels_sampled"],
-            "temperature": g["temperature"], "sampling_seed": g["sampling_seed"], "num_samples": g["num_samples"],
+            "temperature": g["temperature"], "sampling_seed": g["sampling_seed"],
+            "generation_mode": g["generation_mode"], "regenerations": verdict["attempts"], "num_samples": g["num_samples"],
             "leak_check": "pass", "leak_check_no_voice": verdict["no_voice"],
             **{k: v for k, v in f.items() if k != "clip_id"},
             "_source": g["_source"],
@@ -169,21 +170,41 @@ def _read_mono(path: Path) -> tuple[np.ndarray, int]:
     return audio.mean(axis=1), rate
 
 
+def corpus_files(ctx: RunContext) -> tuple[str, list[Path]]:
+    """(what the comparison corpus is, its files): the held-out part of the private corpus when the run's model
+    learned from it (files it never saw), the whole corpus without a trained model, else the reference set."""
+    if ctx.loaded.corpus is None:
+        from pipeline.privacy.reference import list_reference_files
+
+        return ("the private reference set (no source corpus configured)",
+                [f.path for f in list_reference_files(ctx.loaded.reference_dir)])
+    from pipeline.training.corpus import list_corpus
+
+    files = list_corpus(ctx.loaded.corpus)
+    model = read_json(ctx.root / "plan.json").get("model")
+    if model is None:
+        return "the private corpus (no trained model)", [f.path for f in files]
+    corpus = read_json(ctx.loaded.models_root / ctx.dataset / model["version"] / "corpus.json")
+    held = set(corpus["holdout_sha256"])
+    chosen = [f.path for f in files if f.sha256 in held]
+    return f"the held-out part of the private corpus ({len(chosen)} files the model never trained on)", chosen
+
+
 def corpus_feature_rows(ctx: RunContext, embed=None) -> tuple[str, list[dict], list | None]:
-    """(what the corpus is, its feature rows, its vectors under the user's `embed` or None): the reference set's
-    files, each read once, through the run's feature set. Private: only aggregates of these may leave
-    (pipeline.export.fidelity)."""
+    """(what the corpus is, its feature rows, its vectors under the user's `embed` or None): the comparison
+    corpus's files (`corpus_files`), each read once, through the run's feature set. Private: only aggregates of
+    these may leave (pipeline.export.fidelity)."""
     from pipeline.features.stage import feature_set_of
-    from pipeline.privacy.reference import list_reference_files
 
     extractor = feature_set_of(ctx.config.features)
+    name, paths = corpus_files(ctx)
     rows, vectors = [], []
-    for file in list_reference_files(ctx.loaded.reference_dir):
-        audio, rate = _read_mono(file.path)
+    for path in paths:
+        audio, rate = _read_mono(path)
         rows.append(extractor.extract(audio, rate))
         if embed is not None:
             vectors.append(_embedding_vector(embed, audio, rate))
-    return "the private reference set (no source corpus configured)", rows, vectors if embed is not None else None
+    return name, rows, vectors if embed is not None else None
 
 
 def _embedding_vector(embed, audio: np.ndarray, rate: int) -> np.ndarray:
@@ -244,7 +265,7 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
     summary = {
         "dataset": ctx.dataset, "version": ctx.version, "description": ctx.config.description, "counts": counts,
         "model_preset": ctx.config.generation.preset, "model_weights_sha256": first.get("model_weights_sha256"),
-        "feature_set": ctx.config.features.feature_set,
+        "feature_set": ctx.config.features.feature_set, "lineage": lineage(read_json(ctx.root / "plan.json")),
     }
     (staging / "README.md").write_text(dataset_card(summary, report, quality, fidelity))
     record("README.md")
@@ -305,6 +326,16 @@ def refuse_private_content(ctx: RunContext, staging: Path) -> None:
             f"published:\n  {listed}\nA private value reached a public field (a lyric line, a caption, an artist "
             "token, the description?): remove it there, or rename the reference file or speaker, then rerun export."
         )
+
+
+def lineage(plan: dict) -> dict | None:
+    """What the release's model learned from: the trained model's version and sha256 and the corpus fingerprint
+    (hashes only; the model and the corpus stay private). None when the preset's own weights generated it."""
+    model = plan.get("model")
+    if model is None:
+        return None
+    return {"model_version": model["version"], "model_sha256": model["weights_sha256"],
+            "corpus_fingerprint": model["corpus_fingerprint"]}
 
 
 @synced_stage("export")

@@ -20,17 +20,18 @@ import numpy as np
 import pyarrow as pa
 import soundfile as sf
 
-from pipeline.errors import PipelineFailure
-from pipeline.generation.presets import SAMPLE_RATE_HZ, load_preset
+from pipeline.errors import BadInput, PipelineFailure
+from pipeline.generation.presets import HOP_LENGTHS, SAMPLE_RATE_HZ, load_preset
 from pipeline.generation.sampler import auto_batch_size, decode, encode_labels, sample_level, total_samples
 from pipeline.progress import progress
 from pipeline.prompts.stage import shard_prompts
 from pipeline.parallel import torch_threads
 from pipeline.storage import push_files, synced_stage
 from pipeline.workspace import (
-    RunContext, atomic_path, derive_seed, fingerprint, run_once, write_bytes_atomic, write_table_atomic,
+    RunContext, atomic_path, derive_seed, fingerprint, read_json, run_once, write_bytes_atomic, write_table_atomic,
 )
 
+TOP_HOP = HOP_LENGTHS[0]
 GENERATION_SCHEMA = pa.schema(
     [
         pa.field("clip_id", pa.string(), nullable=False),
@@ -48,6 +49,7 @@ GENERATION_SCHEMA = pa.schema(
         pa.field("batch_size", pa.int64(), nullable=False),
         pa.field("tokens_per_s", pa.list_(pa.float64()), nullable=False),  # per level sampled, this batch
         pa.field("generation_wall_s", pa.float64(), nullable=False),  # this batch, all levels + decode
+        pa.field("generation_mode", pa.string(), nullable=False),  # prompt, continue or rerender
     ]
 )
 
@@ -103,13 +105,23 @@ def _generate_shard(ctx: RunContext, shard: int, inputs: dict, out_dir: Path) ->
     token_dir = out_dir / "tokens" / fingerprint(inputs)[:16]
     rows: list[dict] = []
     groups = batches(prompts, resolve_batch_size(ctx.config.generation.max_batch_size, generator))
+    sources = corpus_sources(ctx, prompts)
     for group in progress(groups, desc=f"generate shard {shard}", quiet=ctx.quiet, unit="batch"):
         # on a shared store, a retry on another worker resumes after the last finished level
         rows += generate_with_oom_policy(generator, prompts.take(group), sampling, token_dir, out_dir,
-                                         lambda path: push_files(ctx, [path]))
+                                         lambda path: push_files(ctx, [path]), sources)
     table_path = out_dir / "generation.parquet"
     write_table_atomic(table_path, pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA))
     return [out_dir / row["audio_file"] for row in rows] + [table_path]
+
+
+def corpus_sources(ctx: RunContext, prompts: pa.Table) -> dict | None:
+    """continue / rerender: each prompt's source audio from the private corpus (None in prompt mode)."""
+    if ctx.config.generation.mode == "prompt":
+        return None
+    from pipeline.generation.sources import source_audio
+
+    return source_audio(ctx, prompts.column("clip_id").to_pylist())
 
 
 def resolve_batch_size(max_batch_size: int | str, generator: "Generator") -> int:
@@ -124,7 +136,20 @@ def _load_model(ctx: RunContext) -> Generator:
     import torch
 
     gen = ctx.config.generation
-    loaded = load_preset(gen.preset, ctx.loaded.weights_dir)
+    pinned = read_json(ctx.root / "plan.json").get("model")
+    if pinned is None:
+        loaded = load_preset(gen.preset, ctx.loaded.weights_dir)
+    else:  # the trained model the plan pinned, checked against the hash the plan recorded
+        from pipeline.generation.presets import load_from_folder
+
+        folder = ctx.loaded.models_root / ctx.config.dataset / pinned["version"]
+        if not folder.is_dir():
+            raise BadInput(f"generation.model: this run's plan pinned model {pinned['version']}, and {folder} is gone; "
+                           "a run reproduces its plan's model, so restore it or build a new version")
+        loaded = load_from_folder(gen.preset, folder)
+        if loaded.weights_sha256 != pinned["weights_sha256"]:
+            raise BadInput(f"generation.model: {folder} changed since the plan pinned it (weights sha256 "
+                           f"{loaded.weights_sha256[:12]}, plan {pinned['weights_sha256'][:12]}); models are immutable")
     device = _device(gen.device)
     model = loaded.model.to(device)
     if device == "cuda" and gen.dtype != "float32":
@@ -155,12 +180,26 @@ class SamplingParams:
     run_seed: int
     attempt: int = 0  # 0: the first sample of a prompt; n: its n-th regeneration (new seeds)
     sampler: str = "fast"  # "fast" (a stream per clip) or "reference" (transformers', a stream per batch)
+    mode: str = "prompt"  # "prompt", "continue" or "rerender" (generation.mode)
+    prime_seconds: float = 1.0  # continue: the configured prime
+    resample_top_fraction: float = 0.0  # rerender: the configured share of top-level codes resampled
 
     @classmethod
     def from_config(cls, generation, run_seed: int, attempt: int = 0) -> "SamplingParams":
         temperatures = generation.upsampler_temperatures
         return cls(generation.levels, tuple(temperatures) if temperatures else None, generation.top_k,
-                   generation.top_p, generation.on_oom, run_seed, attempt, generation.sampler)
+                   generation.top_p, generation.on_oom, run_seed, attempt, generation.sampler, generation.mode,
+                   generation.prime_seconds, generation.resample_top_fraction)
+
+    def prime_samples(self) -> int:
+        """continue: samples of the source used as the prime, whole top-level tokens; halved at each regeneration
+        (a shorter prime keeps less of the source), at least one token."""
+        seconds = self.prime_seconds * 0.5 ** self.attempt
+        return max(1, round(seconds * SAMPLE_RATE_HZ / TOP_HOP)) * TOP_HOP
+
+    def top_resampled(self) -> float:
+        """rerender: share of the source's top-level codes sampled anew; a quarter more at each regeneration."""
+        return min(1.0, self.resample_top_fraction + 0.25 * self.attempt)
 
     def clip_seed(self, clip_ids: list[str], i: int, level: int) -> int:
         """The seed clip `i` of a batch is sampled with: its own (fast) or the batch's first clip's (reference)."""
@@ -180,10 +219,11 @@ class Generator:
 
 
 def generate_with_oom_policy(generator: Generator, batch: pa.Table, sampling: SamplingParams, token_dir: Path,
-                             out_dir: Path, on_level_done: Callable[[Path], None] = lambda path: None) -> list[dict]:
+                             out_dir: Path, on_level_done: Callable[[Path], None] = lambda path: None,
+                             sources: dict | None = None) -> list[dict]:
     """`generate_batch`; out of memory, halve the batch (on_oom: halve) or fail naming the batch size to try."""
     try:
-        return generate_batch(generator, batch, sampling, token_dir, out_dir, on_level_done)
+        return generate_batch(generator, batch, sampling, token_dir, out_dir, on_level_done, sources)
     except (RuntimeError, MemoryError) as exc:
         if not _is_out_of_memory(exc):
             raise
@@ -195,9 +235,9 @@ def generate_with_oom_policy(generator: Generator, batch: pa.Table, sampling: Sa
         if sampling.on_oom == "halve" and size > 1:
             half = size // 2
             return (generate_with_oom_policy(generator, batch.slice(0, half), sampling, token_dir, out_dir,
-                                             on_level_done)
+                                             on_level_done, sources)
                     + generate_with_oom_policy(generator, batch.slice(half), sampling, token_dir, out_dir,
-                                               on_level_done))
+                                               on_level_done, sources))
         raise PipelineFailure(
             f"out of memory generating a batch of {size} clip(s) on {generator.device}: set "
             f"generation.max_batch_size to {max(1, size // 2)} (or generation.on_oom: halve to do that automatically)"
@@ -213,20 +253,58 @@ def regenerate(ctx: RunContext, prompts: pa.Table, attempt: int, out_dir: Path) 
     """Generate `prompts` again, one clip per batch, with seeds drawn for `attempt` (>= 1): a new sample of
     the same prompt. Writes `out_dir/audio/<clip_id>.flac`; returns their GENERATION_SCHEMA rows."""
     sampling = SamplingParams.from_config(ctx.config.generation, ctx.seed, attempt)
+    sources = corpus_sources(ctx, prompts)
     rows: list[dict] = []
     with torch_threads(1):
         generator = _load_model(ctx)
         for i in range(prompts.num_rows):
             rows += generate_with_oom_policy(generator, prompts.slice(i, 1), sampling, out_dir / "tokens", out_dir,
-                                             lambda path: push_files(ctx, [path]))
+                                             lambda path: push_files(ctx, [path]), sources)
     return pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA)
 
 
+def start_codes(model, sampling: SamplingParams, clip_ids: list[str], sources: dict, length: int, device: str):
+    """(codes, cut, total length) of a corpus-derived batch: the VQ-VAE codes [top, middle, bottom] that sampling
+    starts from, the samples to cut from the front of the decoded audio, and the length sampled.
+
+    continue: the first `prime_samples` of each source (zero-padded if shorter) are the prime; the clip is
+    sampled after it and the prime is cut. rerender: the source cut or padded to the clip's length."""
+    import torch
+
+    from pipeline.generation.sampler import encode_prime
+
+    span = sampling.prime_samples() if sampling.mode == "continue" else length
+    audio = np.zeros((len(clip_ids), span), np.float32)
+    for i, cid in enumerate(clip_ids):
+        piece = sources[cid][:span]
+        audio[i, : len(piece)] = piece
+    codes = encode_prime(model, torch.from_numpy(audio).to(device))
+    if sampling.mode == "continue":
+        return codes, span, span + length
+    return codes, 0, length
+
+
+def level_prime(sampling: SamplingParams, codes: list | None, level: int):
+    """The tokens a level keeps from the source before sampling (None: sampled entirely)."""
+    if codes is None:
+        return None
+    if sampling.mode == "continue":
+        return codes[level]
+    if level > 0:  # rerender: the middle and bottom levels are always sampled anew
+        return None
+    top = codes[0]
+    keep = top.shape[1] - round(sampling.top_resampled() * top.shape[1])
+    return top[:, :keep] if keep > 0 else None
+
+
 def generate_batch(generator: Generator, batch: pa.Table, sampling: SamplingParams, token_dir: Path, out_dir: Path,
-                   on_level_done: Callable[[Path], None] = lambda path: None) -> list[dict]:
+                   on_level_done: Callable[[Path], None] = lambda path: None,
+                   sources: dict[str, np.ndarray] | None = None) -> list[dict]:
     """Sample one batch of prompts (equal duration and temperature) through every level, decode it, write
     `out_dir/audio/<clip_id>.flac`; returns one GENERATION_SCHEMA row per clip. Each level's tokens are
-    saved under `token_dir` when the level finishes (and handed to `on_level_done`), so a retry resumes there."""
+    saved under `token_dir` when the level finishes (and handed to `on_level_done`), so a retry resumes there.
+
+    `continue` and `rerender` (sampling.mode) start from `sources` (clip_id -> corpus audio): see `start_codes`."""
     import torch
 
     loaded, model, device = generator.loaded, generator.model, generator.device
@@ -241,6 +319,9 @@ def generate_batch(generator: Generator, batch: pa.Table, sampling: SamplingPara
                            batch.column("lyrics").to_pylist())
     ]
     started = time.perf_counter()
+    codes, cut, sampled_length = None, 0, length
+    if sampling.mode != "prompt":
+        codes, cut, sampled_length = start_codes(model, sampling, clip_ids, sources, length, device)
     tokens, rates = [], []
     for level in range(sampling.levels):
         path = token_dir / f"{clip_ids[0]}-x{n}-level{level}.npy"
@@ -253,17 +334,18 @@ def generate_batch(generator: Generator, batch: pa.Table, sampling: SamplingPara
         t0 = time.perf_counter()
         with torch.no_grad():
             level_tokens = sample_level(
-                model, level, tokens[-1] if tokens else None, labels, n, length,
+                model, level, tokens[-1] if tokens else None, labels, n, sampled_length,
                 temperature=temperatures[level], top_k=sampling.top_k, top_p=sampling.top_p,
                 sampler=sampling.sampler, seeds=[sampling.seed(cid, level) for cid in clip_ids],
-            )  # (batch, length // hop)
+                prime=level_prime(sampling, codes, level),
+            )  # (batch, sampled_length // hop)
         rates.append(level_tokens.numel() / (time.perf_counter() - t0))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
                 np.save(handle, level_tokens.cpu().numpy())
         on_level_done(path)
         tokens.append(level_tokens)
-    audio = decode(model, tokens)  # (batch, samples) @ 44.1 kHz
+    audio = decode(model, tokens)[:, cut: cut + length]  # (batch, samples) @ 44.1 kHz; a prime is cut here
     wall = time.perf_counter() - started
     rows = []
     for i, cid in enumerate(clip_ids):
@@ -274,6 +356,6 @@ def generate_batch(generator: Generator, batch: pa.Table, sampling: SamplingPara
             "temperature": temperature, "level_temperatures": temperatures[:sampling.levels],
             "top_k": sampling.top_k, "top_p": sampling.top_p, "sampling_seed": sampling.clip_seed(clip_ids, i, 0),
             "sample_rate_hz": SAMPLE_RATE_HZ, "num_samples": int(audio.shape[1]), "batch_size": n,
-            "tokens_per_s": rates, "generation_wall_s": wall,
+            "tokens_per_s": rates, "generation_wall_s": wall, "generation_mode": sampling.mode,
         })
     return rows

@@ -68,20 +68,41 @@ def plan(ctx: RunContext) -> list[int]:
     inputs = {"config": cfg.fingerprint(), "version": ctx.version, "code": __version__, "spec": repr(spec)}
 
     def body():
+        model = pinned_model(ctx)
         table = sample_prompts(spec, ctx.seed, cfg.n_clips)
         prompts_path = ctx.root / "prompts.parquet"
         write_table_atomic(prompts_path, table)
+        written = [prompts_path]
+        if cfg.generation.mode != "prompt":  # private: which corpus clip each clip starts from
+            from pipeline.generation.sources import SOURCES_FILE, assign_sources
+
+            write_json_atomic(ctx.root / SOURCES_FILE,
+                              assign_sources(ctx, table.column("clip_id").to_pylist(), model))
+            written.append(ctx.root / SOURCES_FILE)
         plan_path = ctx.root / "plan.json"
         write_json_atomic(plan_path, {
             "dataset": cfg.dataset, "version": ctx.version, "run_seed": ctx.seed, "n_clips": cfg.n_clips,
             "shards": [list(b) for b in shard_bounds(cfg.n_clips, cfg.n_shards)],
-            "config_sha256": cfg.fingerprint(), "config": cfg.model_dump(),
+            "config_sha256": cfg.fingerprint(), "config": cfg.model_dump(), "model": model,
             "report": {**report, "genres": counts(table, "genre"), "splits": counts(table, "split")},
         })
-        return [prompts_path, plan_path]
+        return [*written, plan_path]
 
     run_once(ctx, "plan", None, inputs, body)
     return list(range(len(read_json(ctx.root / "plan.json")["shards"])))
+
+
+def pinned_model(ctx: RunContext) -> dict | None:
+    """The trained model this run generates with (`generation.model`), resolved now and written into plan.json:
+    `latest` means the newest at plan time, so a rerun or backfill of this version uses the same model."""
+    wanted = ctx.config.generation.model
+    if wanted is None:
+        return None
+    from pipeline.training.stage import resolve_model
+
+    model = resolve_model(ctx.loaded.models_root, ctx.config.dataset, wanted)
+    return {"version": model.version, "weights_sha256": model.weights_sha256,
+            "corpus_fingerprint": model.corpus_fingerprint}
 
 
 def shard_prompts(ctx: RunContext, shard: int):

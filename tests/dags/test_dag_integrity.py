@@ -25,8 +25,12 @@ PARSE = textwrap.dedent("""
         "errors": {k: str(v)[-500:] for k, v in bag.import_errors.items()},
         "dags": {d.dag_id: {"tasks": sorted(d.task_dict), "schedule": str(d.schedule),
                             "params": sorted(d.params), "doc": bool(d.doc_md),
-                            "outlets": [str(getattr(a, "uri", a)) for a in d.task_dict["export"].outlets]
-                                       if "export" in d.task_dict else [],
+                            "outlets": [str(getattr(a, "uri", a)) for t in ("export", "train") if t in d.task_dict
+                                        for a in d.task_dict[t].outlets],
+                            "schedule_assets": [str(getattr(a, "uri", a)) for a in
+                                                getattr(getattr(d.timetable, "asset_condition", None), "objects",
+                                                        None) or []],
+                            "timetable": type(d.timetable).__name__,
                             "pool": d.task_dict["shard.generate"].pool if "shard.generate" in d.task_dict else None,
                             "retries": d.task_dict["shard.generate"].retries if "shard.generate" in d.task_dict
                             else None,
@@ -67,7 +71,12 @@ def test_default_dag_parses_without_errors_or_database(tmp_path):
     assert dag["params"] == ["n_clips", "version"]
     assert dag["doc"] and dag["retries"] == 2 and dag["pool"] == "default_pool"
     assert [uri.rstrip("/") for uri in dag["outlets"]] == ["synthaudio://default"]  # Airflow appends "/"
-    assert dag["schedule"] == "@daily"
+    # daily, and whenever the training DAG publishes a new model (the default generates with the newest)
+    assert dag["timetable"] == "AssetOrTimeSchedule"
+    assert [uri.rstrip("/") for uri in dag["schedule_assets"]] == ["synthaudio-model://default"]
+    train = parsed["dags"]["synthaudio_train__default"]
+    assert train["tasks"] == ["train"] and train["doc"] and train["schedule"] == "None"
+    assert [uri.rstrip("/") for uri in train["outlets"]] == ["synthaudio-model://default"]
 
 
 def test_one_dag_per_config(tmp_path):
@@ -76,11 +85,16 @@ def test_one_dag_per_config(tmp_path):
     for name, schedule in (("alpha", None), ("beta", "0 3 * * *")):
         data = yaml.safe_load(DEFAULT_CONFIG.read_text())
         data.update(dataset=name, schedule=schedule)
+        if name == "beta":  # no corpus: no training DAG, the plain cron schedule
+            del data["source"], data["generation"]["model"]
+            data["privacy"]["reference_dir"] = "voices"
         (configs / f"{name}.yaml").write_text(yaml.safe_dump(data))
     parsed = parse_dags(tmp_path, configs)
     assert parsed["errors"] == {}
-    assert sorted(parsed["dags"]) == ["synthaudio__alpha", "synthaudio__beta"]
+    assert sorted(parsed["dags"]) == ["synthaudio__alpha", "synthaudio__beta", "synthaudio_train__alpha"]
     assert parsed["dags"]["synthaudio__beta"]["schedule"] == "0 3 * * *"
+    # no cron: the build runs on each new model alone
+    assert parsed["dags"]["synthaudio__alpha"]["timetable"] == "AssetTriggeredTimetable"
 
 
 def test_a_broken_config_hides_no_other_dag_and_shows_its_error(tmp_path):
@@ -93,7 +107,7 @@ def test_a_broken_config_hides_no_other_dag_and_shows_its_error(tmp_path):
     parsed = parse_dags(tmp_path, configs)
     assert parsed["errors"] == {}
     assert sorted(parsed["dags"]) == ["synthaudio__alpha", "synthaudio__invalid__broken",
-                                      "synthaudio__invalid__nameless"]
+                                      "synthaudio__invalid__nameless", "synthaudio_train__alpha"]
     broken = parsed["dags"]["synthaudio__invalid__broken"]
     assert broken["tasks"] == ["report_invalid_config"] and "not readable YAML" in broken["doc_md"]
     assert "`dataset` name" in parsed["dags"]["synthaudio__invalid__nameless"]["doc_md"]

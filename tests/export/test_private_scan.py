@@ -25,7 +25,17 @@ def test_the_private_fields_are_pinned():
     assert set(PRIVATE_FIELDS) == {
         "storage.workspace", "storage.releases", "storage.reference_cache", "prompts.lyrics.file",
         "prompts.protected_names", "generation.weights_dir", "privacy.reference_dir", "privacy.cohort_dir",
+        "storage.models", "source.corpus",
     }
+
+
+def test_public_view_of_a_corpus_build_redacts_the_corpus_and_the_models(tmp_path, reference_dir):
+    config = load_config(write_config(tmp_path, reference_dir, corpus=True)).config
+    view = config.public_view()
+    assert view["source"]["corpus"] == REDACTED and view["storage"]["models"] == REDACTED
+    assert view["source"]["holdout_fraction"] == config.source.holdout_fraction  # public settings stay
+    assert str(reference_dir) not in json.dumps(view) and str(tmp_path) not in json.dumps(view)
+    assert config.private_values()["source.corpus"] == [str(reference_dir)]
 
 
 def test_public_view_redacts_every_private_value_and_keeps_the_rest(tmp_path, reference_dir, voices_root):

@@ -1,0 +1,102 @@
+"""The corpus in the loop, end to end from the CLI: train on the corpus, then `continue` and `rerender` releases
+that hold no corpus audio, no prime, and nothing that points back to a corpus clip; lineage in the manifest."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from pipeline.privacy.copies import corpus_overlap
+from pipeline.training.corpus import list_corpus, read_audio
+
+COPY = 0.8  # a chunk this correlated with a corpus stretch is that stretch (a splice measures ~1.0)
+
+
+@pytest.mark.slow
+def test_corpus_derived_releases_name_their_model_and_mode_and_nothing_of_the_source(corpus_runs, reference_dir):
+    model, releases, folder = corpus_runs
+    corpus = list_corpus(reference_dir)
+    for mode, release in releases.items():
+        manifest = json.loads((release / "manifest.json").read_text())
+        assert manifest["lineage"] == {"model_version": model["version"], "model_sha256": model["weights_sha256"],
+                                       "corpus_fingerprint": model["corpus_fingerprint"]}
+        rows = pd.read_parquet(release / "data")
+        assert set(rows.generation_mode) == {mode} and (rows.regenerations >= 0).all()
+        assert (rows.num_samples == 1.0 * 44_100 // 128 * 128).all()  # the prime was cut: only the clip remains
+        text = (release / "README.md").read_text()
+        assert model["version"] in text and "private corpus" in text
+        everything = b"".join(p.read_bytes() for p in release.rglob("*") if p.is_file() and p.suffix != ".flac")
+        for file in corpus:  # no speaker id, file name or corpus path anywhere in the release
+            assert file.speaker.encode() not in everything and file.path.name.encode() not in everything
+        run = folder / "runs" / "default" / manifest["version"]
+        sources = json.loads((run / "sources.json").read_text())  # private: stays in the workspace
+        assert set(sources) == set(rows.clip_id) and not any(sha.encode() in everything for sha in sources.values())
+
+
+@pytest.mark.slow
+def test_no_released_clip_contains_corpus_audio_or_its_prime(corpus_runs, reference_dir):
+    _, releases, _ = corpus_runs
+    recordings = [read_audio(f.path) for f in list_corpus(reference_dir)]
+    for mode, release in releases.items():
+        for path in sorted((release / "audio").glob("*.flac")):
+            clip, rate = sf.read(path, dtype="float32")
+            assert rate == 44_100
+            overlap = corpus_overlap(clip, recordings)
+            assert overlap < COPY, f"{mode} {path.name}: overlap {overlap:.2f} with a corpus recording"
+    # the same search finds corpus audio where it is: a clip with 0.3 s of a recording spliced in
+    clip = sf.read(next((releases["continue"] / "audio").glob("*.flac")), dtype="float32")[0].copy()
+    clip[10_000:10_000 + 13_230] = recordings[3][5_000:5_000 + 13_230]
+    assert corpus_overlap(clip, recordings) > 0.95
+
+
+def test_overlap_of_unrelated_audio_is_low_and_of_a_gain_scaled_copy_is_one():
+    rng = np.random.default_rng(0)
+    recording = rng.standard_normal(44_100 * 2).astype(np.float32)
+    other = rng.standard_normal(44_100).astype(np.float32)
+    assert corpus_overlap(other, [recording]) < 0.2
+    assert corpus_overlap(0.3 * recording[20_000:64_100], [recording]) == pytest.approx(1.0, abs=1e-6)
+    assert corpus_overlap(np.zeros(44_100, np.float32), [recording]) == 0.0
+
+
+@pytest.mark.slow  # samples three batches through the tiny model
+def test_rerender_keeps_the_source_top_codes_and_continue_samples_after_its_prime(tmp_path):
+    import pyarrow as pa
+    import torch
+
+    from pipeline.generation.presets import load_preset
+    from pipeline.generation.sampler import encode_prime
+    from pipeline.generation.stage import Generator, SamplingParams, generate_batch
+
+    loaded = load_preset("tiny")
+    generator = Generator(loaded, loaded.model, "cpu")
+    rng = np.random.default_rng(1)
+    sources = {"c0": (0.1 * rng.standard_normal(30_000)).astype(np.float32),
+               "c1": (0.1 * rng.standard_normal(9_000)).astype(np.float32)}  # shorter than the clip: zero-padded
+    batch = pa.table({"clip_id": ["c0", "c1"], "duration_s": [0.5, 0.5], "temperature": [2.0, 2.0],
+                      "artist": ["aurora_lane"] * 2, "genre": ["pop"] * 2, "lyrics": ["", ""]})
+    length = 22_016  # 0.5 s in whole top-level tokens
+    source = np.zeros((2, length), np.float32)
+    for i, cid in enumerate(("c0", "c1")):
+        source[i, : min(length, len(sources[cid]))] = sources[cid][:length]
+    top = encode_prime(loaded.model, torch.from_numpy(source))[0]
+
+    def run(mode: str, **knobs):
+        sampling = SamplingParams(3, None, 0, 0.0, "fail", 7, mode=mode, **knobs)
+        out = tmp_path / f"{mode}-{knobs}"
+        rows = generate_batch(generator, batch, sampling, out / "tokens", out, sources=sources)
+        return rows, np.load(out / "tokens" / "c0-x2-level0.npy")
+
+    rows, kept = run("rerender", resample_top_fraction=0.0)
+    assert np.array_equal(kept, top.numpy()) and rows[0]["generation_mode"] == "rerender"
+    _, half = run("rerender", resample_top_fraction=0.5)
+    assert np.array_equal(half[:, :86], top.numpy()[:, :86]) and not np.array_equal(half[:, 86:], top.numpy()[:, 86:])
+    rows, primed = run("continue", prime_seconds=0.1)
+    prime = encode_prime(loaded.model, torch.from_numpy(source[:, :4352]))[0]  # 0.1 s -> 34 top tokens
+    assert primed.shape == (2, 34 + 172) and np.array_equal(primed[:, :34], prime.numpy())
+    assert all(row["num_samples"] == length for row in rows)  # the prime's audio is cut
+    assert SamplingParams(3, None, 0, 0.0, "fail", 7, attempt=2, mode="continue", prime_seconds=0.1).prime_samples() \
+        == 128 * round(0.025 * 44_100 / 128)  # each regeneration halves the prime
