@@ -24,7 +24,7 @@ import soundfile as sf
 from pipeline.errors import BadInput
 from pipeline.privacy.encoder import SpeakerEncoder
 from pipeline.privacy.transforms import ENROLMENT_VARIANTS
-from pipeline.workspace import atomic_path, sha256_file
+from pipeline.workspace import atomic_path
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 MIN_SPEAKER_SPEECH_S = 5.0  # less voiced speech than this per speaker makes a noisy centroid: warned about
@@ -75,46 +75,11 @@ class ReferenceIndex:
 
 def list_reference_files(reference: Path, what: str = "privacy.reference_dir") -> list[ReferenceFile]:
     """Files of a reference set: a folder of `<speaker_id>/<file>.wav|flac`, or a CSV manifest with
-    columns `speaker_id,path` (paths relative to the manifest's folder)."""
-    if reference.is_file() and reference.suffix.lower() == ".csv":
-        return _manifest_files(reference, what)
-    if not reference.is_dir():
-        raise BadInput(f"{what}: {reference} is neither a folder of <speaker_id>/<file>.wav|flac "
-                       "nor a .csv manifest with columns speaker_id,path")
-    files = []
-    for speaker_dir in sorted(p for p in reference.iterdir() if p.is_dir()):
-        for path in sorted(speaker_dir.iterdir()):
-            if path.suffix.lower() in AUDIO_SUFFIXES:
-                files.append(ReferenceFile(speaker_dir.name, path, sha256_file(path)))
-    if not files:
-        raise BadInput(
-            f"{what}: {reference} holds no <speaker_id>/<file>.wav|flac files; "
-            "a leak check without reference voices would pass everything"
-        )
-    return files
+    columns `speaker_id,path` (paths relative to the manifest's folder): the corpus's layouts."""
+    from pipeline.training.corpus import list_corpus
 
-
-def _manifest_files(manifest: Path, what: str) -> list[ReferenceFile]:
-    import csv
-
-    with open(manifest, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"speaker_id", "path"} <= set(reader.fieldnames):
-            raise BadInput(f"{what}: {manifest} must have a header with columns speaker_id,path "
-                           f"(found {reader.fieldnames})")
-        rows = list(reader)
-    files = []
-    for line, row in enumerate(rows, start=2):
-        speaker, relative = (row["speaker_id"] or "").strip(), (row["path"] or "").strip()
-        path = (manifest.parent / relative).resolve()
-        if not speaker or not relative:
-            raise BadInput(f"{what}: {manifest} line {line}: speaker_id and path are both required")
-        if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
-            raise BadInput(f"{what}: {manifest} line {line}: {path} is not a .wav or .flac file")
-        files.append(ReferenceFile(speaker, path, sha256_file(path)))
-    if not files:
-        raise BadInput(f"{what}: {manifest} lists no files; a leak check without reference voices would pass everything")
-    return sorted(files, key=lambda f: (f.speaker, f.path.name))
+    files = list_corpus(reference, what, empty="; a leak check without reference voices would pass everything")
+    return [ReferenceFile(f.speaker, f.path, f.sha256) for f in files]
 
 
 def read_voice(path: Path, rate: int) -> np.ndarray:

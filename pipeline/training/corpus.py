@@ -49,8 +49,9 @@ class Corpus:
         return sorted({f.speaker for f in self.files})
 
 
-def list_corpus(location: Path, what: str = "source.corpus") -> list[CorpusFile]:
-    """The corpus's files, in (speaker, name) order; BadInput when it holds none."""
+def list_corpus(location: Path, what: str = "source.corpus", empty: str = "") -> list[CorpusFile]:
+    """The files of a set of recordings (the corpus, or a reference set: the same layouts), in (speaker, name)
+    order; BadInput naming `what` when there is none (`empty`: why that matters, appended)."""
     if location.is_file() and location.suffix.lower() == ".csv":
         files = _manifest(location, what)
     elif location.is_dir():
@@ -61,7 +62,7 @@ def list_corpus(location: Path, what: str = "source.corpus") -> list[CorpusFile]
         raise BadInput(f"{what}: {location} is neither a folder of <speaker_id>/<file>.wav|flac nor a .csv manifest "
                        "with columns speaker_id,path[,lyrics,genre,artist]")
     if not files:
-        raise BadInput(f"{what}: {location} holds no <speaker_id>/<file>.wav|flac files")
+        raise BadInput(f"{what}: {location} holds no <speaker_id>/<file>.wav|flac files{empty}")
     return sorted(files, key=lambda f: (f.speaker, f.path.name))
 
 
@@ -77,15 +78,15 @@ def _manifest(manifest: Path, what: str) -> list[CorpusFile]:
         speaker, relative = (row.get("speaker_id") or "").strip(), (row.get("path") or "").strip()
         path = (manifest.parent / relative).resolve()
         if not speaker or not relative:
-            problems.append(f"line {line}: speaker_id and path are both required")
+            problems.append(f"{manifest} line {line}: speaker_id and path are both required")
         elif path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
-            problems.append(f"line {line}: {path} is not a .wav or .flac file")
+            problems.append(f"{manifest} line {line}: {path} is not a .wav or .flac file")
         else:
             files.append(CorpusFile(speaker, path, sha256_file(path), (row.get("lyrics") or "").strip(),
                                     (row.get("genre") or "").strip() or "unknown",
                                     (row.get("artist") or "").strip() or "unknown"))
     if problems:
-        raise BadInput(f"{what}: {manifest}: {len(problems)} bad row(s):\n  " + "\n  ".join(problems))
+        raise BadInput(f"{what}: {len(problems)} bad row(s):\n  " + "\n  ".join(problems))
     return files
 
 
