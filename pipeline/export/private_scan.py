@@ -54,7 +54,8 @@ def private_needles(loaded, reference_files=()) -> dict[str, str]:
                 "storage.models": loaded.models_root}
     for field, path in resolved.items():
         add(path, f"{field} (resolved path)")
-    if loaded.corpus is not None:  # a corpus manifest's lyrics are private text: no line of them may be released
+    if loaded.corpus is not None and loaded.corpus.suffix.lower() == ".csv":
+        # a corpus manifest's lyrics are private text: no line of them may be released (a folder has none)
         from pipeline.training.corpus import list_corpus
 
         for file in list_corpus(loaded.corpus):

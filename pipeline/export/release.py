@@ -179,12 +179,13 @@ def corpus_files(ctx: RunContext) -> tuple[str, list[Path]]:
         return ("the private reference set (no source corpus configured)",
                 [f.path for f in list_reference_files(ctx.loaded.reference_dir)])
     from pipeline.training.corpus import list_corpus
+    from pipeline.training.stage import model_folder
 
     files = list_corpus(ctx.loaded.corpus)
     model = read_json(ctx.root / "plan.json").get("model")
     if model is None:
         return "the private corpus (no trained model)", [f.path for f in files]
-    corpus = read_json(ctx.loaded.models_root / ctx.dataset / model["version"] / "corpus.json")
+    corpus = read_json(model_folder(ctx.loaded.models_root, ctx.dataset, model["version"]) / "corpus.json")
     held = set(corpus["holdout_sha256"])
     chosen = [f.path for f in files if f.sha256 in held]
     return f"the held-out part of the private corpus ({len(chosen)} files the model never trained on)", chosen

@@ -12,6 +12,7 @@ import numpy as np
 
 from pipeline.errors import BadInput
 from pipeline.training.corpus import list_corpus, read_audio
+from pipeline.training.stage import model_folder
 from pipeline.workspace import RunContext, read_json
 
 SOURCES_FILE = "sources.json"
@@ -22,7 +23,8 @@ def assign_sources(ctx: RunContext, clip_ids: list[str], model: dict | None) -> 
     files = list_corpus(ctx.loaded.corpus)
     candidates = sorted({f.sha256 for f in files})
     if model is not None:
-        trained_on = read_json(ctx.loaded.models_root / ctx.dataset / model["version"] / "corpus.json")["train_sha256"]
+        folder = model_folder(ctx.loaded.models_root, ctx.dataset, model["version"])
+        trained_on = read_json(folder / "corpus.json")["train_sha256"]
         candidates = sorted(set(candidates) & set(trained_on)) or candidates
     order = np.random.default_rng(ctx.seed % 2**32).permutation(len(candidates))
     return {cid: candidates[order[i % len(candidates)]] for i, cid in enumerate(clip_ids)}

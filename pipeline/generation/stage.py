@@ -141,8 +141,9 @@ def _load_model(ctx: RunContext) -> Generator:
         loaded = load_preset(gen.preset, ctx.loaded.weights_dir)
     else:  # the trained model the plan pinned, checked against the hash the plan recorded
         from pipeline.generation.presets import load_from_folder
+        from pipeline.training.stage import model_folder
 
-        folder = ctx.loaded.models_root / ctx.config.dataset / pinned["version"]
+        folder = model_folder(ctx.loaded.models_root, ctx.config.dataset, pinned["version"])
         if not folder.is_dir():
             raise BadInput(f"generation.model: this run's plan pinned model {pinned['version']}, and {folder} is gone; "
                            "a run reproduces its plan's model, so restore it or build a new version")

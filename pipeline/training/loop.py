@@ -115,6 +115,4 @@ def fit(name: str, module, loss_fn: Callable[[int, np.random.Generator], tuple],
         if bar is not None:
             bar.close()
         module.eval()
-    if start == schedule.steps == 0:
-        save(0)
     return Fitted(name, schedule.steps, resumed_from, curve)

@@ -69,6 +69,11 @@ def inputs_fingerprint(loaded: LoadedConfig, corpus: Corpus, base_weights_sha256
                         "seed": config.seed, "code": __version__})
 
 
+def model_folder(models_root: Path, dataset: str, version: str) -> Path:
+    """Where a model version of a dataset lives: `<storage.models>/<dataset>/<version>/`."""
+    return models_root / dataset / version
+
+
 def published_models(models_root: Path, dataset: str) -> list[TrainedModel]:
     """Finished models of a dataset, oldest first (their versions sort by time)."""
     folder = models_root / dataset
@@ -167,7 +172,7 @@ def _publish(loaded: LoadedConfig, model, tokenizer, corpus: Corpus, key: str, c
     config = loaded.config
     created = dt.datetime.now(dt.timezone.utc)
     version = f"{created:%Y%m%dT%H%M%SZ}-{key[:8]}"
-    final = loaded.models_root / config.dataset / version
+    final = model_folder(loaded.models_root, config.dataset, version)
     staging = final.with_name(f".{version}.tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

@@ -15,7 +15,7 @@ from pipeline.errors import PrivateDataInRelease
 from pipeline.export.private_scan import flac_metadata, private_needles, scan_release
 from pipeline.privacy.reference import list_reference_files
 from pipeline.runner import make_context, run_all
-from pipeline.testing import sine, write_config
+from pipeline.testing import sine, tone_voices, write_config
 
 PROTECTED = "Marguerite Okonkwo-Lind"
 
@@ -150,3 +150,14 @@ def test_export_refuses_to_publish_a_release_that_holds_a_private_string(private
     assert PROTECTED not in str(err.value)
     assert not ctx.release_dir.exists() and not list(ctx.release_dir.parent.glob(".staging-*"))
     assert not np.any([p.name == "2026-02-02" for p in ctx.release_dir.parent.iterdir()])
+
+
+def test_a_corpus_manifests_lyric_lines_are_private_strings(tmp_path):
+    tone_voices(tmp_path / "audio", files=1)
+    manifest = tmp_path / "corpus.csv"
+    manifest.write_text("speaker_id,path,lyrics\n"
+                        "p1,audio/spk_alpha/utterance_00.wav,the river knows my mother's name\n"
+                        "p2,audio/spk_bravo/utterance_00.wav,la la la\n")
+    needles = private_needles(load_config(write_config(tmp_path, manifest, corpus=True)))
+    assert needles["the river knows my mother's name"] == "a corpus lyric line"
+    assert "la la la" not in needles  # too short to be told apart from chance
