@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.privacy.reference import ReferenceFile
-from pipeline.workspace import sha256_file
+from pipeline.files import exclusive, sha256_file
 
 log = logging.getLogger("synthaudio.privacy")
 
@@ -64,24 +64,22 @@ def synthesise_cohort(cache_dir: Path) -> list[CohortVoice]:
     """The cohort's files (written once under `cache_dir/cohort/`); voices whose synthesiser is missing are
     skipped with a warning. Raises BadInput when no voice at all can be made."""
     from pipeline.errors import BadInput
-    from pipeline.privacy.test_voices import SENTENCES, _espeak, _festival, _flite
+    from pipeline.privacy.test_voices import SENTENCES, _espeak, _festival, _flite, synthesise_files
 
     synths = {"flite": _flite, "festival": _festival, "espeak-ng": _espeak}
     root = cache_dir / f"cohort-v{COHORT_VERSION}"
-    voices, missing = [], []
+    planned, missing = {}, []
     for voice_id, engine, voice in COHORT_VOICES:
         if not _available(engine, voice):
             missing.append(f"{engine} {voice}")
             continue
         texts = random.Random(voice_id).sample(SENTENCES, UTTERANCES_PER_VOICE)
-        files = []
-        for number, text in enumerate(texts):
-            path = root / voice_id / f"{number:02d}.wav"
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                synths[engine](voice, text, path)
-            files.append(ReferenceFile(voice_id, path, sha256_file(path)))
-        voices.append(CohortVoice(voice_id, tuple(files)))
+        planned[voice_id] = [(synths[engine], voice, text, root / voice_id / f"{number:02d}.wav")
+                             for number, text in enumerate(texts)]
+    with exclusive(cache_dir / ".cohort.lock"):  # runs sharing a cache synthesise each file once
+        synthesise_files([job for jobs in planned.values() for job in jobs])
+    voices = [CohortVoice(voice_id, tuple(ReferenceFile(voice_id, path, sha256_file(path)) for *_, path in jobs))
+              for voice_id, jobs in planned.items()]
     if missing:
         log.warning("impostor cohort: %d voice(s) not installed (%s); `make deps` installs them",
                     len(missing), ", ".join(missing))

@@ -24,7 +24,7 @@ import soundfile as sf
 from pipeline.errors import BadInput
 from pipeline.privacy.encoder import SpeakerEncoder
 from pipeline.privacy.transforms import ENROLMENT_VARIANTS
-from pipeline.workspace import atomic_path
+from pipeline.files import atomic_path, exclusive
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 MIN_SPEAKER_SPEECH_S = 5.0  # less voiced speech than this per speaker makes a noisy centroid: warned about
@@ -99,8 +99,9 @@ def read_voice(path: Path, rate: int) -> np.ndarray:
 
 
 def variants_key(encoder: SpeakerEncoder) -> str:
-    """Cache key of an embedding set: the encoder version and the enrolment variants."""
-    names = ",".join(ENROLMENT_VARIANTS)
+    """Cache key of an embedding set: the encoder version and the enrolment variants (a file's variants are
+    embedded in one batch, whose float sums differ in the last bits from one variant at a time)."""
+    names = ",".join(ENROLMENT_VARIANTS) + "|one-batch-per-file"
     return f"{encoder.version}-{hashlib.sha256(names.encode()).hexdigest()[:8]}"
 
 
@@ -114,12 +115,11 @@ def embed_variants(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path
     speech = encoder.voiced(audio, encoder.sample_rate)
     if speech is None:
         raise BadInput(f"{file.path}: holds no voiced speech (under {encoder.min_voiced_s} s after VAD)")
-    embeddings = []
-    for name, transform in ENROLMENT_VARIANTS.items():
-        embedding = encoder.embed(transform(speech), encoder.sample_rate)
+    embeddings = encoder.embed_many([transform(speech) for transform in ENROLMENT_VARIANTS.values()],
+                                    encoder.sample_rate)
+    for name, embedding in zip(ENROLMENT_VARIANTS, embeddings):
         if embedding is None:
             raise BadInput(f"{file.path}: its {name} variant holds no voiced speech")
-        embeddings.append(embedding)
     stacked, speech_s = np.stack(embeddings), speech.size / encoder.sample_rate  # (variants, dim)
     with atomic_path(cache) as tmp:
         with open(tmp, "wb") as handle:
@@ -238,9 +238,12 @@ def warm_embedding_cache(encoder: SpeakerEncoder, files: list[ReferenceFile], ca
     from pipeline.parallel import ordered_map
     from pipeline.privacy.encoder import load_encoder
 
-    pending = [(file, cache_dir) for file in files if not _is_cached(encoder, file, cache_dir)]
-    for _ in ordered_map(_cache_embeddings, pending, workers, state=(load_encoder, ()), local_state=encoder):
-        pass
+    if all(_is_cached(encoder, file, cache_dir) for file in files):
+        return
+    with exclusive(cache_dir / ".embedding.lock"):  # concurrent leak checks sharing a cache embed each file once
+        pending = [(file, cache_dir) for file in files if not _is_cached(encoder, file, cache_dir)]
+        for _ in ordered_map(_cache_embeddings, pending, workers, state=(load_encoder, ()), local_state=encoder):
+            pass
 
 
 def reference_files_fingerprint(reference_dir: Path, cohort_dir: Path | None = None) -> str:
@@ -263,7 +266,7 @@ def reference_files_fingerprint(reference_dir: Path, cohort_dir: Path | None = N
 def conditions_key(encoder: SpeakerEncoder) -> str:
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 
-    names = ",".join(CALIBRATION_CONDITIONS)
+    names = ",".join(CALIBRATION_CONDITIONS) + "|one-batch-per-file"
     return f"{encoder.version}-conditions-{hashlib.sha256(names.encode()).hexdigest()[:8]}"
 
 
@@ -281,9 +284,8 @@ def condition_windows(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: P
         return {name: (stacked[bounds[i]:bounds[i + 1]] if counts[i] else None) for i, name in enumerate(names)}
     audio = read_voice(file.path, encoder.sample_rate)
     seed = int(file.sha256[:8], 16)
-    result = {}
-    for name, condition in CALIBRATION_CONDITIONS.items():
-        result[name] = encoder.embed_windows(condition(audio, seed), encoder.sample_rate)
+    signals = [condition(audio, seed) for condition in CALIBRATION_CONDITIONS.values()]
+    result = dict(zip(names, encoder.embed_windows_many(signals, encoder.sample_rate)))
     counts = np.array([0 if w is None else len(w) for w in result.values()])
     stacked = np.concatenate([w for w in result.values() if w is not None] or [np.zeros((0, 1), np.float32)])
     with atomic_path(cache) as tmp:

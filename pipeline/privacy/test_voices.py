@@ -13,15 +13,18 @@ same arguments give the same files. Existing complete output is reused.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pipeline.errors import BadInput
-from pipeline.workspace import atomic_path
+from pipeline.files import atomic_path
 
 SENTENCES = (
     "The birch canoe slid on the smooth planks.",
@@ -101,14 +104,24 @@ def synthesise(out_dir: Path, sentences: int = 12, seed: int = 0, cohort: bool =
                      for v in COHORT_ESPEAK]
         jobs += [("cohort", speaker, _festival, voice, SENTENCES_PER_OUTSIDER)
                  for speaker, (voice, _) in COHORT_FESTIVAL.items() if _festival_voice_installed(voice)]
+    files = []
     for group, speaker, synth, voice, count in jobs:
         texts = rng.sample(SENTENCES, count)
-        for index, text in enumerate(texts):
-            path = out_dir / group / speaker / f"{index:02d}.wav"
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                synth(voice, text, path)
+        files += [(synth, voice, text, out_dir / group / speaker / f"{index:02d}.wav")
+                  for index, text in enumerate(texts)]
+    synthesise_files(files)
     return out_dir / "reference"
+
+
+def synthesise_files(files: list[tuple[Callable[[str, str, Path], None], str, str, Path]]) -> None:
+    """Write each (synthesiser, voice, text, path) not written yet, one synthesiser process per core at a time
+    (each file is written atomically and depends on nothing else, so the order does not matter)."""
+    pending = [job for job in files if not job[3].is_file()]
+    for *_, path in pending:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for _ in pool.map(lambda job: job[0](job[1], job[2], job[3]), pending):
+            pass  # re-raises the first failure
 
 
 def main(argv: list[str] | None = None) -> int:

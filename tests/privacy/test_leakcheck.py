@@ -41,6 +41,14 @@ class CountingEncoder:
         self.calls += 1
         return self._encoder.embed_windows(audio, rate)
 
+    def embed_many(self, signals, rate):
+        self.calls += len(signals)
+        return self._encoder.embed_many(signals, rate)
+
+    def embed_windows_many(self, signals, rate):
+        self.calls += len(signals)
+        return self._encoder.embed_windows_many(signals, rate)
+
 
 @pytest.fixture(scope="module")
 def encoder():
@@ -283,3 +291,27 @@ def test_a_csv_manifest_is_a_reference_set_like_the_folder(reference_dir, encode
     manifest.write_text("speaker_id,path\nspk_awb,refs/spk_awb/missing.wav\n")
     with pytest.raises(BadInput, match=r"voices.csv line 2: .*missing.wav is not a .wav or .flac file"):
         build_index(manifest, encoder, reference_cache, 1)
+
+
+def test_embedding_signals_together_gives_each_ones_embedding(reference_dir, encoder):
+    """One batch through the network for several signals: each result is resemblyzer's own `embed_utterance`
+    of that signal (up to float sums), a silent signal stays None, and long signals keep their windows."""
+    from resemblyzer import preprocess_wav
+
+    files = sorted(reference_dir.glob("*/*.wav"))[:3]
+    signals = [sf.read(path, dtype="float32")[0] for path in files]
+    signals.insert(1, np.zeros(16_000, dtype=np.float32))
+    signals.append(np.concatenate(signals[2:4]))  # longer than one 3 s window
+    together = encoder.embed_many(signals, 16_000)
+    assert together[1] is None and all(e is not None for i, e in enumerate(together) if i != 1)
+    for signal, embedding in zip(signals, together):
+        if embedding is not None:
+            expected = encoder._encoder.embed_utterance(preprocess_wav(signal, source_sr=16_000))
+            np.testing.assert_allclose(embedding, expected, atol=2e-6)
+            assert np.array_equal(encoder.embed(signal, 16_000), encoder.embed_many([signal], 16_000)[0])
+    windows = encoder.embed_windows_many(signals, 16_000)
+    assert windows[1] is None and len(windows[-1]) > 1
+    for signal, each in zip(signals, windows):
+        if each is not None:
+            np.testing.assert_allclose(each, encoder.embed_windows(signal, 16_000), atol=2e-6)
+            np.testing.assert_allclose(np.linalg.norm(each, axis=1), 1.0, rtol=1e-5)
