@@ -1,4 +1,4 @@
-"""End-to-end runs of `python -m pipeline` on configs/default.yaml (storage moved to temp folders)."""
+"""End-to-end runs of `python -m pipeline` (storage moved to temp folders): a killed run resumed, bad input."""
 
 import json
 import os
@@ -10,7 +10,8 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.testing import REPO_ROOT, default_n_clips, run_cli, write_config
+from pipeline.testing import REPO_ROOT, run_cli, write_config
+from tests.conftest import TWO_SHARD_BUILD
 
 pytestmark = pytest.mark.slow
 VERSION = "2026-01-01"
@@ -22,44 +23,35 @@ def _release_content(release):
     return rows, audio
 
 
-def test_two_runs_in_fresh_workspaces_give_identical_rows_and_audio(cli_release, tmp_path, reference_dir,
-                                                                     reference_cache):
-    config = write_config(tmp_path, reference_dir, **{"storage.reference_cache": str(reference_cache)})
-    result = run_cli("run", str(config), "--version", VERSION, "--quiet", "--workers", "1")
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows_a, audio_a = _release_content(cli_release)
-    rows_b, audio_b = _release_content(tmp_path / "releases" / "default" / VERSION)
-    assert rows_a.equals(rows_b)
-    assert audio_a == audio_b and len(audio_a) == default_n_clips()
-    manifests = [json.loads((r / "manifest.json").read_text()) for r in (cli_release, tmp_path / "releases/default" / VERSION)]
-    assert manifests[0]["content_sha256"] == manifests[1]["content_sha256"]
-
-
-def test_sigkill_during_generation_then_rerun_completes_without_duplicates(cli_release, tmp_path, reference_dir,
-                                                                          reference_cache):
-    config = write_config(tmp_path, reference_dir, **{"storage.reference_cache": str(reference_cache)})
+def test_a_run_killed_mid_generation_then_rerun_with_other_workers_gives_the_undisturbed_release(
+        two_shard_release, tmp_path, reference_dir, reference_cache):
+    """SIGKILL mid-generation, rerun with one worker in that workspace: no duplicates, no leftovers, and rows and
+    audio equal to the undisturbed build's (made in another workspace with the default workers)."""
+    config = write_config(tmp_path, reference_dir, **{**TWO_SHARD_BUILD, "storage.reference_cache": str(reference_cache)})
     command = [sys.executable, "-m", "pipeline", "run", str(config), "--version", VERSION, "--quiet"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tokens = tmp_path / "runs" / "default" / VERSION / "generate"
     deadline = time.time() + 300
     while time.time() < deadline and not list(tokens.rglob("*-level1.npy")):
-        time.sleep(0.2)
+        time.sleep(0.05)
     assert list(tokens.rglob("*-level1.npy")), "generation never reached the middle level"
     os.killpg(process.pid, signal.SIGKILL)  # the run and its worker processes, mid-generation
     process.wait()
     assert not (tmp_path / "releases" / "default" / VERSION).exists()
     assert len(list((tokens.parent / "_done").glob("generate-*.json"))) < 2  # killed before generation finished
 
-    result = run_cli("run", str(config), "--version", VERSION, "--quiet")
+    result = run_cli("run", str(config), "--version", VERSION, "--quiet", "--workers", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     release = tmp_path / "releases" / "default" / VERSION
     rows, audio = _release_content(release)
     ids = rows.column("clip_id").to_pylist()
-    assert len(ids) == len(set(ids)) == default_n_clips() and sorted(audio) == sorted(f"{i}.flac" for i in ids)
+    assert len(ids) == len(set(ids)) == TWO_SHARD_BUILD["n_clips"] and sorted(audio) == sorted(f"{i}.flac" for i in ids)
     assert not list(tmp_path.rglob(".*.tmp-*")) and not list((release.parent).glob(".staging-*"))
-    undisturbed_rows, undisturbed_audio = _release_content(cli_release)
+    undisturbed_rows, undisturbed_audio = _release_content(two_shard_release)
     assert rows.equals(undisturbed_rows) and audio == undisturbed_audio
+    manifests = [json.loads((r / "manifest.json").read_text()) for r in (two_shard_release, release)]
+    assert manifests[0]["content_sha256"] == manifests[1]["content_sha256"]
 
 
 @pytest.mark.parametrize("override, needle", [

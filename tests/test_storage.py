@@ -36,10 +36,13 @@ def test_push_writes_completion_records_last(tmp_path):
 
 
 @pytest.mark.slow
-def test_tasks_on_separate_disks_build_the_cli_release_through_the_store(tmp_path, cli_release, reference_dir,
+def test_tasks_on_separate_disks_build_the_cli_release_through_the_store(tmp_path, two_shard_release, reference_dir,
                                                                          reference_cache):
+    from tests.conftest import TWO_SHARD_BUILD
+
+    cli_release = two_shard_release
     store = tmp_path / "store"
-    config = write_config(tmp_path, reference_dir, **{
+    config = write_config(tmp_path, reference_dir, **{**TWO_SHARD_BUILD,
         "storage.workspace": f"file://{store}/runs", "storage.releases": f"file://{store}/releases",
         "storage.reference_cache": str(reference_cache)})
     tasks = [("plan",), ("generate", "--shard", "0"), ("generate", "--shard", "1"), ("features", "--shard", "0"),

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import yaml
 
 from pipeline.testing import DEFAULT_CONFIG, REPO_ROOT
@@ -59,8 +60,53 @@ def parse_dags(tmp_path, config_dir=None) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_default_dag_parses_without_errors_or_database(tmp_path):
-    parsed = parse_dags(tmp_path)
+@pytest.fixture(scope="module")
+def default_parse(tmp_path_factory) -> dict:
+    """dags/ parsed once with the repository's configs (two tests read it)."""
+    return parse_dags(tmp_path_factory.mktemp("default_parse"))
+
+
+@pytest.fixture(scope="module")
+def configs_parse(tmp_path_factory) -> dict:
+    """dags/ parsed once over a config folder of two good datasets (one with a corpus, one without) and two
+    broken files."""
+    tmp_path = tmp_path_factory.mktemp("configs_parse")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for name, schedule in (("alpha", None), ("beta", "0 3 * * *")):
+        data = yaml.safe_load(DEFAULT_CONFIG.read_text())
+        data.update(dataset=name, schedule=schedule)
+        if name == "beta":  # no corpus: no training DAG, the plain cron schedule
+            del data["source"], data["generation"]["model"]
+            data["privacy"]["reference_dir"] = "voices"
+        (configs / f"{name}.yaml").write_text(yaml.safe_dump(data))
+    (configs / "broken.yaml").write_text("dataset: [unclosed\n")
+    (configs / "nameless.yaml").write_text("n_clips: 3\n")
+    return parse_dags(tmp_path, configs)
+
+
+def test_one_dag_per_config(configs_parse):
+    parsed = configs_parse
+    assert parsed["errors"] == {}
+    assert sorted(parsed["dags"]) == ["synthaudio__alpha", "synthaudio__beta", "synthaudio__invalid__broken",
+                                      "synthaudio__invalid__nameless", "synthaudio_train__alpha"]
+    assert parsed["dags"]["synthaudio__beta"]["schedule"] == "0 3 * * *"
+    # no cron: the build runs on each new model alone
+    assert parsed["dags"]["synthaudio__alpha"]["timetable"] == "AssetTriggeredTimetable"
+
+
+def test_a_broken_config_hides_no_other_dag_and_shows_its_error(configs_parse):
+    parsed = configs_parse
+    assert parsed["errors"] == {}  # the two broken files hide neither alpha nor beta
+    broken = parsed["dags"]["synthaudio__invalid__broken"]
+    assert broken["tasks"] == ["report_invalid_config"] and "not readable YAML" in broken["doc_md"]
+    assert "`dataset` name" in parsed["dags"]["synthaudio__invalid__nameless"]["doc_md"]
+    assert parsed["dags"]["synthaudio__alpha"]["tasks"] == ["export", "plan", "shard.features", "shard.generate",
+                                                             "shard.leakcheck"]
+
+
+def test_default_dag_parses_without_errors_or_database(default_parse):
+    parsed = default_parse
     assert parsed["errors"] == {}
     dag = parsed["dags"]["synthaudio__default"]
     assert dag["tasks"] == ["export", "plan", "shard.features", "shard.generate", "shard.leakcheck"]
@@ -79,44 +125,8 @@ def test_default_dag_parses_without_errors_or_database(tmp_path):
     assert [uri.rstrip("/") for uri in train["outlets"]] == ["synthaudio-model://default"]
 
 
-def test_one_dag_per_config(tmp_path):
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    for name, schedule in (("alpha", None), ("beta", "0 3 * * *")):
-        data = yaml.safe_load(DEFAULT_CONFIG.read_text())
-        data.update(dataset=name, schedule=schedule)
-        if name == "beta":  # no corpus: no training DAG, the plain cron schedule
-            del data["source"], data["generation"]["model"]
-            data["privacy"]["reference_dir"] = "voices"
-        (configs / f"{name}.yaml").write_text(yaml.safe_dump(data))
-    parsed = parse_dags(tmp_path, configs)
-    assert parsed["errors"] == {}
-    assert sorted(parsed["dags"]) == ["synthaudio__alpha", "synthaudio__beta", "synthaudio_train__alpha"]
-    assert parsed["dags"]["synthaudio__beta"]["schedule"] == "0 3 * * *"
-    # no cron: the build runs on each new model alone
-    assert parsed["dags"]["synthaudio__alpha"]["timetable"] == "AssetTriggeredTimetable"
-
-
-def test_a_broken_config_hides_no_other_dag_and_shows_its_error(tmp_path):
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    data = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    (configs / "alpha.yaml").write_text(yaml.safe_dump({**data, "dataset": "alpha"}))
-    (configs / "broken.yaml").write_text("dataset: [unclosed\n")
-    (configs / "nameless.yaml").write_text("n_clips: 3\n")
-    parsed = parse_dags(tmp_path, configs)
-    assert parsed["errors"] == {}
-    assert sorted(parsed["dags"]) == ["synthaudio__alpha", "synthaudio__invalid__broken",
-                                      "synthaudio__invalid__nameless", "synthaudio_train__alpha"]
-    broken = parsed["dags"]["synthaudio__invalid__broken"]
-    assert broken["tasks"] == ["report_invalid_config"] and "not readable YAML" in broken["doc_md"]
-    assert "`dataset` name" in parsed["dags"]["synthaudio__invalid__nameless"]["doc_md"]
-    assert parsed["dags"]["synthaudio__alpha"]["tasks"] == ["export", "plan", "shard.features", "shard.generate",
-                                                             "shard.leakcheck"]
-
-
-def test_parsing_imports_nothing_heavy_and_warns_of_no_deprecation(tmp_path):
-    parsed = parse_dags(tmp_path)
+def test_parsing_imports_nothing_heavy_and_warns_of_no_deprecation(default_parse):
+    parsed = default_parse
     heavy = ("torch", "transformers", "librosa", "resemblyzer", "numba", "pyarrow", "soundfile", "pydantic")
     loaded = [m for m in parsed["imported"] if m.split(".")[0] in heavy]
     assert loaded == [], f"parsing the DAG files imported {loaded[:10]}"

@@ -53,10 +53,13 @@ def asset_events(result) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_dag_test_builds_the_same_release_as_the_cli(cli_release, tmp_path, reference_dir, reference_cache):
+def test_dag_test_builds_the_same_release_as_the_cli(two_shard_release, tmp_path, reference_dir, reference_cache):
+    from tests.conftest import TWO_SHARD_BUILD
+
+    cli_release = two_shard_release
     configs = tmp_path / "configs"
     write_config(tmp_path, reference_dir, name="configs/default.yaml",
-                 **{"storage.reference_cache": str(reference_cache)})
+                 **{**TWO_SHARD_BUILD, "storage.reference_cache": str(reference_cache)})
     result = run_dags(tmp_path, configs, ["synthaudio__default"], ["2026-01-01"])
 
     release = tmp_path / "releases" / "default" / "2026-01-01"

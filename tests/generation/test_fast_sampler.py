@@ -18,6 +18,7 @@ from pipeline.generation.fast import (
     ClipNoise, FastPrior, draw, draw_scaled, filtered_logits, gumbel_, reference_window_logits,
 )
 from pipeline.generation.presets import build_tiny
+from pipeline.parallel import torch_threads
 from pipeline.generation.sampler import sample_level, window_starts
 
 VOCAB = 32
@@ -54,8 +55,8 @@ def _config(separate_lyrics_encoder: bool = False):
 
 @pytest.fixture(scope="module")
 def model():
-    torch.set_num_threads(1)
-    return build_tiny(_config())
+    with torch_threads(1):  # restored after the module: later tests see the process's own setting
+        yield build_tiny(_config())
 
 
 def _labels(batch: int, lyrics: int, seed: int = 0):

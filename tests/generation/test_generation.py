@@ -10,14 +10,15 @@ from pipeline.generation.presets import (
 )
 from pipeline.generation.sampler import decode, encode_labels, sample_level, total_samples, window_metadata, window_starts
 from pipeline.generation.stage import generate
+from pipeline.parallel import torch_threads
 from pipeline.prompts.stage import plan, shard_prompts
 from pipeline.runner import make_context
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.set_num_threads(1)
-    return load_preset("tiny")
+    with torch_threads(1):  # restored after the module: later tests see the process's own setting
+        yield load_preset("tiny")
 
 
 def _sample(tiny, seed: int, seconds: float = 0.25, levels: int = 3, lyrics=("la la", "hold on")):
