@@ -97,13 +97,14 @@ def tone_voices(folder: Path, speakers: tuple[str, ...] = ("spk_alpha", "spk_bra
 
 
 def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...] = (), silent: tuple[int, ...] = (),
-                      clipped: tuple[int, ...] = (), unscorable: tuple[int, ...] = (), version: str = "2026-03-01",
+                      clipped: tuple[int, ...] = (), unscorable: tuple[int, ...] = (), copied: tuple[int, ...] = (),
+                      version: str = "2026-03-01",
                       recall_shortfall: str | None = None, **overrides):
     """A run whose plan, generate and leakcheck outputs are written directly (seeded tones, verdicts by clip
     number) and whose features are extracted for real, so that export, its gates, reports, publishing and
     `verify` are tested in seconds without Jukebox or the speaker encoder. Clip numbers in `leaked` get a
-    `leak` verdict, in `unscorable` an `unscorable` one, in `silent` silent audio, in `clipped` a sine clipped
-    at full scale. Overrides are `section.key` config values. Returns the RunContext.
+    `leak` verdict, in `unscorable` an `unscorable` one, in `copied` a `copy` one (the copy check's), in `silent`
+    silent audio, in `clipped` a sine clipped at full scale. Overrides are `section.key` config values. Returns the RunContext.
 
         ctx = fake_finished_run(tmp_path, leaked=(1,), silent=(2,))
         release = export(ctx)
@@ -141,16 +142,20 @@ def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...]
                      "sampling_seed": 1000 + number, "sample_rate_hz": 44_100, "num_samples": audio.size,
                      "batch_size": 1, "tokens_per_s": [1.0, 1.0, 1.0], "generation_wall_s": 0.1,
                      "generation_mode": "prompt"})
-        verdict = "leak" if number in leaked else "unscorable" if number in unscorable else "pass"
+        verdict = ("leak" if number in leaked else "unscorable" if number in unscorable
+                   else "copy" if number in copied else "pass")
         audit.append({"clip_id": prompt["clip_id"], "verdict": verdict, "no_voice": verdict == "pass",
                       "max_similarity": 2.0 if verdict == "leak" else None,
                       "nearest_speaker": "spk_alpha" if verdict == "leak" else None, "windows": 1,
-                      "error": "decode error" if verdict == "unscorable" else None, "attempts": 0})
+                      "error": "decode error" if verdict == "unscorable" else None, "attempts": 0,
+                      "copy_dcr": 0.1 if verdict == "copy" else 3.0 if copied else None})
     write_table_atomic(gen_dir / "generation.parquet", pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA))
     ctx.mark_done("generate", 0, "fake", [gen_dir / "generation.parquet"])
     features(ctx, 0)
     write_table_atomic(check_dir / "audit.parquet", pa.Table.from_pylist(audit, schema=AUDIT_SCHEMA))
-    counts = {v: sum(a["verdict"] == v for a in audit) for v in ("pass", "leak", "unscorable")}
+    counts = {v: sum(a["verdict"] == v for a in audit) for v in ("pass", "leak", "unscorable", "copy")}
+    copy_check = {"ratio": 0.5, "threshold": 1.0, "holdout_dcr": [2.0, 2.5],
+                  "dcr": [a["copy_dcr"] for a in audit if a["copy_dcr"] is not None]} if copied else None
     rate = {"rate": 1.0, "hits": 10, "trials": 10, "ci95": [0.72, 1.0]}
     write_json_atomic(check_dir / "summary.json", {
         "counts": counts, "first_pass_counts": counts, "regenerated": 0, "no_voice": counts["pass"],
@@ -165,6 +170,7 @@ def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...]
                         "recall_by_condition": {"clean": rate}, "fpr_by_kind": {"other voices, clean": rate | {
                             "rate": 0.0, "hits": 0}}},
         "recall_shortfall": recall_shortfall, "score_normalisation": "cohort margin (fake run)",
-        "enrolment_variants": ["clean"], "reference_fingerprint": "f" * 64, "encoder": "resemblyzer-test"})
+        "enrolment_variants": ["clean"], "reference_fingerprint": "f" * 64, "encoder": "resemblyzer-test",
+        "copy_check": copy_check})
     ctx.mark_done("leakcheck", 0, "fake", [check_dir / "audit.parquet", check_dir / "summary.json"])
     return ctx

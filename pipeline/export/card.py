@@ -96,7 +96,7 @@ this release. Of {privacy['clips']} generated clips, {privacy['rejected_first_pa
 sampling (rejection rate {report['rejection_rate']:.3f}, bound {report['max_reject_rate']}) and
 {privacy['regenerated']} of them were sampled again until they passed (`on_leak: {report['on_leak']}`);
 {privacy['leak']} leaks and {privacy['unscorable']} unscorable clips remain excluded;
-{privacy['no_voice']} contained no voiced speech. The detector caught
+{privacy['no_voice']} contained no voiced speech. {_copy_text(report.get('copy_check'), privacy)} The detector caught
 {report['detector_self_test']['canaries_caught']} of {report['detector_self_test']['canaries_scored']}
 known-positive canaries (held-out reference utterances pitch-shifted, mixed under generated audio at
 0 dB, band-limited) on this run. No reference audio, embedding, file name or speaker id is part of this
@@ -154,3 +154,15 @@ def _calibration_text(report: dict) -> str:
         lines += ["", f"**Target recall not reached.** {report['recall_shortfall']} This release was published "
                   "because the build config says `on_recall_shortfall: warn`."]
     return "\n".join(lines) + "\n"
+
+
+def _copy_text(copy: dict | None, privacy: dict) -> str:
+    """The copy check in one or two sentences (releases made before it existed have no entry)."""
+    if not copy or not copy.get("applies"):
+        return "No copy check: the model did not learn from a private corpus."
+    spread = copy.get("relative_distance_quantiles") or {}
+    return (f"The model learned from a private corpus, so every clip was also checked for copies of it ({copy['measure']}): "
+            f"a clip closer than {copy['ratio']} of the closest of {copy['held_out_recordings']} held-out recording(s) "
+            f"is a copy; {copy['rejected_first_pass']} were rejected on first sampling (`on_copy: {copy['on_copy']}`) "
+            f"and {privacy.get('copy', 0)} remain excluded. The judged clips' median relative distance is "
+            f"{spread.get('0.5', 'n/a')} (5th percentile {spread.get('0.05', 'n/a')}).")

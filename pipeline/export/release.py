@@ -116,11 +116,12 @@ def quality_report(ctx: RunContext, features: dict[str, dict]) -> dict:
 
 def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) -> dict:
     """Aggregate figures only: nothing that names or describes a reference speaker."""
-    counts = {v: sum(a["verdict"] == v for a in audit) for v in ("pass", "leak", "unscorable")}
-    rejected = counts["leak"] + counts["unscorable"]
+    counts = {v: sum(a["verdict"] == v for a in audit) for v in ("pass", "leak", "unscorable", "copy")}
+    rejected = counts["leak"] + counts["unscorable"] + counts["copy"]
     # The gate counts first-pass rejections: regenerating keeps the clip count, but a model that keeps
-    # reproducing protected voices must still stop the release.
-    first_pass = sum(s["first_pass_counts"]["leak"] + s["first_pass_counts"]["unscorable"] for s in summaries)
+    # reproducing protected voices (or its corpus) must still stop the release.
+    first_pass = sum(s["first_pass_counts"]["leak"] + s["first_pass_counts"]["unscorable"]
+                     + s["first_pass_counts"].get("copy", 0) for s in summaries)
     scores = [s for summary in summaries for s in summary["scores"]]
     first = summaries[0] if summaries else {}
     low = min([-1.0, *scores]) if scores else -1.0
@@ -159,7 +160,30 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
             "by_transform": by_transform,
         },
         "speaker_encoder": first.get("encoder"),
+        "copy_check": copy_check_report(ctx, summaries),
         "score_histogram": {"bin_edges": [round(e, 3) for e in edges.tolist()], "counts": histogram.tolist()},
+    }
+
+
+def copy_check_report(ctx: RunContext, summaries: list[dict]) -> dict:
+    """Aggregates of the copy check: how many clips it judged and rejected, and the spread of their distance to the
+    closest training recording relative to the closest held-out recording's (1: as close as a new recording
+    came); nothing that points to a recording."""
+    checks = [s["copy_check"] for s in summaries if s.get("copy_check")]
+    if not checks:
+        return {"applies": False, "why": "the model did not learn from a private corpus: there is nothing it could copy"}
+    first = checks[0]
+    nearest_new = min(min(c["holdout_dcr"]) for c in checks)
+    relative = np.array([d / nearest_new for c in checks for d in c["dcr"]]) if nearest_new > 0 else np.zeros(0)
+    return {
+        "applies": True, "on_copy": ctx.config.privacy.on_copy,
+        "measure": "distance to the closest training recording (RMS dB difference of 0.5 s log-mel windows, each "
+                   "relative to its loudest band), relative to the closest held-out recording's",
+        "ratio": first["ratio"], "held_out_recordings": len(first["holdout_dcr"]),
+        "clips_judged": int(relative.size),
+        "rejected_first_pass": sum(s["first_pass_counts"].get("copy", 0) for s in summaries),
+        "relative_distance_quantiles": {q: round(float(np.quantile(relative, float(q))), 3) for q in ("0.05", "0.5")}
+        if relative.size else None,
     }
 
 

@@ -35,6 +35,7 @@ import soundfile as sf
 from pipeline.errors import LeakCheckFailed
 from pipeline.parallel import ordered_map
 from pipeline.privacy.calibration import Calibration, calibrate_index, recall_shortfall
+from pipeline.privacy.copycheck import RATE as COPY_RATE, CopyBaseline, baseline_key, build_baseline, clip_dcr
 from pipeline.privacy.encoder import SpeakerEncoder, encoder_version, load_encoder
 from pipeline.privacy.reference import BANK_TOP_N, ReferenceIndex, build_index, reference_files_fingerprint
 from pipeline.privacy.transforms import canaries
@@ -42,7 +43,7 @@ from pipeline.progress import progress
 from pipeline.storage import synced_stage
 from pipeline.workspace import RunContext, run_once, write_json_atomic, write_table_atomic
 
-VERDICTS = ("pass", "leak", "unscorable")
+VERDICTS = ("pass", "leak", "unscorable", "copy")  # copy: the copy check's (copycheck.py), on a voice pass
 CANARY_ALPHA = 0.001  # a healthy detector fails a run's canary self-test by chance at most this often
 log = logging.getLogger("synthaudio.privacy")
 
@@ -55,7 +56,8 @@ AUDIT_SCHEMA = pa.schema(
         pa.field("nearest_speaker", pa.string()),  # audit only: never exported
         pa.field("windows", pa.int64()),  # embeddings scored (whole voiced part + windows)
         pa.field("error", pa.string()),
-        pa.field("attempts", pa.int64(), nullable=False),  # regenerations (on_leak: regenerate); 0 = first sample
+        pa.field("attempts", pa.int64(), nullable=False),  # regenerations (on_leak/on_copy: regenerate); 0 = first
+        pa.field("copy_dcr", pa.float64()),  # distance to the closest training recording; null: not checked / silent
     ]
 )
 
@@ -162,10 +164,10 @@ def make_scorer(index: ReferenceIndex, threshold: float) -> Scorer:
 
 
 def _audit_row(clip_id: str, verdict: ClipVerdict, attempts: int) -> dict:
-    """One AUDIT_SCHEMA row."""
+    """One AUDIT_SCHEMA row (the copy check, when it applies, fills copy_dcr and may turn a pass into a copy)."""
     return {"clip_id": clip_id, "verdict": verdict.verdict, "no_voice": verdict.no_voice,
             "max_similarity": verdict.score, "nearest_speaker": verdict.nearest_speaker,
-            "windows": verdict.windows, "error": verdict.error, "attempts": attempts}
+            "windows": verdict.windows, "error": verdict.error, "attempts": attempts, "copy_dcr": None}
 
 
 def score_job(scorer: Scorer, job: tuple[str, str]) -> dict:
@@ -175,20 +177,75 @@ def score_job(scorer: Scorer, job: tuple[str, str]) -> dict:
     return _audit_row(clip_id, verdict, attempts=0)
 
 
+@dataclass(frozen=True)
+class CopyChecker:
+    """The copy check of a run whose model learned from the corpus (copycheck.py)."""
+
+    baseline: CopyBaseline
+
+    def check(self, row: dict, path: Path) -> dict:
+        """Fill `row`'s copy_dcr; a voice pass closer to a training recording than the baseline allows is a copy.
+        A clip the check cannot read is unscorable (fail closed)."""
+        try:
+            audio, rate = sf.read(path, dtype="float32", always_2d=True)
+            if rate != COPY_RATE:
+                raise ValueError(f"sample rate {rate} Hz, the check compares at {COPY_RATE}")
+            row["copy_dcr"] = clip_dcr(self.baseline, audio.mean(axis=1))
+        except Exception as exc:  # noqa: BLE001 - what the copy check cannot read is not known to be new
+            row.update(verdict="unscorable", error=f"copy check: {type(exc).__name__}: {exc}")
+            return row
+        if row["verdict"] == "pass" and row["copy_dcr"] is not None and row["copy_dcr"] < self.baseline.threshold:
+            row["verdict"] = "copy"
+        return row
+
+
+def copy_checker(ctx: RunContext) -> CopyChecker | None:
+    """The run's copy check, or None when its model did not learn from the corpus (nothing it could copy). The
+    baseline (training windows, held-out distances) is cached per split in the private reference cache."""
+    from pipeline.training.corpus import list_corpus, read_audio
+    from pipeline.training.stage import model_folder
+    from pipeline.workspace import read_json
+
+    pinned = read_json(ctx.root / "plan.json").get("model")
+    if pinned is None or ctx.loaded.corpus is None:
+        return None
+    split = read_json(model_folder(ctx.loaded.models_root, ctx.dataset, pinned["version"]) / "corpus.json")
+    ratio = ctx.config.privacy.copy_ratio
+    cache = ctx.reference_cache / "copycheck" / (
+        baseline_key(split["train_sha256"], split["holdout_sha256"], ratio) + ".npz")
+    if cache.is_file():
+        return CopyChecker(CopyBaseline.load(cache))
+    by_sha = {f.sha256: f.path for f in list_corpus(ctx.loaded.corpus)}
+    missing = [sha for sha in split["train_sha256"] + split["holdout_sha256"] if sha not in by_sha]
+    if missing:
+        raise LeakCheckFailed(f"copy check: {len(missing)} recording(s) model {pinned['version']} was trained or "
+                              "held out on are no longer in source.corpus; the check needs them to know what a copy "
+                              "is, so nothing is published. Restore them or train a new model.")
+    try:
+        baseline = build_baseline([read_audio(by_sha[sha]) for sha in split["train_sha256"]],
+                                  [read_audio(by_sha[sha]) for sha in split["holdout_sha256"]], ratio)
+    except ValueError as exc:
+        raise LeakCheckFailed(f"copy check: {exc}; nothing is published") from exc
+    baseline.save(cache)
+    return CopyChecker(baseline)
+
+
 def regenerate_rejected(ctx: RunContext, shard: int, rows: list[dict], encoder: SpeakerEncoder,
-                        index: ReferenceIndex, threshold: float) -> list[Path]:
-    """on_leak: regenerate. Sample every rejected clip again with a new seed, up to max_regenerations times,
-    until it passes; `rows` (the audit) are updated in place. Passing replacements are written under
-    `regenerated/` with their generation rows (regenerated.parquet) and features (regenerated_features.parquet),
-    which export uses instead of the originals. Returns the files written."""
+                        index: ReferenceIndex, threshold: float, copies: CopyChecker | None = None) -> list[Path]:
+    """on_leak / on_copy: regenerate. Sample every clip rejected for that reason again with a new seed, up to
+    max_regenerations times, until it passes both checks; `rows` (the audit) are updated in place. Passing
+    replacements are written under `regenerated/` with their generation rows (regenerated.parquet) and features
+    (regenerated_features.parquet), which export uses instead of the originals. Returns the files written."""
     from pipeline.features.stage import extract_rows, feature_set_of, write_feature_rows
     from pipeline.generation.stage import GENERATION_SCHEMA, regenerate
     from pipeline.prompts.stage import shard_prompts
 
+    privacy = ctx.config.privacy
+    again = {"leak": privacy.on_leak, "unscorable": privacy.on_leak, "copy": privacy.on_copy}
     out_dir = ctx.shard_dir("leakcheck", shard)
     by_id = {row["clip_id"]: row for row in rows}
     prompts = shard_prompts(ctx, shard)
-    pending = [row["clip_id"] for row in rows if row["verdict"] != "pass"]
+    pending = [row["clip_id"] for row in rows if again.get(row["verdict"]) == "regenerate"]
     replacements: list[dict] = []
     for attempt in range(1, ctx.config.privacy.max_regenerations + 1):
         if not pending:
@@ -200,8 +257,11 @@ def regenerate_rejected(ctx: RunContext, shard: int, rows: list[dict], encoder: 
         still = []
         for record in generated.to_pylist():
             verdict = score_file(folder / record["audio_file"], encoder, index, threshold)
-            by_id[record["clip_id"]].update(_audit_row(record["clip_id"], verdict, attempts=attempt))
-            if verdict.verdict == "pass":
+            row = by_id[record["clip_id"]]
+            row.update(_audit_row(record["clip_id"], verdict, attempts=attempt))
+            if copies is not None:
+                copies.check(row, folder / record["audio_file"])
+            if row["verdict"] == "pass":
                 replacements.append({**record, "audio_file": f"regenerated/attempt-{attempt}/{record['audio_file']}"})
             else:
                 still.append(record["clip_id"])
@@ -267,10 +327,14 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
         rows = list(progress(ordered_map(score_job, jobs, privacy.workers, state=(make_scorer, (index, threshold)),
                                          local_state=Scorer(encoder, index, threshold)),
                              desc=f"leakcheck shard {shard}", quiet=ctx.quiet, unit="clip", total=len(jobs)))
+        copies = copy_checker(ctx)
+        if copies is not None:
+            for row, (_, path) in zip(rows, jobs):
+                copies.check(row, Path(path))
         first_pass = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
         extra = []
-        if privacy.on_leak == "regenerate":
-            extra = regenerate_rejected(ctx, shard, rows, encoder, index, threshold)
+        if "regenerate" in (privacy.on_leak, privacy.on_copy):
+            extra = regenerate_rejected(ctx, shard, rows, encoder, index, threshold, copies)
         audit = out_dir / "audit.parquet"
         write_table_atomic(audit, pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA))
         summary = out_dir / "summary.json"
@@ -288,6 +352,10 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
                                    f"({len(index.cohort)} voices)",
             "enrolment_variants": list(index.variants),
             "reference_fingerprint": index.fingerprint, "encoder": encoder.version,
+            "copy_check": None if copies is None else {
+                "ratio": copies.baseline.ratio,
+                "threshold": copies.baseline.threshold, "holdout_dcr": copies.baseline.holdout_dcr.tolist(),
+                "dcr": [r["copy_dcr"] for r in rows if r["copy_dcr"] is not None]},
         })
         return [audit, summary, *extra]
 

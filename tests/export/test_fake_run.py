@@ -27,6 +27,22 @@ def test_leaks_unscorable_and_silent_clips_never_reach_the_release(tmp_path):
     assert verify_release(release) == []
 
 
+def test_copies_never_reach_the_release_and_count_against_the_reject_rate(tmp_path):
+    ctx = fake_finished_run(tmp_path, n_clips=5, copied=(0, 3))
+    release = export(ctx)
+    clip_ids = pq.read_table(ctx.root / "prompts.parquet").column("clip_id").to_pylist()
+    assert sorted(pq.read_table(release / "data").column("clip_id").to_pylist()) == sorted(clip_ids[i] for i in (1, 2, 4))
+    report = json.loads((release / "privacy_report.json").read_text())
+    assert (report["counts"]["copy"], report["counts"]["rejected"], report["rejection_rate"]) == (2, 2, 0.4)
+    copy = report["copy_check"]
+    assert copy["applies"] and copy["rejected_first_pass"] == 2 and copy["clips_judged"] == 5
+    assert copy["relative_distance_quantiles"]["0.5"] == 1.5  # 3.0 / the closest held-out recording's 2.0
+    assert "2 were rejected on first sampling (`on_copy: drop`) and 2 remain excluded" in (release / "README.md").read_text()
+    strict = fake_finished_run(tmp_path / "strict", n_clips=5, copied=(0, 3), **{"privacy.max_reject_rate": 0.2})
+    with pytest.raises(LeakCheckFailed, match="rejected 2 of 5 clips"):
+        export(strict)
+
+
 def test_a_rejection_rate_over_the_bound_publishes_nothing(tmp_path):
     ctx = fake_finished_run(tmp_path, n_clips=4, leaked=(0, 1), **{"privacy.max_reject_rate": 0.25})
     with pytest.raises(LeakCheckFailed, match=r"rejected 2 of 4 clips \(rate 0.500 > privacy.max_reject_rate 0.25\)"):

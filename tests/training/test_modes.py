@@ -4,6 +4,7 @@ that hold no corpus audio, no prime, and nothing that points back to a corpus cl
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,13 @@ def test_corpus_derived_releases_name_their_model_and_mode_and_nothing_of_the_so
         run = folder / "runs" / "default" / manifest["version"]
         sources = json.loads((run / "sources.json").read_text())  # private: stays in the workspace
         assert set(sources) == set(rows.clip_id) and not any(sha.encode() in everything for sha in sources.values())
+        # The model learned from the corpus, so the copy check judged every clip against its held-out part; a model
+        # trained for a few steps copies nothing: every clip is far further than the closest held-out recording.
+        copy = json.loads((release / "privacy_report.json").read_text())["copy_check"]
+        assert copy["applies"] and copy["clips_judged"] == len(rows) and copy["rejected_first_pass"] == 0
+        assert copy["held_out_recordings"] == len(json.loads((Path(model["path"]) / "corpus.json").read_text())["holdout_sha256"])
+        assert copy["relative_distance_quantiles"]["0.05"] > 1.0
+        assert "checked for copies of it" in text
 
 
 @pytest.mark.slow

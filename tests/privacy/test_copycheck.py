@@ -1,0 +1,59 @@
+"""The copy check's measure: copies of training recordings, however rendered (softer, with noise, spliced into other
+audio off the frame grid), come closer than held-out recordings do; silence is never judged."""
+
+import numpy as np
+import pytest
+
+from pipeline.privacy.copycheck import build_baseline, clip_dcr
+from pipeline.training.corpus import list_corpus, read_audio
+
+
+@pytest.fixture(scope="module")
+def recordings(reference_dir):
+    files = sorted(list_corpus(reference_dir), key=lambda f: f.sha256)[:10]
+    return [read_audio(f.path) for f in files]  # mono float32 @ 44.1 kHz
+
+
+def test_copies_of_training_recordings_are_closer_than_held_out_recordings(recordings):
+    train, holdout = recordings[:7], recordings[7:]
+    baseline = build_baseline(train, holdout, ratio=0.5)
+    assert len(baseline.holdout_dcr) == 3 and np.all(baseline.holdout_dcr > 0)
+    rng = np.random.default_rng(0)
+    source = train[2]
+    copies = {
+        "exact": source,
+        "quieter, with noise": 0.5 * source + 0.003 * rng.standard_normal(source.size).astype(np.float32),
+        "one second of it inside a new recording": np.concatenate([holdout[0][:22_050], source[10_037:54_137],
+                                                                    holdout[1][:22_050]]),
+    }
+    for name, audio in copies.items():
+        assert clip_dcr(baseline, audio) < baseline.threshold, name
+    for audio in holdout:  # new recordings of the same kind are never copies at ratio 0.5 < 1
+        assert clip_dcr(baseline, audio) >= baseline.threshold
+    assert clip_dcr(baseline, np.zeros(44_100, np.float32)) is None  # nothing loud to copy
+
+
+def test_a_baseline_without_a_loud_held_out_recording_is_refused(recordings):
+    with pytest.raises(ValueError, match="held-out"):
+        build_baseline(recordings[:3], [np.zeros(44_100, np.float32)], ratio=0.5)
+
+
+def test_the_gate_turns_a_copy_into_a_rejection_and_fails_closed(recordings, tmp_path):
+    """The leak-check stage's gate on files: a voice pass that is a training recording becomes `copy`, a held-out
+    recording stays `pass`, a voice leak stays `leak`, and audio the check cannot read is `unscorable`."""
+    import soundfile as sf
+
+    from pipeline.privacy.leakcheck import CopyChecker
+
+    checker = CopyChecker(build_baseline(recordings[:7], recordings[7:], ratio=0.5))
+    files = {"copy": recordings[4], "new": recordings[8]}
+    for name, audio in files.items():
+        sf.write(tmp_path / f"{name}.flac", audio, 44_100)
+    (tmp_path / "broken.flac").write_bytes(b"not audio")
+    row = lambda verdict="pass": {"verdict": verdict, "copy_dcr": None, "error": None}  # noqa: E731
+    assert checker.check(row(), tmp_path / "copy.flac")["verdict"] == "copy"
+    new = checker.check(row(), tmp_path / "new.flac")
+    assert new["verdict"] == "pass" and new["copy_dcr"] >= checker.baseline.threshold
+    assert checker.check(row("leak"), tmp_path / "copy.flac")["verdict"] == "leak"
+    broken = checker.check(row(), tmp_path / "broken.flac")
+    assert broken["verdict"] == "unscorable" and broken["error"].startswith("copy check:")
