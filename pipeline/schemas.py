@@ -21,6 +21,7 @@ MANIFEST_JSON_SCHEMA = {
     "properties": {
         "dataset": {"type": "string"},
         "version": {"type": "string"},
+        "schema_version": {"type": "integer", "minimum": 1},  # absent: 1 (releases before the synthetic label)
         "description": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
         "code_version": {"type": "object", "required": ["package", "git_commit"],

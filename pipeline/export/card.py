@@ -30,7 +30,6 @@ def dataset_card(summary: dict, report: dict, quality: dict, fidelity: dict | No
     fields = "\n".join(f"| `{n}` | {t} | {u} | {m} |" for n, t, u, m in column_docs())
     splits = "\n".join(f"| {s} | {c} |" for s, c in counts.items())
     privacy = report["counts"]
-    tiny = summary["model_preset"] == "tiny"
     flags = "\n".join(f"| `{flag}` | {quality['flagged'][flag]} | {action} |" for flag, action in quality["action"].items())
     return f"""# {name} — release {version}
 
@@ -40,6 +39,13 @@ def dataset_card(summary: dict, report: dict, quality: dict, fidelity: dict | No
 `{summary['model_preset']}`), each a 44.1 kHz mono FLAC file with its prompt, generation parameters,
 `{summary['feature_set']}` audio features and the verdict of a speaker-similarity leak check.
 {_model_text(summary)}
+
+**Every clip is AI-generated (synthetic) audio, not a recording of anyone.** It is labelled so in three
+machine-readable places: the `ai_generated` column (always true); each FLAC's Vorbis comments
+(`AI_GENERATED=true`, `DIGITAL_SOURCE_TYPE` = IPTC `trainedAlgorithmicMedia`, `GENERATOR`, `MODEL_SHA256`,
+`DATASET`, `DATASET_VERSION`, `CLIP_ID`), which `python -m pipeline verify` checks; and this card. Keep the
+label when you redistribute or transform the audio (transparency rules for generated audio, e.g. the EU AI
+Act's Article 50, ask for it).
 
 ## Load it
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from pipeline import __version__
 from pipeline.errors import LeakCheckFailed, PrivateDataInRelease
 from pipeline.export.card import dataset_card
+from pipeline.export.schema import RELEASE_SCHEMA_VERSION
 from pipeline.features.extract import QUALITY_FLAGS
 from pipeline.progress import progress
 from pipeline.storage import synced_stage
@@ -83,7 +84,7 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict, dict]:
             continue  # a quality gate drops it
         p, g, f = prompts[cid], generation[cid], features[cid]
         rows.append({
-            "clip_id": cid, "split": p["split"], "caption": p["caption"], "genre": p["genre"], "artist": p["artist"],
+            "clip_id": cid, "ai_generated": True, "split": p["split"], "caption": p["caption"], "genre": p["genre"], "artist": p["artist"],
             "lyrics": p["lyrics"], "vocals": p["vocals"], "requested_duration_s": p["duration_s"], "model_preset": g["model_preset"],
             "model_weights_sha256": g["model_weights_sha256"], "levels_sampled": g["levels_sampled"],
             "temperature": g["temperature"], "sampling_seed": g["sampling_seed"],
@@ -258,7 +259,8 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
                   fidelity: dict | None = None) -> dict:
     """Write every file of the release into `staging`; returns the manifest."""
     from pipeline.export.page import listening_sample, release_page
-    from pipeline.export.writer import FileEntry, copy_with_sha256, plan_shards, shard_name, write_parquet_shard
+    from pipeline.export.flac_tags import synthetic_tags
+    from pipeline.export.writer import FileEntry, copy_labelled, plan_shards, shard_name, write_parquet_shard
 
     export_cfg = ctx.config.export
     (staging / "data").mkdir()
@@ -270,8 +272,14 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
         entries.append(FileEntry(relative, path.stat().st_size, sha256_file(path)))
 
     def copy(row: dict) -> FileEntry:
+        """The clip's FLAC, labelled AI-generated in its tags; the row's audio is that file from now on."""
         relative = f"audio/{row['clip_id']}.flac"
-        return FileEntry(relative, *copy_with_sha256(row["_source"], staging / relative))
+        tags = synthetic_tags(dataset=ctx.dataset, version=ctx.version, clip_id=row["clip_id"],
+                              model_preset=row["model_preset"], model_sha256=row["model_weights_sha256"],
+                              generator=f"synthaudio {__version__}")
+        entry = FileEntry(relative, *copy_labelled(row["_source"], staging / relative, tags))
+        row["_source"] = staging / relative
+        return entry
 
     # Two copies in flight: hashing and file creation of one overlap the other's writes (hashlib and
     # file I/O release the GIL).
@@ -306,7 +314,8 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
     entries.sort(key=lambda e: e.path)
     content = "".join(f"{e.sha256}  {e.path}\n" for e in entries)
     manifest = {
-        **summary, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **summary, "schema_version": RELEASE_SCHEMA_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": {"package": __version__, "git_commit": _git_commit()},
         # Only the public view: the config model marks each private field once (pipeline.config.PRIVATE_FIELDS).
         "config": ctx.config.public_view(), "config_sha256": ctx.config.public_fingerprint(),

@@ -18,6 +18,8 @@ AUDIO_STORAGE_TYPE = pa.struct([pa.field("bytes", pa.binary()), pa.field("path",
 # name -> (Arrow type, unit, meaning); features are appended from FEATURE_COLUMNS
 BASE_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "clip_id": (pa.string(), "", "stable id: <dataset>-<version>-<index>"),
+    "ai_generated": (pa.bool_(), "flag", "always true: the clip is AI-generated (synthetic) audio, not a recording; "
+                                         "its FLAC's Vorbis comments say so too (AI_GENERATED, DIGITAL_SOURCE_TYPE)"),
     "split": (pa.string(), "", "train, validation or test; derived from clip_id, stable as the dataset grows"),
     "caption": (pa.string(), "", "human-readable description of the prompt"),
     "genre": (pa.string(), "", "Jukebox genre token the clip was conditioned on"),
@@ -42,14 +44,19 @@ BASE_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
 
 
 _HF_VALUE_TYPES = {"string": "string", "double": "float64", "int64": "int64", "bool": "bool"}
+# The release layout's version, in every manifest (`schema_version`). 1: releases made before the synthetic label
+# (no `ai_generated` column, no FLAC tags; a manifest without the key); 2: the label. `verify` checks a release
+# against the layout of its own version, so older releases still verify.
+RELEASE_SCHEMA_VERSION = 2
+ADDED_IN = {"ai_generated": 2}
 
 
-def release_schema() -> pa.Schema:
-    """Arrow schema of a release row, with the Hugging Face `datasets` features in its metadata,
-    so `load_dataset("parquet", ...)` types `audio` as an Audio column."""
+def release_schema(version: int = RELEASE_SCHEMA_VERSION) -> pa.Schema:
+    """Arrow schema of a release row (of layout `version`), with the Hugging Face `datasets` features in its
+    metadata, so `load_dataset("parquet", ...)` types `audio` as an Audio column."""
     # Nullable fields, as `datasets` declares them: it only trusts the metadata's features when the
     # Parquet field equals the one it would build (nullability included). No value is ever null.
-    fields = [pa.field(name, dtype) for name, (dtype, _, _) in BASE_COLUMNS.items()]
+    fields = [pa.field(name, dtype) for name, (dtype, _, _) in BASE_COLUMNS.items() if ADDED_IN.get(name, 1) <= version]
     fields += [FEATURE_SCHEMA.field(name).with_nullable(True) for name in FEATURE_COLUMNS]
     fields.append(pa.field("audio", AUDIO_STORAGE_TYPE))
     features = {f.name: {"dtype": _HF_VALUE_TYPES[str(f.type)], "_type": "Value"} for f in fields[:-1]}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from pipeline.export.schema import release_schema
+from pipeline.export.schema import RELEASE_SCHEMA_VERSION, release_schema
 from pipeline.workspace import sha256_file
 
 
@@ -44,8 +44,12 @@ def verify_release(release: Path) -> list[str]:
         if entry["path"] in listed and listed[entry["path"]] != entry["sha256"]:
             problems.append(f"{entry['path']}: sha256 in manifest.json differs from SHA256SUMS")
 
+    layout = manifest.get("schema_version", 1)
+    if layout > RELEASE_SCHEMA_VERSION:
+        return problems + [f"manifest.json: schema_version {layout} is newer than this synthaudio reads "
+                           f"({RELEASE_SCHEMA_VERSION}); upgrade synthaudio to verify it"]
     counts: dict[str, int] = {}
-    schema = release_schema()
+    schema = release_schema(layout)
     for shard in sorted((release / "data").glob("*.parquet")):
         try:
             table = pq.read_table(shard)
@@ -55,9 +59,13 @@ def verify_release(release: Path) -> list[str]:
         if not table.schema.remove_metadata().equals(schema):
             problems.append(f"data/{shard.name}: schema differs from schemas/release.arrow.json")
             continue
-        for row in table.select(["clip_id", "split", "num_samples", "audio"]).to_pylist():
+        labelled = layout >= 2
+        columns = ["clip_id", "split", "num_samples", "audio", *(["ai_generated"] if labelled else [])]
+        for row in table.select(columns).to_pylist():
             counts[row["split"]] = counts.get(row["split"], 0) + 1
             problems += _check_audio(release, row)
+            if labelled:
+                problems += _check_label(release, row, manifest)
     expected = {k: v for k, v in manifest["counts"].items() if v}
     if counts != expected:
         problems.append(f"row counts per split {counts} differ from manifest counts {expected}")
@@ -76,6 +84,26 @@ def _check_audio(release: Path, row: dict) -> list[str]:
     if info.frames != row["num_samples"]:
         return [f"{audio['path']}: {info.frames} samples, the row says {row['num_samples']}"]
     return []
+
+
+def _check_label(release: Path, row: dict, manifest: dict) -> list[str]:
+    """A labelled release (layout 2+): the row says ai_generated, and the FLAC's tags say AI-generated and name
+    this dataset, version and clip."""
+    from pipeline.export.flac_tags import IPTC_TRAINED_ALGORITHMIC_MEDIA, read_tags
+
+    audio = row["audio"]
+    problems = [] if row["ai_generated"] is True else [f"data: clip {row['clip_id']} is not marked ai_generated"]
+    try:
+        tags = read_tags(audio["bytes"] if audio["bytes"] is not None else (release / audio["path"]).read_bytes())
+    except (OSError, ValueError) as exc:
+        return problems + [f"{audio['path']}: FLAC tags unreadable ({exc})"]
+    expected = {"AI_GENERATED": "true", "DIGITAL_SOURCE_TYPE": IPTC_TRAINED_ALGORITHMIC_MEDIA,
+                "DATASET": manifest["dataset"], "DATASET_VERSION": manifest["version"], "CLIP_ID": row["clip_id"]}
+    wrong = [key for key, value in expected.items() if tags.get(key) != value]
+    if wrong:
+        problems.append(f"{audio['path']}: FLAC tags do not label it as this release's AI-generated clip "
+                        f"({', '.join(wrong)} missing or different)")
+    return problems
 
 
 def diff_releases(a: dict, b: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""Streaming writers of a release's files: audio copies hashed in one pass, Parquet shards by split and size.
+"""Streaming writers of a release's files: audio copies (labelled AI-generated) hashed in one pass, Parquet shards by split and size.
 
 Memory stays flat whatever the release size: audio is copied in 1 MiB chunks, and Parquet rows are
 written in row groups of at most `ROWS_PER_GROUP` clips (with embedded audio, only that group's
@@ -28,16 +28,24 @@ class FileEntry:
     sha256: str
 
 
-def copy_with_sha256(source: Path, target: Path) -> tuple[int, str]:
-    """Copy `source` to `target` in chunks, hashing as it goes: (size, sha256)."""
+def copy_labelled(source: Path, target: Path, tags: dict[str, str]) -> tuple[int, str]:
+    """Copy the FLAC `source` to `target` with its Vorbis comments replaced by `tags` (flac_tags.write_tags: the
+    metadata is rewritten, the audio frames streamed in chunks), hashing as it goes: (size, sha256)."""
+    from pipeline.export.flac_tags import metadata_size, write_tags
+
     digest = hashlib.sha256()
-    size = 0
     with open(source, "rb") as src, open(target, "wb") as dst:
+        size = metadata_size(src)
+        src.seek(0)
+        head = write_tags(src.read(size), tags)
+        digest.update(head)
+        dst.write(head)
+        written = len(head)
         while chunk := src.read(CHUNK_BYTES):
             digest.update(chunk)
             dst.write(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+            written += len(chunk)
+    return written, digest.hexdigest()
 
 
 def plan_shards(rows: list[dict], max_shard_bytes: int, embed_audio: bool) -> dict[str, list[list[dict]]]:

@@ -78,3 +78,67 @@ def test_a_version_is_never_rewritten_and_private_strings_stop_publishing(tmp_pa
     shutil.copytree(release, changed.release_dir)
     with pytest.raises(ReleaseConflict, match="already exists with different content"):
         export(changed)
+
+
+def _rehash(release, **manifest_changes):
+    """Rewrite the manifest's file list and SHA256SUMS after a test edited files (as an old release would be)."""
+    import hashlib
+
+    def digest(name):
+        return hashlib.sha256((release / name).read_bytes()).hexdigest()
+
+    manifest = json.loads((release / "manifest.json").read_text())
+    manifest["files"] = [{**e, "sha256": digest(e["path"]), "size": (release / e["path"]).stat().st_size}
+                         for e in manifest["files"]]
+    manifest.update(manifest_changes)
+    for key in [k for k, v in manifest_changes.items() if v is None]:
+        del manifest[key]
+    (release / "manifest.json").write_text(json.dumps(manifest))
+    files = sorted(str(p.relative_to(release)) for p in release.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    (release / "SHA256SUMS").write_text("".join(f"{digest(n)}  {n}\n" for n in files))
+
+
+def test_every_clip_is_labelled_ai_generated_in_its_tags_its_row_and_the_card(tmp_path):
+    from mutagen.flac import FLAC  # a reader nobody here wrote
+
+    ctx = fake_finished_run(tmp_path, n_clips=4)
+    release = export(ctx)
+    rows = pq.read_table(release / "data").to_pylist()
+    assert rows and all(row["ai_generated"] is True for row in rows)
+    for row in rows:
+        tags = FLAC(release / row["audio"]["path"]).tags
+        assert tags["AI_GENERATED"] == ["true"] and tags["CLIP_ID"] == [row["clip_id"]]
+        assert tags["DIGITAL_SOURCE_TYPE"] == ["http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"]
+        assert tags["DATASET"] == ["default"] and tags["DATASET_VERSION"] == [ctx.version]
+        assert tags["MODEL_SHA256"] == [row["model_weights_sha256"]] and tags["GENERATOR"][0].startswith("synthaudio ")
+    assert "Every clip is AI-generated (synthetic) audio" in (release / "README.md").read_text()
+    assert json.loads((release / "manifest.json").read_text())["schema_version"] == 2
+    assert verify_release(release) == []
+
+    from pipeline.export.flac_tags import write_tags
+
+    unlabelled = release / rows[0]["audio"]["path"]
+    unlabelled.write_bytes(write_tags(unlabelled.read_bytes(), {"TITLE": "field recording"}))
+    _rehash(release)
+    assert verify_release(release) == [f"{rows[0]['audio']['path']}: FLAC tags do not label it as this release's "
+                                       "AI-generated clip (AI_GENERATED, DIGITAL_SOURCE_TYPE, DATASET, DATASET_VERSION, "
+                                       "CLIP_ID missing or different)"]
+
+
+def test_a_release_made_before_the_label_still_verifies_and_a_newer_one_says_so(tmp_path):
+    import pyarrow as pa
+
+    from pipeline.export.flac_tags import write_tags
+    from pipeline.export.schema import release_schema
+
+    release = export(fake_finished_run(tmp_path, n_clips=3))
+    for shard in (release / "data").glob("*.parquet"):  # layout 1: no ai_generated column, no tags
+        table = pq.read_table(shard)
+        table = table.drop_columns(["ai_generated"]).cast(release_schema(1))
+        pq.write_table(pa.Table.from_batches(table.to_batches(), release_schema(1)), shard)
+    for flac in (release / "audio").iterdir():
+        flac.write_bytes(write_tags(flac.read_bytes(), {}))
+    _rehash(release, schema_version=None)
+    assert verify_release(release) == []
+    _rehash(release, schema_version=99)
+    assert any("schema_version 99 is newer than this synthaudio reads" in p for p in verify_release(release))

@@ -211,21 +211,21 @@ def test_a_write_error_mid_export_leaves_no_partial_release(cli_release, tmp_pat
     config = _copy_run(cli_release, tmp_path)
     ctx = make_context(config, "2026-01-09")
     shutil.copytree(ctx.loaded.workspace_root / "default" / "2026-01-01", ctx.root)  # reuse the finished shards
-    real, calls = writer.copy_with_sha256, []
+    real, calls = writer.copy_labelled, []
 
-    def disk_full_on_third(source, target):
+    def disk_full_on_third(source, target, tags):
         calls.append(source)
         if len(calls) == 3:
             target.write_bytes(b"partial")
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(source, target)
+        return real(source, target, tags)
 
-    monkeypatch.setattr(writer, "copy_with_sha256", disk_full_on_third)
+    monkeypatch.setattr(writer, "copy_labelled", disk_full_on_third)
     with pytest.raises(OSError, match="No space left"):
         export(ctx)
     assert not ctx.release_dir.exists()
     assert not list(ctx.release_dir.parent.glob(".staging-*"))
-    monkeypatch.setattr(writer, "copy_with_sha256", real)
+    monkeypatch.setattr(writer, "copy_labelled", real)
     assert export(ctx) == ctx.release_dir and run_cli("verify", str(ctx.release_dir)).returncode == 0
 
 
@@ -241,11 +241,11 @@ def test_a_kill_during_export_leaves_no_version_and_the_next_export_completes(cl
     script = textwrap.dedent(f"""
         import time
         import pipeline.export.writer as writer
-        real = writer.copy_with_sha256
-        def slow(source, target):
+        real = writer.copy_labelled
+        def slow(source, target, tags):
             time.sleep(0.5)
-            return real(source, target)
-        writer.copy_with_sha256 = slow
+            return real(source, target, tags)
+        writer.copy_labelled = slow
         from pipeline.export.release import export
         from pipeline.runner import make_context
         export(make_context({str(config)!r}, "2026-01-08"))
