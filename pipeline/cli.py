@@ -89,6 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--max-fpr", type=float, default=0.05)
     calibrate.add_argument("--cohort", type=Path, help="more impostor voices (not in the reference set): <voice>/<file>")
     calibrate.add_argument("--cache", type=Path, help="keep reference embeddings here for the next call (private)")
+    lineage = sub.add_parser(
+        "lineage", help="models and releases built from a speaker's (or a corpus's) data",
+        description="List the trained models and published releases of the config's dataset that were built from "
+                    "data including SPEAKER (a speaker id of source.corpus or privacy.reference_dir), or from the "
+                    "corpus with the given fingerprint. Prints JSON; changes nothing.")
+    withdraw = sub.add_parser(
+        "withdraw", help="consent withdrawn: mark the releases built from a speaker's data withdrawn, delete "
+                         "the private artefacts derived from it",
+        description="Mark every release built from SPEAKER's data (or the corpus FINGERPRINT) withdrawn in the "
+                    "catalog (LATEST moves to the newest release still valid; release folders stay as they are) and "
+                    "delete the private artefacts derived from that data: trained models, the withdrawn runs' "
+                    "workspaces, training checkpoints, cached embeddings, copy-check baselines. Prints what it did "
+                    "and how to rebuild without them.")
+    for command in (lineage, withdraw):
+        command.add_argument("config", help="build config (YAML) whose storage and corpus to search")
+        who = command.add_mutually_exclusive_group(required=True)
+        who.add_argument("--speaker", help="a speaker id of the corpus or reference set (private: never published)")
+        who.add_argument("--corpus-fingerprint", help="a corpus fingerprint, as a release manifest's lineage names it")
+    withdraw.add_argument("--reason", required=True,
+                          help="one public line shown beside each withdrawn release (must not name the speaker)")
+    withdraw.add_argument("--dry-run", action="store_true", help="print what would be marked and deleted; change nothing")
     releases = sub.add_parser("releases", help="list, show or diff the published releases of a dataset",
                               description="Read a dataset's catalog of releases.")
     releases.add_argument("--config", default="configs/default.yaml",
@@ -153,8 +174,16 @@ def _releases(args: argparse.Namespace) -> int:
         print(f"{'version':<14} {'created_at':<26} {'clips':>6}  counts")
         for v in catalog["versions"]:
             mark = "  (latest)" if v["version"] == catalog["latest"] else ""
+            if "withdrawn" in v:
+                mark = f"  WITHDRAWN {v['withdrawn']['withdrawn_at']}: {v['withdrawn']['reason']}"
             print(f"{v['version']:<14} {v['created_at']:<26} {sum(v['counts'].values()):>6}  {v['counts']}{mark}")
         return 0
+    marks = {v["version"]: v["withdrawn"] for v in catalog["versions"] if "withdrawn" in v}
+
+    def say_if_withdrawn(version: str) -> None:
+        if version in marks:
+            print(f"WITHDRAWN {marks[version]['withdrawn_at']}: {marks[version]['reason']} (do not use this release)",
+                  file=sys.stderr)
 
     def manifest(version: str) -> dict:
         path = dataset_dir / version / "manifest.json"
@@ -167,10 +196,13 @@ def _releases(args: argparse.Namespace) -> int:
         m = manifest(args.version)
         keys = ("dataset", "version", "created_at", "counts", "model_preset", "model_weights_sha256",
                 "speaker_encoder", "leak_check", "feature_set", "content_sha256", "code_version")
-        print(json.dumps({k: m.get(k) for k in keys} | {"files": len(m["files"])}, indent=2))
+        print(json.dumps({k: m.get(k) for k in keys} | {"files": len(m["files"]),
+                                                        "withdrawn": marks.get(args.version)}, indent=2))
+        say_if_withdrawn(args.version)
         return 0
     if args.releases_command == "open":
         manifest(args.version)  # a clear error for an unknown version
+        say_if_withdrawn(args.version)
         page = dataset_dir / args.version / "index.html"
         if not page.is_file():
             raise BadInput(f"{args.dataset} {args.version} has no index.html: it was published before release pages "
@@ -178,18 +210,37 @@ def _releases(args: argparse.Namespace) -> int:
         if args.serve is None:
             print(page)
             return 0
-        return serve_release(page.parent, args.serve)
+        notice = None
+        if args.version in marks:
+            notice = f"WITHDRAWN {marks[args.version]['withdrawn_at']}: {marks[args.version]['reason']}"
+        return serve_release(page.parent, args.serve, notice)
     lines = diff_releases(manifest(args.a), manifest(args.b))
     print("\n".join(lines) if lines else "no config or count changes")
     return 0
 
 
-def serve_release(folder: Path, port: int) -> int:
-    """Serve `folder` read-only on 127.0.0.1 (GET and HEAD only) until interrupted; prints the page's URL."""
+def serve_release(folder: Path, port: int, notice: str | None = None) -> int:
+    """Serve `folder` read-only on 127.0.0.1 (GET and HEAD only) until interrupted; prints the page's URL. A
+    `notice` (a withdrawn release's) is shown as a banner at the top of index.html (the file is not changed)."""
     import functools
+    import html
     import http.server
 
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server name
+            if notice is None or self.path.split("?")[0] not in ("/", "/index.html"):
+                return super().do_GET()
+            page = (folder / "index.html").read_text()
+            banner = (f'<div role="alert" id="withdrawn" style="background:#b00020;color:#fff;padding:1em;'
+                      f'font-weight:bold">{html.escape(notice)}</div>')
+            body = page.replace("<body>", "<body>" + banner, 1).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    handler = functools.partial(Handler, directory=str(folder))
     with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
         print(f"http://127.0.0.1:{server.server_address[1]}/index.html", flush=True)
         try:
@@ -212,6 +263,16 @@ def dispatch(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     if args.command == "releases":
         return _releases(args)
+    if args.command in ("lineage", "withdraw"):
+        from pipeline.config import load_config
+        from pipeline.consent import find_lineage, withdraw
+
+        loaded = load_config(args.config)
+        if args.command == "lineage":
+            print(json.dumps(find_lineage(loaded, args.speaker, args.corpus_fingerprint).as_dict(), indent=2))
+        else:
+            print(json.dumps(withdraw(loaded, args.reason, args.speaker, args.corpus_fingerprint, args.dry_run), indent=2))
+        return 0
     if args.command == "privacy":
         return _privacy(args)
     if args.command == "validate-config":

@@ -106,8 +106,12 @@ def published_versions(dataset_dir: Path) -> list[Path]:
 
 
 def update_catalog(dataset_dir: Path) -> dict:
-    """Rebuild `catalog.json` and `LATEST` from the published manifests (under a lock)."""
+    """Rebuild `catalog.json` and `LATEST` from the published manifests and `withdrawn.json` (under a lock):
+    `LATEST` names the newest release not withdrawn (removed when every release is)."""
+    from pipeline.consent import withdrawn
+
     with _locked(dataset_dir / ".catalog.lock"):
+        marks = withdrawn(dataset_dir)
         versions = []
         for release in published_versions(dataset_dir):
             raw = (release / "manifest.json").read_bytes()
@@ -116,12 +120,16 @@ def update_catalog(dataset_dir: Path) -> dict:
                 "version": manifest["version"], "created_at": manifest["created_at"],
                 "counts": manifest["counts"], "content_sha256": manifest["content_sha256"],
                 "manifest_sha256": hashlib.sha256(raw).hexdigest(),
+                **({"withdrawn": marks[manifest["version"]]} if manifest["version"] in marks else {}),
             })
-        latest = max(versions, key=lambda v: (v["created_at"], v["version"]))["version"] if versions else None
+        valid = [v for v in versions if "withdrawn" not in v]
+        latest = max(valid, key=lambda v: (v["created_at"], v["version"]))["version"] if valid else None
         catalog = {"dataset": dataset_dir.name, "latest": latest, "versions": versions}
         write_json_atomic(dataset_dir / "catalog.json", catalog)
         if latest:
             write_bytes_atomic(dataset_dir / "LATEST", f"{latest}\n".encode())
+        else:
+            (dataset_dir / "LATEST").unlink(missing_ok=True)
     return catalog
 
 
