@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     withdraw.add_argument("--reason", required=True,
                           help="one public line shown beside each withdrawn release (must not name the speaker)")
     withdraw.add_argument("--dry-run", action="store_true", help="print what would be marked and deleted; change nothing")
+    collect = sub.add_parser(
+        "gc", help="remove the private leftovers of runs published long ago (tokens, primes, audits, checkpoints)",
+        description="Delete the private leftovers of the config's dataset: the workspaces of runs whose release was "
+                    "published --older-than ago (plan.json kept; the release holds every aggregate), training "
+                    "checkpoints and stale cached embeddings as old. Unpublished runs are never touched.")
+    collect.add_argument("config", help="build config (YAML) whose storage to clean")
+    collect.add_argument("--older-than", metavar="AGE", help="e.g. 30d, 12h (default: storage.retention_days)")
+    collect.add_argument("--dry-run", action="store_true", help="list what would be removed; remove nothing")
     releases = sub.add_parser("releases", help="list, show or diff the published releases of a dataset",
                               description="Read a dataset's catalog of releases.")
     releases.add_argument("--config", default="configs/default.yaml",
@@ -263,6 +271,13 @@ def dispatch(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     if args.command == "releases":
         return _releases(args)
+    if args.command == "gc":
+        from pipeline.config import load_config
+        from pipeline.retention import gc, parse_age
+
+        age = parse_age(args.older_than) if args.older_than else None
+        print(json.dumps(gc(load_config(args.config), age, args.dry_run), indent=2))
+        return 0
     if args.command in ("lineage", "withdraw"):
         from pipeline.config import load_config
         from pipeline.consent import find_lineage, withdraw

@@ -45,6 +45,10 @@ class StorageConfig(_Strict):
         None, description="Cached reference-voice embeddings (private, never released); null: <workspace>/_reference_cache.")
     models: str = private("../var/models", description="Root of trained models (models/<dataset>/<version>/): private "
                                                      "like the corpus they learned from, never published.")
+    retention_days: int = Field(
+        30, ge=0, le=3650, description="`python -m pipeline gc` removes the private leftovers (tokens, primes, per-clip "
+                                       "audits, generated audio, training checkpoints, stale cached embeddings) of runs "
+                                       "whose release was published this many days ago or more.")
 
 
 CAPTION_FIELDS = ("genre", "artist", "vocals", "duration_s", "temperature", "lyrics")
