@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task, task_group
 
+from pipeline.alerts import BuildNotifier  # Airflow's SDK only
 from pipeline.stages import SHARDED  # the registry only: it imports no stage and no heavy library
 
 CONFIG_DIR = Path(os.environ.get("SYNTHAUDIO_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
@@ -69,13 +70,27 @@ def build_schedule(dataset: str, schedule: str | None, trained_model: bool):
     return AssetOrTimeSchedule(timetable=CronTriggerTimetable(schedule, timezone="UTC"), assets=[model_asset(dataset)])
 
 
-def build_train_dag(config_path: Path, dataset: str):
+def notifier(dataset: str, alerts: dict | None) -> BuildNotifier | None:
+    """The config's `alerts:` as a notifier (None without alerts)."""
+    if not alerts:
+        return None
+    return BuildNotifier(dataset, alerts["email"], alerts.get("from_email", "synthaudio@localhost"),
+                         alerts.get("smtp_conn_id", "smtp_default"),
+                         alerts.get("events", ["failure", "gate", "published"]))
+
+
+def task_defaults(alerts: BuildNotifier | None) -> dict:
+    """Retries, and the failure notification (a task that failed after its retries, or a gate)."""
+    return {**RETRIES, **({"on_failure_callback": [alerts]} if alerts else {})}
+
+
+def build_train_dag(config_path: Path, dataset: str, alerts: BuildNotifier | None = None):
     config = str(config_path)
     asset = model_asset(dataset)
 
     @dag(dag_id=f"synthaudio_train__{dataset}", schedule=None, catchup=False, max_active_runs=1,
          tags=["synthaudio", "training"], doc_md=TRAIN_DOC.format(dataset=dataset, config=config_path.name),
-         default_args=RETRIES)
+         default_args=task_defaults(alerts))
     def training():
         @task(outlets=[asset])
         def train(**context) -> str:
@@ -86,6 +101,10 @@ def build_train_dag(config_path: Path, dataset: str):
 
             with fail_without_retry():
                 model = train_stage(load_config(config), quiet=True)
+            from pipeline import lineage
+
+            lineage.report(inputs=[(lineage.corpus_uri(dataset, model.corpus_fingerprint), {})],
+                           outputs=[(lineage.model_uri(dataset, model.version), {"sha256": model.weights_sha256})])
             context["outlet_events"][asset].extra = {
                 "dataset": dataset, "model_version": model.version, "model_sha256": model.weights_sha256,
                 "corpus_fingerprint": model.corpus_fingerprint}
@@ -96,7 +115,8 @@ def build_train_dag(config_path: Path, dataset: str):
     return training()
 
 
-def build_dag(config_path: Path, dataset: str, schedule: str | None, trained_model: bool = False):
+def build_dag(config_path: Path, dataset: str, schedule: str | None, trained_model: bool = False,
+              alerts: BuildNotifier | None = None):
     config = str(config_path)
 
     @dag(
@@ -111,7 +131,7 @@ def build_dag(config_path: Path, dataset: str, schedule: str | None, trained_mod
                              description="Release version (default: logical date or run_after, YYYY-MM-DD)"),
             "n_clips": Param(None, type=["null", "integer"], minimum=1, description="Override the config's n_clips"),
         },
-        default_args=RETRIES,
+        default_args=task_defaults(alerts),
     )
     def build():
         @task
@@ -145,7 +165,7 @@ def build_dag(config_path: Path, dataset: str, schedule: str | None, trained_mod
 
         release_asset = Asset(f"synthaudio://{dataset}")
 
-        @task(outlets=[release_asset])
+        @task(outlets=[release_asset], on_success_callback=[alerts] if alerts else None)
         def export(planned: list[dict], checked: list[dict], **context) -> str:
             """Publish the release (one atomic rename) of the version `plan` resolved; returns its folder. The
             Asset event carries the version and content_sha256, so a DAG scheduled on it knows which release."""
@@ -165,6 +185,14 @@ def build_dag(config_path: Path, dataset: str, schedule: str | None, trained_mod
                 ctx = make_context(config, first["version"], n_clips=first["n_clips"], quiet=True)
                 release = export_stage(ctx)
             manifest = json.loads((release / "manifest.json").read_text())
+            from pipeline import lineage
+
+            made_from = manifest.get("lineage") or {}
+            inputs = [(lineage.corpus_uri(dataset, made_from["corpus_fingerprint"]), {}),
+                      (lineage.model_uri(dataset, made_from["model_version"]), {"sha256": made_from["model_sha256"]})
+                      ] if made_from else []
+            lineage.report(inputs=inputs, outputs=[(lineage.release_uri(dataset, first["version"]),
+                                                    {"content_sha256": manifest["content_sha256"]})])
             context["outlet_events"][release_asset].extra = {
                 "dataset": dataset, "version": first["version"], "content_sha256": manifest["content_sha256"]}
             return str(release)
@@ -205,9 +233,9 @@ def invalid_config_dag(config_path: Path, problem: str):
     return invalid()
 
 
-def _read_config(path: Path) -> tuple[str, str | None, bool, bool]:
-    """(dataset, schedule, has a corpus, generates with its newest model) of a config file; ValueError with what
-    is wrong (full validation runs in `plan` and `train`)."""
+def _read_config(path: Path) -> tuple[str, str | None, bool, bool, dict | None]:
+    """(dataset, schedule, has a corpus, generates with its newest model, alerts) of a config file; ValueError with
+    what is wrong (full validation runs in `plan` and `train`)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -218,15 +246,20 @@ def _read_config(path: Path) -> tuple[str, str | None, bool, bool]:
     if schedule is not None and not isinstance(schedule, str):
         raise ValueError(f"schedule: expected a cron string or preset, got {schedule!r}")
     generation = raw.get("generation") if isinstance(raw.get("generation"), dict) else {}
-    return raw["dataset"], schedule, bool(raw.get("source")), generation.get("model") == "latest"
+    alerts = raw.get("alerts")
+    if alerts is not None and not (isinstance(alerts, dict) and isinstance(alerts.get("email"), list) and alerts["email"]
+                                   and all(isinstance(a, str) for a in alerts["email"])):
+        raise ValueError("alerts: expected a mapping with `email`, a list of addresses (see README, Alerts)")
+    return raw["dataset"], schedule, bool(raw.get("source")), generation.get("model") == "latest", alerts
 
 
 for _path in sorted(CONFIG_DIR.glob("*.yaml")):
     try:
-        _dataset, _schedule, _corpus, _latest = _read_config(_path)
+        _dataset, _schedule, _corpus, _latest, _alerts = _read_config(_path)
+        _notifier = notifier(_dataset, _alerts)
         if _corpus:
-            globals()[f"synthaudio_train__{_dataset}"] = build_train_dag(_path, _dataset)
-        globals()[f"synthaudio__{_dataset}"] = build_dag(_path, _dataset, _schedule, _corpus and _latest)
+            globals()[f"synthaudio_train__{_dataset}"] = build_train_dag(_path, _dataset, _notifier)
+        globals()[f"synthaudio__{_dataset}"] = build_dag(_path, _dataset, _schedule, _corpus and _latest, _notifier)
     except Exception as _exc:  # noqa: BLE001 - one broken config must not hide the others
         _dag = invalid_config_dag(_path, f"{type(_exc).__name__}: {_exc}")
         globals()[_dag.dag_id] = _dag

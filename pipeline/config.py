@@ -254,6 +254,18 @@ class PrivacyConfig(_Strict):
                             "max_regenerations times).")
 
 
+class AlertsConfig(_Strict):
+    email: list[str] = private(
+        ..., min_length=1, description="Addresses notified (private: never published) through Airflow's SMTP "
+                                       "notifier when a build fails, a gate trips or a release is published.")
+    from_email: str = private("synthaudio@localhost", description="Sender address of the notifications.")
+    smtp_conn_id: str = Field("smtp_default", description="Airflow connection of the SMTP server.")
+    events: list[Literal["failure", "gate", "published"]] = Field(
+        ["failure", "gate", "published"], description="Which events notify: a failed task (after its retries), a "
+                                                      "tripped gate (reject rate, detector self-test, copy check, "
+                                                      "private data), a published release.")
+
+
 class ExportConfig(_Strict):
     embed_audio: bool = Field(False, description="Embed FLAC bytes in Parquet instead of referencing audio/.")
     max_shard_mb: float = Field(256, gt=0, le=16_384, description="Parquet files are split to stay under this size (MiB).")
@@ -299,7 +311,16 @@ class TrainingConfig(_Strict):
         return self.prior_steps[level] if isinstance(self.prior_steps, list) else self.prior_steps
 
 
+# The config layout's version. 1: configs written before the key existed (they load as they are: every key added
+# since has a default); 2: this one. A key that moved or went away is listed in MOVED_KEYS, so loading an older
+# config says what changed instead of only "unknown key".
+CONFIG_VERSION = 2
+MOVED_KEYS: dict[str, str] = {}  # old dotted key -> what became of it (e.g. "renamed to privacy.x in version 3")
+
+
 class BuildConfig(_Strict):
+    config_version: int = Field(CONFIG_VERSION, ge=1, le=CONFIG_VERSION, description="Layout version of this config (default: the "
+                                                                   "current one); older configs load unchanged.")
     dataset: str = Field(..., description="Dataset name: lower-case letters, digits, underscores.")
     description: str = ""
     schedule: str | None = Field(None, description="Airflow schedule (cron or preset); null = manual only.")
@@ -313,6 +334,7 @@ class BuildConfig(_Strict):
     privacy: PrivacyConfig
     export: ExportConfig = ExportConfig()
     source: SourceConfig | None = Field(None, description="The private corpus a model learns from; null: none.")
+    alerts: AlertsConfig | None = Field(None, description="Email notifications of the Airflow DAGs; null: none.")
     training: TrainingConfig = TrainingConfig()
 
     @field_validator("dataset")
@@ -439,7 +461,12 @@ class LoadedConfig(BaseModel):
 def _describe(error: dict) -> str:
     loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
+        if loc in MOVED_KEYS:
+            return f"{loc}: {MOVED_KEYS[loc]} (this config predates config_version {CONFIG_VERSION})"
         return f"{loc}: unknown key"
+    if error["loc"] == ("config_version",) and error["type"] == "less_than_equal":
+        return (f"config_version: {error.get('input')!r} is newer than this synthaudio reads ({CONFIG_VERSION}); "
+                "upgrade synthaudio, or write the config for this version")
     if error["type"] == "missing":
         return f"{loc}: required key is missing"
     return f"{loc}: {error['msg']} (got {error.get('input')!r})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -174,3 +175,64 @@ def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...]
         "copy_check": copy_check})
     ctx.mark_done("leakcheck", 0, "fake", [check_dir / "audit.parquet", check_dir / "summary.json"])
     return ctx
+
+
+@contextlib.contextmanager
+def smtp_sink():
+    """A local SMTP server on 127.0.0.1 (a free port) that keeps every message it receives, and the Airflow
+    connection `smtp_test` pointing at it (environment variable, no TLS, no login):
+
+        with smtp_sink() as mails:
+            ...  # something sends through smtp_conn_id="smtp_test"
+        email.message_from_string(mails[0])["Subject"]
+    """
+    import json
+    import socketserver
+    import threading
+
+    class Session(socketserver.StreamRequestHandler):
+        def handle(self):
+            def reply(line: str) -> None:
+                self.wfile.write((line + "\r\n").encode())
+
+            reply("220 synthaudio test sink")
+            lines, in_data = [], False
+            while raw := self.rfile.readline():
+                text = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if in_data:
+                    if text == ".":
+                        in_data = False
+                        self.server.mails.append("\n".join(lines))
+                        lines = []
+                        reply("250 queued")
+                    else:
+                        lines.append(text[1:] if text.startswith("..") else text)
+                elif text[:4].upper() in ("EHLO", "HELO"):
+                    reply("250 hello")
+                elif text[:4].upper() == "DATA":
+                    in_data = True
+                    reply("354 end with <CRLF>.<CRLF>")
+                elif text[:4].upper() == "QUIT":
+                    reply("221 bye")
+                    return
+                else:
+                    reply("250 ok")
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Session)
+    server.daemon_threads = True
+    server.mails = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    name = "AIRFLOW_CONN_SMTP_TEST"
+    before = os.environ.get(name)
+    os.environ[name] = json.dumps({"conn_type": "smtp", "host": "127.0.0.1", "port": server.server_address[1],
+                                   "extra": {"disable_ssl": True, "disable_tls": True}})
+    try:
+        yield server.mails
+    finally:
+        server.shutdown()
+        server.server_close()
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

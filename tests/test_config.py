@@ -85,3 +85,19 @@ def test_config_json_schema_accepts_the_default_and_rejects_unknown_keys():
     jsonschema.validate(data, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**data, "colour": "blue"}, schema)
+
+
+def test_an_older_config_loads_and_a_newer_or_changed_one_says_what_changed(tmp_path, reference_dir, monkeypatch):
+    import pipeline.config as config_module
+
+    older = write_config(tmp_path, reference_dir, name="older.yaml")  # written before config_version existed
+    assert "config_version" not in yaml.safe_load(older.read_text())
+    assert load_config(older).config.config_version == config_module.CONFIG_VERSION
+    newer = write_config(tmp_path, reference_dir, name="newer.yaml", config_version=config_module.CONFIG_VERSION + 1)
+    with pytest.raises(ConfigError, match="config_version: 3 is newer than this synthaudio reads \\(2\\); upgrade"):
+        load_config(newer)
+    monkeypatch.setitem(config_module.MOVED_KEYS, "privacy.max_reject", "renamed to privacy.max_reject_rate")
+    moved = write_config(tmp_path, reference_dir, name="moved.yaml", **{"privacy.max_reject": 0.1})
+    with pytest.raises(ConfigError, match="privacy.max_reject: renamed to privacy.max_reject_rate \\(this config "
+                                          "predates config_version 2\\)"):
+        load_config(moved)

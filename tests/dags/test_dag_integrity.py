@@ -36,7 +36,10 @@ PARSE = textwrap.dedent("""
                             "retries": d.task_dict["shard.generate"].retries if "shard.generate" in d.task_dict
                             else None,
                             "upstream": {t: sorted(d.task_dict[t].upstream_task_ids) for t in d.task_dict},
-                            "doc_md": d.doc_md or ""}
+                            "doc_md": d.doc_md or "",
+                            "failure_callbacks": len(d.default_args.get("on_failure_callback") or []),
+                            "success_callbacks": len(d.task_dict["export"].on_success_callback or [])
+                            if "export" in d.task_dict else None}
                  for d in bag.dags.values()},
     }))
 """)
@@ -79,6 +82,8 @@ def configs_parse(tmp_path_factory) -> dict:
         if name == "beta":  # no corpus: no training DAG, the plain cron schedule
             del data["source"], data["generation"]["model"]
             data["privacy"]["reference_dir"] = "voices"
+        else:  # alerts by mail: every task's failure, and the export's success
+            data["alerts"] = {"email": ["data-owner@example.org"]}
         (configs / f"{name}.yaml").write_text(yaml.safe_dump(data))
     (configs / "broken.yaml").write_text("dataset: [unclosed\n")
     (configs / "nameless.yaml").write_text("n_clips: 3\n")
@@ -91,6 +96,10 @@ def test_one_dag_per_config(configs_parse):
     assert sorted(parsed["dags"]) == ["synthaudio__alpha", "synthaudio__beta", "synthaudio__invalid__broken",
                                       "synthaudio__invalid__nameless", "synthaudio_train__alpha"]
     assert parsed["dags"]["synthaudio__beta"]["schedule"] == "0 3 * * *"
+    alpha, beta = parsed["dags"]["synthaudio__alpha"], parsed["dags"]["synthaudio__beta"]
+    assert (alpha["failure_callbacks"], alpha["success_callbacks"]) == (1, 1)
+    assert parsed["dags"]["synthaudio_train__alpha"]["failure_callbacks"] == 1
+    assert (beta["failure_callbacks"], beta["success_callbacks"]) == (0, 0)
     # no cron: the build runs on each new model alone
     assert parsed["dags"]["synthaudio__alpha"]["timetable"] == "AssetTriggeredTimetable"
 
@@ -130,6 +139,10 @@ def test_parsing_imports_nothing_heavy_and_warns_of_no_deprecation(default_parse
     heavy = ("torch", "transformers", "librosa", "resemblyzer", "numba", "pyarrow", "soundfile", "pydantic")
     loaded = [m for m in parsed["imported"] if m.split(".")[0] in heavy]
     assert loaded == [], f"parsing the DAG files imported {loaded[:10]}"
-    # Of the pipeline, only the stage registry (the flow written once), which imports no stage.
-    assert sorted(m for m in parsed["imported"] if m.split(".")[0] == "pipeline") == ["pipeline", "pipeline.stages"]
+    # Of the pipeline, only the stage registry (the flow written once), which imports no stage, and the alerts'
+    # notifier (Airflow's SDK only); `pipeline` itself may already be loaded by Airflow's provider discovery
+    # (pipeline.airflow_provider registers our asset URI schemes, pipeline.lineage names them for OpenLineage).
+    ours = {m for m in parsed["imported"] if m.split(".")[0] == "pipeline"}
+    assert {"pipeline.alerts", "pipeline.stages"} <= ours <= {
+        "pipeline", "pipeline.airflow_provider", "pipeline.lineage", "pipeline.alerts", "pipeline.stages"}, sorted(ours)
     assert parsed["deprecations"] == []

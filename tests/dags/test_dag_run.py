@@ -1,5 +1,6 @@
 """The default DAG end to end with dag.test() on SQLite: its release equals the CLI's for the same version."""
 
+import email
 import importlib.util
 import json
 import os
@@ -11,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipeline.testing import REPO_ROOT, write_config
+from pipeline.testing import REPO_ROOT, smtp_sink, write_config
 
 RUN = textwrap.dedent("""
     import sys
@@ -31,21 +32,46 @@ RUN = textwrap.dedent("""
 """)
 
 
-def run_dags(tmp_path, configs, dag_ids: list[str], days: list[str]) -> subprocess.CompletedProcess:
-    """`dag.test()` of each DAG in turn, in a fresh Airflow home on SQLite; prints STATE and the Asset events."""
+def run_dags(tmp_path, configs, dag_ids: list[str], days: list[str], states: list[str] | None = None
+             ) -> subprocess.CompletedProcess:
+    """`dag.test()` of each DAG in turn, in a fresh Airflow home on SQLite; prints STATE and the Asset events.
+    Every run must end in its expected state (default: success)."""
     home = tmp_path / "airflow_home"
     env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "SYNTHAUDIO_CONFIG_DIR": str(configs),
            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+           "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(tmp_path / "lineage.jsonl"),
+                                                          "append": True}),
            "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
     home.mkdir()
     migrate = subprocess.run(["airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     result = subprocess.run([sys.executable, "-c", RUN, str(REPO_ROOT / "dags"), ",".join(dag_ids), ",".join(days)],
                             env=env, capture_output=True, text=True, timeout=1200)
-    states = [line for line in result.stdout.splitlines() if line.startswith("STATE")]
-    assert result.returncode == 0 and states == ["STATE success"] * len(dag_ids), (result.stdout + result.stderr)[-4000:]
+    ended = [line for line in result.stdout.splitlines() if line.startswith("STATE")]
+    expected = [f"STATE {state}" for state in (states or ["success"] * len(dag_ids))]
+    assert result.returncode == 0 and ended == expected, (result.stdout + result.stderr)[-4000:]
     return result
+
+
+def _html(mail: str) -> str:
+    import base64
+
+    part = next(p for p in email.message_from_string(mail).walk() if p.get_content_type() == "text/html")
+    return base64.b64decode(part.get_payload()).decode()
+
+
+def lineage_events(tmp_path) -> list[dict]:
+    """The OpenLineage events the provider wrote (file transport: one JSON event per line)."""
+    path = tmp_path / "lineage.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def datasets(events: list[dict], task: str, side: str) -> list[str]:
+    """`namespace/name` of a task's COMPLETE event's inputs or outputs."""
+    complete = [e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"].endswith(f".{task}")]
+    assert complete, sorted({(e["job"]["name"], e["eventType"]) for e in events})
+    return sorted(f"{d['namespace']}/{d['name']}" for d in complete[-1].get(side, []))
 
 
 def asset_events(result) -> list[dict]:
@@ -58,9 +84,14 @@ def test_dag_test_builds_the_same_release_as_the_cli(two_shard_release, tmp_path
 
     cli_release = two_shard_release
     configs = tmp_path / "configs"
+    alerts = {"alerts.email": ["owner@example.org"], "alerts.smtp_conn_id": "smtp_test"}
     write_config(tmp_path, reference_dir, name="configs/default.yaml",
-                 **{**TWO_SHARD_BUILD, "storage.reference_cache": str(reference_cache)})
-    result = run_dags(tmp_path, configs, ["synthaudio__default"], ["2026-01-01"])
+                 **{**TWO_SHARD_BUILD, "storage.reference_cache": str(reference_cache), **alerts})
+    with smtp_sink() as mails:  # the export's success notifier, through the SMTP provider (tests/test_alerts.py: all)
+        result = run_dags(tmp_path, configs, ["synthaudio__default"], ["2026-01-01"])
+    assert [email.message_from_string(mail)["Subject"] for mail in mails] == [
+        "[synthaudio] default 2026-01-01: release published"]
+    assert f"{TWO_SHARD_BUILD['n_clips']} clips" in _html(mails[0])
 
     release = tmp_path / "releases" / "default" / "2026-01-01"
     dag_manifest = json.loads((release / "manifest.json").read_text())
@@ -88,6 +119,15 @@ def test_the_training_dag_announces_its_model_and_the_build_continues_corpus_cli
     manifest = json.loads((tmp_path / "releases" / "default" / CORPUS_VERSIONS["continue"] / "manifest.json").read_text())
     cli = json.loads((releases["continue"] / "manifest.json").read_text())
     assert manifest["content_sha256"] == cli["content_sha256"] and manifest["lineage"]["model_version"] == model["version"]
+    # OpenLineage (the provider, file transport): corpus -> model (train), corpus + model -> release (export)
+    events = lineage_events(tmp_path)
+    corpus = f"synthaudio-corpus://default/{model['corpus_fingerprint']}"
+    trained = f"synthaudio-model://default/{model['version']}"
+    assert datasets(events, "train", "inputs") == [corpus] and datasets(events, "train", "outputs") == [trained]
+    # dag.test() runs every task in one process, whose hook-lineage collector keeps what earlier tasks reported
+    # (the train task's model output); a deployed task runs in a process of its own.
+    assert {corpus, trained} <= set(datasets(events, "export", "inputs"))
+    assert f"synthaudio://default/{CORPUS_VERSIONS['continue']}" in datasets(events, "export", "outputs")
     assert asset_events(result) == [
         {"dataset": "default", "model_version": model["version"], "model_sha256": model["weights_sha256"],
          "corpus_fingerprint": model["corpus_fingerprint"]},

@@ -25,7 +25,7 @@ def test_the_private_fields_are_pinned():
     assert set(PRIVATE_FIELDS) == {
         "storage.workspace", "storage.releases", "storage.reference_cache", "prompts.lyrics.file",
         "prompts.protected_names", "generation.weights_dir", "privacy.reference_dir", "privacy.cohort_dir",
-        "storage.models", "source.corpus",
+        "storage.models", "source.corpus", "alerts.email", "alerts.from_email",
     }
 
 

@@ -105,14 +105,14 @@ def test_fine_tuning_a_saved_model_keeps_its_vqvae_and_trains_its_priors_with_ch
 @pytest.mark.slow
 def test_gradient_checkpointing_gives_the_same_gradients_on_1b_shaped_layers():
     """The real jukebox-1b-lyrics top prior's layer shapes (width 2048, 6,144 music + 384 lyric tokens, two heads),
-    two layers deep: checkpointed and plain backward passes give the same loss and gradients."""
+    one layer deep: checkpointed and plain backward passes give the same loss and gradients."""
     from benchmarks.training import random_batch
     from pipeline.generation.presets import jukebox_1b_lyrics_config
     from pipeline.training.jukebox import (build_prior, disable_gradient_checkpointing, enable_gradient_checkpointing,
                                            prior_loss)
 
     config = jukebox_1b_lyrics_config()
-    config.prior_configs[0].num_layers = 2
+    config.prior_configs[0].num_layers = 1  # one layer of the real width and context: checkpointing is per layer
     torch.manual_seed(0)
     prior = build_prior(config, 0).train()
     assert prior.config.hidden_size == 2048 and prior.n_ctx == 6144 and prior.nb_relevant_lyric_tokens == 384
@@ -127,6 +127,6 @@ def test_gradient_checkpointing_gives_the_same_gradients_on_1b_shaped_layers():
     disable_gradient_checkpointing(prior)
     (plain_loss, plain), (ckpt_loss, ckpt) = results
     assert plain_loss == pytest.approx(ckpt_loss, rel=1e-6)
-    assert plain.keys() == ckpt.keys() and len(plain) > 20
+    assert plain.keys() == ckpt.keys() and len(plain) >= 20  # embeddings, the layer, the lyric encoder, the head
     for name in plain:
         torch.testing.assert_close(ckpt[name], plain[name], rtol=1e-4, atol=1e-7, msg=name)
