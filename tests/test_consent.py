@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.export.publish import update_catalog
 from pipeline.export.release import export
+from pipeline.export.verify import verify_release
 from pipeline.testing import REPO_ROOT, fake_finished_run, run_cli, write_config
 
 
@@ -27,7 +28,7 @@ def test_a_withdrawn_release_leaves_the_catalog_latest_and_is_listed_with_its_re
     listed = run_cli("releases", "--root", str(dataset_dir.parent), "list", "default").stdout
     assert "2026-03-01" in listed.splitlines()[1] and "(latest)" in listed.splitlines()[1]
     assert "WITHDRAWN 2026-03-03T00:00:00+00:00: consent withdrawn" in listed.splitlines()[2]
-    assert run_cli("verify", str(older)).returncode == 0 and run_cli("verify", str(newer)).returncode == 0  # immutable
+    assert verify_release(older) == [] and verify_release(newer) == []  # the folders are untouched
     (dataset_dir / "withdrawn.json").write_text(json.dumps(
         {v: {"reason": "x", "withdrawn_at": "2026-03-03T00:00:00+00:00"} for v in ("2026-03-01", "2026-03-02")}))
     assert update_catalog(dataset_dir)["latest"] is None and not (dataset_dir / "LATEST").exists()

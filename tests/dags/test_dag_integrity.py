@@ -12,41 +12,45 @@ import yaml
 from pipeline.testing import DEFAULT_CONFIG, REPO_ROOT
 
 PARSE = textwrap.dedent("""
-    import json, sys, warnings
+    import json, os, sys, warnings
     from airflow.dag_processing.dagbag import DagBag
-    before = set(sys.modules)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        bag = DagBag(dag_folder=sys.argv[1])
-    print(json.dumps({
-        "imported": sorted(set(sys.modules) - before),
-        "deprecations": [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught
-                         if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning))
-                         or "Deprecat" in w.category.__name__],
-        "errors": {k: str(v)[-500:] for k, v in bag.import_errors.items()},
-        "dags": {d.dag_id: {"tasks": sorted(d.task_dict), "schedule": str(d.schedule),
-                            "params": sorted(d.params), "doc": bool(d.doc_md),
-                            "outlets": [str(getattr(a, "uri", a)) for t in ("export", "train") if t in d.task_dict
-                                        for a in d.task_dict[t].outlets],
-                            "schedule_assets": [str(getattr(a, "uri", a)) for a in
-                                                getattr(getattr(d.timetable, "asset_condition", None), "objects",
-                                                        None) or []],
-                            "timetable": type(d.timetable).__name__,
-                            "pool": d.task_dict["shard.generate"].pool if "shard.generate" in d.task_dict else None,
-                            "retries": d.task_dict["shard.generate"].retries if "shard.generate" in d.task_dict
-                            else None,
-                            "upstream": {t: sorted(d.task_dict[t].upstream_task_ids) for t in d.task_dict},
-                            "doc_md": d.doc_md or "",
-                            "failure_callbacks": len(d.default_args.get("on_failure_callback") or []),
-                            "success_callbacks": len(d.task_dict["export"].on_success_callback or [])
-                            if "export" in d.task_dict else None}
-                 for d in bag.dags.values()},
-    }))
+    for config_dir in sys.argv[2:]:  # "-": the repository's configs; the first parse sees a fresh interpreter
+        if config_dir != "-":
+            os.environ["SYNTHAUDIO_CONFIG_DIR"] = config_dir
+        before = set(sys.modules)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            bag = DagBag(dag_folder=sys.argv[1])
+        print("PARSED", json.dumps({
+            "imported": sorted(set(sys.modules) - before),
+            "deprecations": [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught
+                             if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning))
+                             or "Deprecat" in w.category.__name__],
+            "errors": {k: str(v)[-500:] for k, v in bag.import_errors.items()},
+            "dags": {d.dag_id: {"tasks": sorted(d.task_dict), "schedule": str(d.schedule),
+                                "params": sorted(d.params), "doc": bool(d.doc_md),
+                                "outlets": [str(getattr(a, "uri", a)) for t in ("export", "train") if t in d.task_dict
+                                            for a in d.task_dict[t].outlets],
+                                "schedule_assets": [str(getattr(a, "uri", a)) for a in
+                                                    getattr(getattr(d.timetable, "asset_condition", None), "objects",
+                                                            None) or []],
+                                "timetable": type(d.timetable).__name__,
+                                "pool": d.task_dict["shard.generate"].pool if "shard.generate" in d.task_dict else None,
+                                "retries": d.task_dict["shard.generate"].retries if "shard.generate" in d.task_dict
+                                else None,
+                                "upstream": {t: sorted(d.task_dict[t].upstream_task_ids) for t in d.task_dict},
+                                "doc_md": d.doc_md or "",
+                                "failure_callbacks": len(d.default_args.get("on_failure_callback") or []),
+                                "success_callbacks": len(d.task_dict["export"].on_success_callback or [])
+                                if "export" in d.task_dict else None}
+                     for d in bag.dags.values()},
+        }))
 """)
 
 
-def parse_dags(tmp_path, config_dir=None) -> dict:
-    """Parse dags/ in a fresh interpreter whose metadata database cannot be opened."""
+def parse_dags(tmp_path, *config_dirs) -> list[dict]:
+    """Parse dags/ in a fresh interpreter whose metadata database cannot be opened, once per config folder (None:
+    the repository's configs), in turn."""
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(tmp_path / "airflow_home"),
@@ -54,26 +58,22 @@ def parse_dags(tmp_path, config_dir=None) -> dict:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     }
-    if config_dir:
-        env["SYNTHAUDIO_CONFIG_DIR"] = str(config_dir)
-    result = subprocess.run([sys.executable, "-c", PARSE, str(REPO_ROOT / "dags")], capture_output=True, text=True,
-                            env=env, timeout=300)
+    env.pop("SYNTHAUDIO_CONFIG_DIR", None)
+    folders = [str(folder) if folder else "-" for folder in config_dirs or (None,)]
+    result = subprocess.run([sys.executable, "-c", PARSE, str(REPO_ROOT / "dags"), *folders], capture_output=True,
+                            text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (tmp_path / "no").exists()  # nothing created the database's folder
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    parsed = [json.loads(line[7:]) for line in result.stdout.splitlines() if line.startswith("PARSED ")]
+    assert len(parsed) == len(folders), result.stdout[-3000:]
+    return parsed
 
 
 @pytest.fixture(scope="module")
-def default_parse(tmp_path_factory) -> dict:
-    """dags/ parsed once with the repository's configs (two tests read it)."""
-    return parse_dags(tmp_path_factory.mktemp("default_parse"))
-
-
-@pytest.fixture(scope="module")
-def configs_parse(tmp_path_factory) -> dict:
-    """dags/ parsed once over a config folder of two good datasets (one with a corpus, one without) and two
-    broken files."""
-    tmp_path = tmp_path_factory.mktemp("configs_parse")
+def parses(tmp_path_factory) -> tuple[dict, dict]:
+    """dags/ parsed in one interpreter: first with the repository's configs, then over a config folder of two good
+    datasets (one with a corpus and alerts, one without) and two broken files."""
+    tmp_path = tmp_path_factory.mktemp("parses")
     configs = tmp_path / "configs"
     configs.mkdir()
     for name, schedule in (("alpha", None), ("beta", "0 3 * * *")):
@@ -87,7 +87,18 @@ def configs_parse(tmp_path_factory) -> dict:
         (configs / f"{name}.yaml").write_text(yaml.safe_dump(data))
     (configs / "broken.yaml").write_text("dataset: [unclosed\n")
     (configs / "nameless.yaml").write_text("n_clips: 3\n")
-    return parse_dags(tmp_path, configs)
+    default, configured = parse_dags(tmp_path, None, configs)
+    return default, configured
+
+
+@pytest.fixture(scope="module")
+def default_parse(parses) -> dict:
+    return parses[0]
+
+
+@pytest.fixture(scope="module")
+def configs_parse(parses) -> dict:
+    return parses[1]
 
 
 def test_one_dag_per_config(configs_parse):
