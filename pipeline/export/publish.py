@@ -12,7 +12,6 @@ manifests under a lock, each written atomically, so they never lose a version to
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pipeline.errors import ReleaseConflict
-from pipeline.files import read_json, write_bytes_atomic, write_json_atomic
+from pipeline.files import exclusive, read_json, write_bytes_atomic, write_json_atomic
 
 STAGING_PREFIX = ".staging-"
 
@@ -86,17 +85,6 @@ def publish(staging: Path, target: Path, content_sha256: str) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def published_versions(dataset_dir: Path) -> list[Path]:
     """Release folders of a dataset (those with a manifest), oldest version name first."""
     if not dataset_dir.is_dir():
@@ -110,7 +98,7 @@ def update_catalog(dataset_dir: Path) -> dict:
     `LATEST` names the newest release not withdrawn (removed when every release is)."""
     from pipeline.consent import withdrawn
 
-    with _locked(dataset_dir / ".catalog.lock"):
+    with exclusive(dataset_dir / ".catalog.lock"):
         marks = withdrawn(dataset_dir)
         versions = []
         for release in published_versions(dataset_dir):
