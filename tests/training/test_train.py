@@ -17,7 +17,7 @@ from pipeline.generation.presets import load_from_folder, state_dict_sha256
 from pipeline.testing import REPO_ROOT, run_cli, tone_voices, write_config
 from pipeline.training.stage import published_models, train
 
-QUICK = {"training.vqvae_steps": 10, "training.prior_steps": [6, 4, 2], "training.checkpoint_every": 2,
+QUICK = {"training.vqvae_steps": 6, "training.prior_steps": [4, 2, 2], "training.checkpoint_every": 2,
          "training.batch_size": 2, "training.warmup_steps": 2}
 
 
@@ -44,7 +44,7 @@ def test_training_resumes_after_sigkill_with_the_weights_of_an_undisturbed_run(t
     process.wait()
     [checkpoint] = list(checkpoints.glob("*/vqvae.pt"))
     killed_at = torch.load(checkpoint, weights_only=False)["step"]
-    assert 0 < killed_at < 10, "the kill must land inside training for the resume to be tested"
+    assert 0 < killed_at < 6, "the kill must land inside training for the resume to be tested"
     assert not (tmp_path / "b" / "models" / "default").exists() or not published_models(tmp_path / "b" / "models",
                                                                                          "default")
 
@@ -63,7 +63,7 @@ def test_the_published_model_is_private_loadable_and_not_trained_twice(tmp_path)
     meta = json.loads((model.path / "model.json").read_text())
     assert meta["weights_sha256"] == model.weights_sha256 and meta["files"] == {"train": 10, "holdout": 2}
     assert set(meta["loss_curves"]) == {"vqvae", "prior0", "prior1", "prior2"}
-    assert [len(meta["loss_curves"][k]) for k in ("vqvae", "prior0", "prior1", "prior2")] == [10, 6, 4, 2]
+    assert [len(meta["loss_curves"][k]) for k in ("vqvae", "prior0", "prior1", "prior2")] == [6, 4, 2, 2]
     held = json.loads((model.path / "corpus.json").read_text())["holdout_sha256"]
     assert len(held) == 2
     loaded = load_from_folder("tiny", model.path)
