@@ -7,6 +7,10 @@ export AIRFLOW_HOME := $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# `make run` and `make airflow` write the DAGs' OpenLineage events (corpus -> model -> release) to a file unless
+# AIRFLOW__OPENLINEAGE__TRANSPORT is already set.
+LINEAGE_FILE := $(CURDIR)/var/lineage/events.jsonl
+run airflow: export AIRFLOW__OPENLINEAGE__TRANSPORT ?= {"type": "file", "log_file_path": "$(LINEAGE_FILE)", "append": true}
 VERSION ?= $(shell date -u +%F)
 CONFIG ?= configs/default.yaml
 VOICES := var/reference_voices
@@ -72,6 +76,7 @@ airflow-init: $(AIRFLOW_HOME)/airflow.db  ## initialise Airflow (SQLite, AIRFLOW
 # `airflow dags test` does not fire Asset-scheduled runs: run the training DAG (it publishes the model the build
 # pins; a model already trained on the same inputs is found, not retrained), then the build.
 run: voices airflow-init  ## train the default model, then build the default release through the DAGs, VERSION=YYYY-MM-DD
+	@mkdir -p $(dir $(LINEAGE_FILE))
 	$(BIN)/airflow dags test synthaudio_train__default $(VERSION) > var/dags-test-train-$(VERSION).log 2>&1 \
 	  && grep -q "state=success" var/dags-test-train-$(VERSION).log \
 	  || { tail -40 var/dags-test-train-$(VERSION).log; echo "training DAG failed: see var/dags-test-train-$(VERSION).log"; exit 1; }
@@ -104,6 +109,7 @@ test-celery: deps $(VENV)/.installed-celery  ## integration: the DAG through the
 	$(BIN)/python -m pytest -q -m celery tests/dags/test_celery_deployment.py
 
 airflow: voices airflow-init  ## the Airflow UI and scheduler: airflow standalone on http://localhost:8080
+	@mkdir -p $(dir $(LINEAGE_FILE))
 	$(BIN)/airflow standalone
 
 bench: voices  ## every benchmark (on demand, not part of make test; several minutes)
