@@ -35,38 +35,40 @@ def synthetic_tags(*, dataset: str, version: str, clip_id: str, model_preset: st
     }
 
 
-def _blocks(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
-    """([(type, body)], offset of the audio frames) of a FLAC file's metadata (`data` may stop after it)."""
+def metadata_blocks(data: bytes, strict: bool = True) -> tuple[list[tuple[int, bytes]], int]:
+    """([(type, body)], offset of the audio frames) of a FLAC stream's metadata (`data` may stop after it).
+    `strict`: a stream that is not FLAC or is cut short inside its metadata raises ValueError; otherwise the blocks
+    found so far are returned (the last one possibly cut), as a scanner of untrusted files wants them."""
     if data[:4] != b"fLaC":
         raise ValueError("not a FLAC stream (no fLaC marker)")
     blocks, offset, last = [], 4, False
     while not last:
         if offset + 4 > len(data):
-            raise ValueError("FLAC metadata ends early")
+            if strict:
+                raise ValueError("FLAC metadata ends early")
+            break
         header = data[offset]
         last, kind = bool(header & 0x80), header & 0x7F
         length = int.from_bytes(data[offset + 1: offset + 4], "big")
-        if offset + 4 + length > len(data):
+        if strict and offset + 4 + length > len(data):
             raise ValueError("FLAC metadata ends early")
         blocks.append((kind, data[offset + 4: offset + 4 + length]))
         offset += 4 + length
     return blocks, offset
 
 
-def metadata_size(handle) -> int:
-    """Bytes of a FLAC file's marker and metadata blocks, read from the handle's start (it is left after them)."""
-    head = handle.read(4)
-    if head != b"fLaC":
-        raise ValueError("not a FLAC stream (no fLaC marker)")
-    size, last = 4, False
-    while not last:
-        header = handle.read(4)
-        if len(header) < 4:
-            raise ValueError("FLAC metadata ends early")
-        last, length = bool(header[0] & 0x80), int.from_bytes(header[1:], "big")
-        handle.seek(length, 1)
-        size += 4 + length
-    return size
+def read_metadata(handle) -> bytes | None:
+    """The marker and metadata blocks of the FLAC file open in `handle`, read from its start without the audio
+    frames (the handle is left where they begin); None when it is not FLAC. A file cut short gives what it has."""
+    data = bytearray(handle.read(4))
+    if data != b"fLaC":
+        return None
+    while header := handle.read(4):
+        data += header
+        data += handle.read(int.from_bytes(header[1:4], "big"))
+        if header[0] & 0x80:  # the last metadata block
+            break
+    return bytes(data)
 
 
 def _comment_body(vendor: bytes, tags: dict[str, str]) -> bytes:
@@ -78,7 +80,7 @@ def _comment_body(vendor: bytes, tags: dict[str, str]) -> bytes:
 def write_tags(data: bytes, tags: dict[str, str]) -> bytes:
     """The FLAC file `data` with its Vorbis comments replaced by `tags` (the encoder's vendor string kept, the
     audio frames untouched). Deterministic: the same input and tags give the same bytes."""
-    blocks, audio_at = _blocks(data)
+    blocks, audio_at = metadata_blocks(data)
     vendor = b"synthaudio"
     for kind, body in blocks:
         if kind == VORBIS_COMMENT:
@@ -96,7 +98,7 @@ def read_tags(data: bytes) -> dict[str, str]:
     """KEY -> value of a FLAC file's Vorbis comments (keys upper-cased; the last value of a repeated key).
     Raises ValueError for a stream whose metadata is not FLAC or is cut short."""
     tags = {}
-    for kind, body in _blocks(data)[0]:
+    for kind, body in metadata_blocks(data)[0]:
         if kind != VORBIS_COMMENT:
             continue
         try:

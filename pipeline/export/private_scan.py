@@ -79,33 +79,21 @@ def _pattern(needles: dict[str, str]) -> re.Pattern | None:
 def flac_metadata(data: bytes) -> bytes | None:
     """The metadata blocks of a FLAC stream other than STREAMINFO and PADDING (tags, pictures, cue sheets,
     application blocks), concatenated; None if `data` is not FLAC. Audio frames carry no text."""
+    from pipeline.export.flac_tags import metadata_blocks
+
     if not data.startswith(b"fLaC"):
         return None
-    position, blocks = 4, []
-    while position + 4 <= len(data):
-        header = data[position]
-        kind, length = header & 0x7F, int.from_bytes(data[position + 1:position + 4], "big")
-        if kind not in (0, 1):  # 0 STREAMINFO, 1 PADDING
-            blocks.append(data[position + 4:position + 4 + length])
-        position += 4 + length
-        if header & 0x80:  # last metadata block
-            break
-    return b"\n".join(blocks)
+    blocks, _ = metadata_blocks(data, strict=False)
+    return b"\n".join(body for kind, body in blocks if kind not in (0, 1))  # 0 STREAMINFO, 1 PADDING
 
 
 def _flac_file_metadata(path: Path) -> bytes | None:
     """`flac_metadata` of a file, reading only its metadata blocks (not the audio frames)."""
+    from pipeline.export.flac_tags import read_metadata
+
     with open(path, "rb") as handle:
-        head = handle.read(4)
-        if head != b"fLaC":
-            return None
-        data = bytearray(head)
-        while header := handle.read(4):
-            data += header
-            data += handle.read(int.from_bytes(header[1:4], "big"))
-            if header[0] & 0x80:  # last metadata block
-                break
-    return flac_metadata(bytes(data))
+        metadata = read_metadata(handle)
+    return None if metadata is None else flac_metadata(metadata)
 
 
 def _json_strings(value) -> Iterator[str]:

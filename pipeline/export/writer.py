@@ -31,13 +31,14 @@ class FileEntry:
 def copy_labelled(source: Path, target: Path, tags: dict[str, str]) -> tuple[int, str]:
     """Copy the FLAC `source` to `target` with its Vorbis comments replaced by `tags` (flac_tags.write_tags: the
     metadata is rewritten, the audio frames streamed in chunks), hashing as it goes: (size, sha256)."""
-    from pipeline.export.flac_tags import metadata_size, write_tags
+    from pipeline.export.flac_tags import read_metadata, write_tags
 
     digest = hashlib.sha256()
     with open(source, "rb") as src, open(target, "wb") as dst:
-        size = metadata_size(src)
-        src.seek(0)
-        head = write_tags(src.read(size), tags)
+        metadata = read_metadata(src)
+        if metadata is None:
+            raise ValueError(f"{source}: not a FLAC stream (no fLaC marker)")
+        head = write_tags(metadata, tags)
         digest.update(head)
         dst.write(head)
         written = len(head)
