@@ -151,16 +151,17 @@ def self_test(encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float,
 
 @dataclass(frozen=True)
 class Scorer:
-    """What scoring a clip needs; one per worker process (see `parallel.ordered_map`'s state)."""
+    """What judging a clip needs; one per worker process (see `parallel.ordered_map`'s state)."""
 
     encoder: SpeakerEncoder
     index: ReferenceIndex
     threshold: float
+    copies: CopyChecker | None = None  # the copy check, when the run's model learned from the corpus
 
 
-def make_scorer(index: ReferenceIndex, threshold: float) -> Scorer:
-    """A worker's scorer: loads its own encoder (the index and threshold come from the parent)."""
-    return Scorer(load_encoder(), index, threshold)
+def make_scorer(index: ReferenceIndex, threshold: float, copies: CopyChecker | None = None) -> Scorer:
+    """A worker's scorer: loads its own encoder (the index, threshold and copy check come from the parent)."""
+    return Scorer(load_encoder(), index, threshold, copies)
 
 
 def _audit_row(clip_id: str, verdict: ClipVerdict, attempts: int) -> dict:
@@ -170,11 +171,22 @@ def _audit_row(clip_id: str, verdict: ClipVerdict, attempts: int) -> dict:
             "windows": verdict.windows, "error": verdict.error, "attempts": attempts, "copy_dcr": None}
 
 
+def judge_file(scorer: Scorer, clip_id: str, path: Path, attempts: int) -> dict:
+    """The audit row of one clip file, decoded once: the voice check, then the copy check when the run has one.
+    A file that cannot be decoded is `unscorable`."""
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)  # (samples, channels)
+    except Exception as exc:  # noqa: BLE001 - unreadable audio is unscorable, i.e. a leak
+        return _audit_row(clip_id, ClipVerdict("unscorable", error=f"{type(exc).__name__}: {exc}"), attempts)
+    mono = audio.mean(axis=1)
+    row = _audit_row(clip_id, score_clip(mono, rate, scorer.encoder, scorer.index, scorer.threshold), attempts)
+    return row if scorer.copies is None else scorer.copies.check_audio(row, mono, rate)
+
+
 def score_job(scorer: Scorer, job: tuple[str, str]) -> dict:
     """The audit row of one (clip_id, audio path)."""
     clip_id, path = job
-    verdict = score_file(Path(path), scorer.encoder, scorer.index, scorer.threshold)
-    return _audit_row(clip_id, verdict, attempts=0)
+    return judge_file(scorer, clip_id, Path(path), attempts=0)
 
 
 @dataclass(frozen=True)
@@ -184,18 +196,29 @@ class CopyChecker:
     baseline: CopyBaseline
 
     def check(self, row: dict, path: Path) -> dict:
-        """Fill `row`'s copy_dcr; a voice pass closer to a training recording than the baseline allows is a copy.
-        A clip the check cannot read is unscorable (fail closed)."""
+        """`check_audio` of an audio file; a file the check cannot read is unscorable (fail closed)."""
         try:
             audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        except Exception as exc:  # noqa: BLE001 - what the copy check cannot read is not known to be new
+            return self._unscorable(row, exc)
+        return self.check_audio(row, audio.mean(axis=1), rate)
+
+    def check_audio(self, row: dict, audio: np.ndarray, rate: int) -> dict:
+        """Fill `row`'s copy_dcr from mono audio; a voice pass closer to a training recording than the baseline
+        allows is a copy. Audio the check cannot measure is unscorable (fail closed)."""
+        try:
             if rate != COPY_RATE:
                 raise ValueError(f"sample rate {rate} Hz, the check compares at {COPY_RATE}")
-            row["copy_dcr"] = clip_dcr(self.baseline, audio.mean(axis=1))
-        except Exception as exc:  # noqa: BLE001 - what the copy check cannot read is not known to be new
-            row.update(verdict="unscorable", error=f"copy check: {type(exc).__name__}: {exc}")
-            return row
+            row["copy_dcr"] = clip_dcr(self.baseline, audio)
+        except Exception as exc:  # noqa: BLE001 - what the copy check cannot measure is not known to be new
+            return self._unscorable(row, exc)
         if row["verdict"] == "pass" and row["copy_dcr"] is not None and row["copy_dcr"] < self.baseline.threshold:
             row["verdict"] = "copy"
+        return row
+
+    @staticmethod
+    def _unscorable(row: dict, exc: Exception) -> dict:
+        row.update(verdict="unscorable", error=f"copy check: {type(exc).__name__}: {exc}")
         return row
 
 
@@ -230,8 +253,7 @@ def copy_checker(ctx: RunContext) -> CopyChecker | None:
     return CopyChecker(baseline)
 
 
-def regenerate_rejected(ctx: RunContext, shard: int, rows: list[dict], encoder: SpeakerEncoder,
-                        index: ReferenceIndex, threshold: float, copies: CopyChecker | None = None) -> list[Path]:
+def regenerate_rejected(ctx: RunContext, shard: int, rows: list[dict], scorer: Scorer) -> list[Path]:
     """on_leak / on_copy: regenerate. Sample every clip rejected for that reason again with a new seed, up to
     max_regenerations times, until it passes both checks; `rows` (the audit) are updated in place. Passing
     replacements are written under `regenerated/` with their generation rows (regenerated.parquet) and features
@@ -256,11 +278,8 @@ def regenerate_rejected(ctx: RunContext, shard: int, rows: list[dict], encoder: 
         generated = regenerate(ctx, prompts.filter(mask), attempt, folder)
         still = []
         for record in generated.to_pylist():
-            verdict = score_file(folder / record["audio_file"], encoder, index, threshold)
             row = by_id[record["clip_id"]]
-            row.update(_audit_row(record["clip_id"], verdict, attempts=attempt))
-            if copies is not None:
-                copies.check(row, folder / record["audio_file"])
+            row.update(judge_file(scorer, record["clip_id"], folder / record["audio_file"], attempts=attempt))
             if row["verdict"] == "pass":
                 replacements.append({**record, "audio_file": f"regenerated/attempt-{attempt}/{record['audio_file']}"})
             else:
@@ -324,17 +343,15 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
         accompaniment = _accompaniment([gen_dir / r["audio_file"] for r in records], encoder)
         canary_result = self_test(encoder, index, threshold, accompaniment, privacy.target_recall)
         jobs = [(r["clip_id"], str(gen_dir / r["audio_file"])) for r in records]
-        rows = list(progress(ordered_map(score_job, jobs, privacy.workers, state=(make_scorer, (index, threshold)),
-                                         local_state=Scorer(encoder, index, threshold)),
-                             desc=f"leakcheck shard {shard}", quiet=ctx.quiet, unit="clip", total=len(jobs)))
         copies = copy_checker(ctx)
-        if copies is not None:
-            for row, (_, path) in zip(rows, jobs):
-                copies.check(row, Path(path))
+        scorer = Scorer(encoder, index, threshold, copies)
+        rows = list(progress(ordered_map(score_job, jobs, privacy.workers,
+                                         state=(make_scorer, (index, threshold, copies)), local_state=scorer),
+                             desc=f"leakcheck shard {shard}", quiet=ctx.quiet, unit="clip", total=len(jobs)))
         first_pass = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
         extra = []
         if "regenerate" in (privacy.on_leak, privacy.on_copy):
-            extra = regenerate_rejected(ctx, shard, rows, encoder, index, threshold, copies)
+            extra = regenerate_rejected(ctx, shard, rows, scorer)
         audit = out_dir / "audit.parquet"
         write_table_atomic(audit, pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA))
         summary = out_dir / "summary.json"
