@@ -457,6 +457,12 @@ class LoadedConfig(BaseModel):
     workspace_url: str | None = None  # storage.workspace when it is a URL; workspace_root is then local scratch
     releases_url: str | None = None
 
+    @property
+    def reference_cache_dir(self) -> Path:
+        """Where embeddings of reference files are cached: storage.reference_cache, else <workspace>/_reference_cache
+        (shared by the runs of one workspace root; never released)."""
+        return self.reference_cache or self.workspace_root / "_reference_cache"
+
 
 def _describe(error: dict) -> str:
     loc = ".".join(str(p) for p in error["loc"]) or "(top level)"

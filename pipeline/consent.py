@@ -42,12 +42,9 @@ class Lineage:
 
 
 def _speaker_files(loaded: LoadedConfig, speaker: str) -> list[str]:
-    from pipeline.training.corpus import list_corpus
+    from pipeline.training.corpus import private_recordings
 
-    shas = set()
-    for location in {p for p in (loaded.corpus, loaded.reference_dir) if p is not None}:
-        shas |= {f.sha256 for f in list_corpus(location) if f.speaker == speaker}
-    return sorted(shas)
+    return sorted({f.sha256 for f in private_recordings(loaded) if f.speaker == speaker})
 
 
 def find_lineage(loaded: LoadedConfig, speaker: str | None = None, corpus_fingerprint: str | None = None) -> Lineage:
@@ -101,7 +98,7 @@ def withdraw(loaded: LoadedConfig, reason: str, speaker: str | None = None, corp
     if speaker and speaker.lower() in reason.lower():
         raise BadInput("withdraw: --reason must not contain the speaker id (the reason is public, the id is private)")
     found = find_lineage(loaded, speaker, corpus_fingerprint)
-    dataset, cache = loaded.config.dataset, loaded.reference_cache or loaded.workspace_root / "_reference_cache"
+    dataset, cache = loaded.config.dataset, loaded.reference_cache_dir
     deleted = [m["path"] for m in found.models]
     deleted += [str(loaded.workspace_root / dataset / r["version"]) for r in found.releases]
     deleted += [str(loaded.workspace_root / "_training" / dataset)]

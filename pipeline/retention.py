@@ -42,7 +42,7 @@ def _age_s(path: Path, now: float) -> float:
 def collect(loaded: LoadedConfig, older_than_s: float | None = None, now: float | None = None) -> list[Path]:
     """What gc would delete for the config's dataset (paths, deepest first)."""
     from pipeline.export.publish import published_versions
-    from pipeline.training.corpus import list_corpus
+    from pipeline.training.corpus import private_recordings
 
     now = time.time() if now is None else now
     limit = loaded.config.storage.retention_days * 86_400.0 if older_than_s is None else older_than_s
@@ -58,10 +58,8 @@ def collect(loaded: LoadedConfig, older_than_s: float | None = None, now: float 
     training = loaded.workspace_root / "_training" / dataset
     if training.is_dir():
         doomed += [p for p in sorted(training.iterdir()) if _age_s(p, now) >= limit]
-    cache = loaded.reference_cache or loaded.workspace_root / "_reference_cache"
-    current = set()
-    for location in {p for p in (loaded.corpus, loaded.reference_dir) if p is not None and p.exists()}:
-        current |= {f.sha256 for f in list_corpus(location)}
+    cache = loaded.reference_cache_dir
+    current = {f.sha256 for f in private_recordings(loaded)}
     if cache.is_dir():
         doomed += [p for p in sorted(cache.glob("*/*.npz"))
                    if p.parent.name != "copycheck" and p.stem not in current and _age_s(p, now) >= limit]

@@ -70,7 +70,7 @@ class RunContext:
     @property
     def reference_cache(self) -> Path:
         """Embeddings of reference files, shared by the runs of one workspace root (never released)."""
-        return self.loaded.reference_cache or self.loaded.workspace_root / "_reference_cache"
+        return self.loaded.reference_cache_dir
 
     def shard_dir(self, stage: str, shard: int) -> Path:
         return self.root / stage / f"shard-{shard:05d}"

@@ -142,3 +142,10 @@ def read_audio(path: Path, rate: int = SAMPLE_RATE_HZ) -> np.ndarray:
 
         audio = librosa.resample(audio, orig_sr=file_rate, target_sr=rate)
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def private_recordings(loaded) -> list[CorpusFile]:
+    """Every recording of a loaded config's corpus and reference set (one listing when the reference set is the
+    corpus); a location that no longer exists contributes nothing."""
+    locations = {p for p in (loaded.corpus, loaded.reference_dir) if p is not None and p.exists()}
+    return [f for location in sorted(locations) for f in list_corpus(location)]
