@@ -116,7 +116,7 @@ def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...]
     from pipeline.features.stage import features
     from pipeline.files import write_json_atomic, write_table_atomic
     from pipeline.generation.stage import GENERATION_SCHEMA, flac_bytes
-    from pipeline.privacy.leakcheck import AUDIT_SCHEMA
+    from pipeline.privacy.leakcheck import AUDIT_SCHEMA, VERDICTS
     from pipeline.prompts.stage import plan
     from pipeline.runner import make_context
 
@@ -154,7 +154,7 @@ def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...]
     ctx.mark_done("generate", 0, "fake", [gen_dir / "generation.parquet"])
     features(ctx, 0)
     write_table_atomic(check_dir / "audit.parquet", pa.Table.from_pylist(audit, schema=AUDIT_SCHEMA))
-    counts = {v: sum(a["verdict"] == v for a in audit) for v in ("pass", "leak", "unscorable", "copy")}
+    counts = {v: sum(a["verdict"] == v for a in audit) for v in VERDICTS}
     copy_check = {"ratio": 0.5, "threshold": 1.0, "holdout_dcr": [2.0, 2.5],
                   "dcr": [a["copy_dcr"] for a in audit if a["copy_dcr"] is not None]} if copied else None
     rate = {"rate": 1.0, "hits": 10, "trials": 10, "ci95": [0.72, 1.0]}

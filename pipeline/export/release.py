@@ -117,12 +117,13 @@ def quality_report(ctx: RunContext, features: dict[str, dict]) -> dict:
 
 def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) -> dict:
     """Aggregate figures only: nothing that names or describes a reference speaker."""
-    counts = {v: sum(a["verdict"] == v for a in audit) for v in ("pass", "leak", "unscorable", "copy")}
-    rejected = counts["leak"] + counts["unscorable"] + counts["copy"]
+    from pipeline.privacy.leakcheck import VERDICTS
+
+    counts = {v: sum(a["verdict"] == v for a in audit) for v in VERDICTS}
+    rejected = len(audit) - counts["pass"]  # a leak, an unscorable clip or a copy
     # The gate counts first-pass rejections: regenerating keeps the clip count, but a model that keeps
     # reproducing protected voices (or its corpus) must still stop the release.
-    first_pass = sum(s["first_pass_counts"]["leak"] + s["first_pass_counts"]["unscorable"]
-                     + s["first_pass_counts"].get("copy", 0) for s in summaries)
+    first_pass = sum(n for s in summaries for verdict, n in s["first_pass_counts"].items() if verdict != "pass")
     scores = [s for summary in summaries for s in summary["scores"]]
     first = summaries[0] if summaries else {}
     low = min([-1.0, *scores]) if scores else -1.0

@@ -50,6 +50,8 @@ def verify_release(release: Path) -> list[str]:
                            f"({RELEASE_SCHEMA_VERSION}); upgrade synthaudio to verify it"]
     counts: dict[str, int] = {}
     schema = release_schema(layout)
+    labelled = layout >= 2  # the synthetic label: the ai_generated column and the FLAC tags
+    columns = ["clip_id", "split", "num_samples", "audio", *(["ai_generated"] if labelled else [])]
     for shard in sorted((release / "data").glob("*.parquet")):
         try:
             table = pq.read_table(shard)
@@ -59,8 +61,6 @@ def verify_release(release: Path) -> list[str]:
         if not table.schema.remove_metadata().equals(schema):
             problems.append(f"data/{shard.name}: schema differs from schemas/release.arrow.json")
             continue
-        labelled = layout >= 2
-        columns = ["clip_id", "split", "num_samples", "audio", *(["ai_generated"] if labelled else [])]
         for row in table.select(columns).to_pylist():
             counts[row["split"]] = counts.get(row["split"], 0) + 1
             problems += _check_audio(release, row)
