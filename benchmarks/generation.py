@@ -4,7 +4,7 @@
                                     [--threads 1] [--sampler fast|reference] [--batch 4] [--seconds 2]
     python benchmarks/generation.py --compare [--batches 1,4] [--levels 0,1,2] [--tokens 256] [--rounds 3]
     python benchmarks/generation.py --random-1b --device cuda --dtype bfloat16 --compare --batches 1,16 \\
-                                    --logit-check
+                                    --logit-check --kernels torch,triton
 
 Default: one clip batch through every level with one sampler (tokens/s per level, audio-s per wall-s).
 
@@ -14,8 +14,13 @@ temperature, progress bars off for both; `--rounds` interleaved rounds, the medi
 per (level, batch) with both rates and "ratio" (tokens/s ours / reference), the peak GPU memory of each, and
 our one-off graph-capture time (excluded from the rate: a process captures once per batch shape).
 
---logit-check (CUDA): per level, the largest difference between transformers' float32 teacher-forced logits
-and ours at the benchmark dtype (prefill of a window's first part, then decode steps).
+--kernels (CUDA): the layers of our captured step, each timed as its own variant against the same reference
+rates: `torch` (`FastPrior.step_static`), `triton` (the fused kernels of `pipeline/generation/kernels.py`).
+`--matmul-blocks` / `--attend-blocks` (JSON) override the kernels' block shapes.
+
+--logit-check (CUDA): per level and --kernels variant, the largest difference between transformers' float32
+teacher-forced logits and ours in float32 and at the benchmark dtype (prefill of a window's first part, then
+decode steps).
 
 --random-1b: random weights with the real openai/jukebox-1b-lyrics shapes (~12 GB in float32).
 """
@@ -113,10 +118,12 @@ def compare(model, labels, args, reference_rates: dict | None = None, variant: s
 
 
 def logit_check(model, labels, args, known_fraction: float = 0.75, steps: int = 48) -> None:
-    """transformers' float32 logits vs ours at args.dtype, teacher-forced over one window per level."""
+    """transformers' float32 logits vs ours in float32 and at args.dtype, teacher-forced over one window per
+    level, for each --kernels variant."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     dtype = getattr(torch, args.dtype)
+    variants = args.kernels.split(",")
     for level in range(len(model.priors)):
         prior, metadata, conds = window_setup(model, level, labels, 1, args.device)
         music_ctx = prior.n_ctx
@@ -126,17 +133,23 @@ def logit_check(model, labels, args, known_fraction: float = 0.75, steps: int = 
         reference = reference_window_logits(prior, tokens, conds, metadata)
         known = int(music_ctx * known_fraction)
         end = known + steps
-        ours32 = fast_prior(prior).teacher_forced(tokens[:, :end], conds, metadata, known, static=True)
+        fast = fast_prior(prior)
+        ours32 = {}
+        for kernels in variants:
+            fast.kernels = kernels
+            ours32[kernels] = fast.teacher_forced(tokens[:, :end], conds, metadata, known, static=True)
         prior.to(dtype)
-        ours = fast_prior(prior).teacher_forced(tokens[:, :end], conds, metadata, known, static=True)
         ref = reference[:, known:end]
-        print(json.dumps({
-            "level": level, "positions": steps, "prefill": known,
-            "max_abs_logit_diff_float32": float((ours32 - ref).abs().max()),
-            f"max_abs_logit_diff_{args.dtype}": float((ours - ref).abs().max()),
-            "reference_logit_abs_max": float(ref.abs().max()),
-            f"argmax_agreement_{args.dtype}": float((ours.argmax(-1) == ref.argmax(-1)).float().mean()),
-        }), flush=True)
+        for kernels in variants:
+            fast.kernels = kernels
+            ours = fast.teacher_forced(tokens[:, :end], conds, metadata, known, static=True)
+            print(json.dumps({
+                "level": level, "kernels": kernels, "positions": steps, "prefill": known,
+                "max_abs_logit_diff_float32": float((ours32[kernels] - ref).abs().max()),
+                f"max_abs_logit_diff_{args.dtype}": float((ours - ref).abs().max()),
+                "reference_logit_abs_max": float(ref.abs().max()),
+                f"argmax_agreement_{args.dtype}": float((ours.argmax(-1) == ref.argmax(-1)).float().mean()),
+            }), flush=True)
 
 
 def clip(model, labels, args) -> None:
@@ -181,6 +194,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1024, help="--compare: tokens per window")
     parser.add_argument("--rounds", type=int, default=3, help="--compare: interleaved rounds (median)")
     parser.add_argument("--logit-check", action="store_true", help="float32 reference vs our --dtype logits")
+    parser.add_argument("--kernels", default="auto",
+                        help="our step's layers, comma-separated variants: auto, torch, triton (CUDA)")
+    parser.add_argument("--matmul-blocks", type=json.loads, help="JSON overriding kernels.MATMUL_BLOCKS")
+    parser.add_argument("--attend-blocks", type=json.loads, help="JSON overriding kernels.ATTEND_BLOCKS")
     parser.add_argument("--compile", action="store_true",
                         help="--compare: also time ours with the CUDA step compiled by torch.compile")
     parser.add_argument("--compile-levels", help="--compile: levels to compile (default: --levels)")
@@ -189,6 +206,11 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    if args.matmul_blocks or args.attend_blocks:
+        from pipeline.generation import kernels as fused
+
+        fused.MATMUL_BLOCKS.update(args.matmul_blocks or {})
+        fused.ATTEND_BLOCKS.update(args.attend_blocks or {})
     t0 = time.perf_counter()
     loaded = load_preset("tiny" if args.random_1b else args.preset, args.weights_dir)
     if args.random_1b:  # real shapes, random weights; the tiny tokenizer's ids fit its vocabulary
@@ -203,12 +225,23 @@ def main() -> None:
     print(json.dumps(info), flush=True)
     labels = encode_labels(loaded.tokenizer, args.artist, args.genre, "la la la, the night is young " * 8)
     if args.logit_check:
-        logit_check(model, labels, args)  # leaves the model at args.dtype
+        try:
+            logit_check(model, labels, args)  # leaves the model at args.dtype
+        except Exception as exc:
+            print(json.dumps({"logit_check": "failed", "error": repr(exc)[:500]}), flush=True)
     model = model.to(getattr(torch, args.dtype))
     if args.compare:
-        reference_rates = compare(model, labels, args)
+        reference_rates = None
+        for kernels in args.kernels.split(","):
+            for prior in model.priors:
+                fast_prior(prior).kernels = kernels
+            try:
+                reference_rates = compare(model, labels, args, reference_rates, variant=f"fast[{kernels}]")
+            except Exception as exc:  # one variant failing (a kernel the compiler refuses) leaves the others' figures
+                print(json.dumps({"variant": f"fast[{kernels}]", "error": repr(exc)[:500]}), flush=True)
         if args.compile:
             for prior in model.priors:
+                fast_prior(prior).kernels = "torch"
                 fast_prior(prior).compile_step = True
             try:
                 args.levels = args.compile_levels or args.levels

@@ -114,6 +114,7 @@ class _Layer:
         act = type(mlp.act).__name__
         self.quick_gelu = act == "QuickGELUActivation"
         self.act = mlp.act
+        self.fusable = self.quick_gelu and self.res_scale == 1.0  # what the fused kernels (kernels.py) compute
 
     @staticmethod
     def linear(x, weight, bias):
@@ -204,6 +205,9 @@ class FastPrior:
         self.vocab = autoregressive.embed_dim
         self._states: dict = {}  # (step, batch, conditioning shape, sampling settings) -> _StepState (+ graph)
         self.compile_step = False  # torch.compile the tensor-position step (CUDA benchmark option)
+        # the tensor-position step's layers: "triton" (fused kernels, kernels.py), "torch" (step_static) or
+        # "auto" (triton on CUDA where Triton is installed and every layer is one the kernels compute)
+        self.kernels = "auto"
         self._compiled = None
         self._out_source = None
         self.out_weight_t = None
@@ -474,6 +478,37 @@ class FastPrior:
             x = layer.finish_2d(x, context.view(batch, heads * head_dim))  # (B, heads, 1, d) is head-major
         return x
 
+    def step_fused(self, x: torch.Tensor, position: torch.Tensor, caches: list) -> torch.Tensor:
+        """As `step_static`, in five fused Triton kernels per layer (`kernels.py`): layer norm + query/key/value
+        product; key/value write + attention over the pattern's slots; output product + residual; layer norm +
+        MLP product + quick GELU; MLP product + residual."""
+        from pipeline.generation import kernels
+
+        for layer, (_, _, joint) in zip(self.layers, caches):
+            width = layer.heads * layer.head_dim
+            projected = kernels.norm_matmul(x, layer.attn_w, layer.attn_b, norm=layer.norm0[1:])
+            q, new = (projected, None) if layer.func == "cross_attention" else (projected[:, :width], projected[:, width:])
+            context = kernels.attend(kernels.PATTERN_IDS[layer.func], q, new, joint, position, layer.heads,
+                                     layer.head_dim, self.block_ctx, self.prime_len)
+            hidden = kernels.norm_matmul(context, layer.proj_w, layer.proj_b, residual=x)
+            mlp = kernels.norm_matmul(hidden, layer.fc_w, layer.fc_b, norm=layer.norm1[1:],
+                                      activation=kernels.QUICK_GELU)
+            x = kernels.norm_matmul(mlp, layer.out_w, layer.out_b, residual=hidden)
+        return x
+
+    def tensor_step(self):
+        """The tensor-position step this prior's `kernels` setting selects: `step_fused` or `step_static`."""
+        if self.kernels not in ("auto", "triton", "torch"):
+            raise ValueError(f"kernels {self.kernels!r}: expected auto, triton or torch")
+        fusable = all(layer.fusable for layer in self.layers)
+        if self.kernels == "triton":
+            if not fusable:
+                raise ValueError("the fused kernels compute quick-GELU layers without residual scaling only")
+            return self.step_fused
+        if self.kernels == "auto" and fusable and self.out_weight_t.device.type == "cuda" and _triton_available():
+            return self.step_fused
+        return self.step_static
+
     # ---- a window -------------------------------------------------------------------------------------------
 
     def sample_window(self, n_samples: int, prime, music_tokens_conds, metadata, seeds: list[int], *,
@@ -504,7 +539,8 @@ class FastPrior:
             caches = self.new_caches(n_samples, encoder_states, total, fill=torch.empty)
         else:
             cond_positions = 1 if cond.shape[1] == 1 else self.n_ctx
-            key = (step, self.compile_step, n_samples, cond_positions, temperature, top_k, top_p)
+            key = (step, self.compile_step, self.tensor_step().__name__, n_samples, cond_positions, temperature,
+                   top_k, top_p)
             state = self._states.get(key)
             if state is None:  # kept: the next window of this shape reuses buffers (and graph) with stale caches
                 state = self._states[key] = _StepState(self, n_samples, cond_positions, encoder_states)
@@ -541,7 +577,7 @@ class FastPrior:
                     inputs[:, position - 1: position])
                 x = x + base[:, position: position + 1]
                 if static:
-                    x = self.step_static(x[:, 0], torch.tensor([position], device=x.device), caches).unsqueeze(1)
+                    x = self.tensor_step()(x[:, 0], torch.tensor([position], device=x.device), caches).unsqueeze(1)
                 else:
                     x = self.step_eager(x[:, 0], position, caches).unsqueeze(1)
                 logits.append(self._logits(x, self._cond_rows(cond, position, position + 1)))
@@ -591,7 +627,7 @@ class FastPrior:
         position, noise_origin, gumbel = state.position, state.noise_origin, state.noise
         embed = self.autoregressive.embed_tokens.weight
         per_position_cond = cond.shape[1] != 1
-        step_fn = self.step_static
+        step_fn = self.tensor_step()
         if self.compile_step:  # fuse the step's small kernels (inductor) before the graph captures them
             step_fn = self._compiled = self._compiled or torch.compile(self.step_static, dynamic=False)
 
@@ -625,6 +661,12 @@ class FastPrior:
                 noise.refill()
                 noise_origin.fill_(known + done)
             replay()
+
+
+def _triton_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None  # ships with torch's CUDA wheels
 
 
 def reference_window_logits(prior, tokens, music_tokens_conds, metadata) -> torch.Tensor:

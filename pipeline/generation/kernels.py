@@ -1,0 +1,200 @@
+"""Fused Triton kernels for one decode step of a Jukebox prior: five launches per layer instead of ~15.
+
+On an H100 the captured torch step (`FastPrior.step_static`) is bound by its kernels, not by the bytes they
+move: 72 layers x ~15 small kernels (layer norms, matrix-vector products, bias and residual adds, the key/value
+write, an index gather, attention) of 3-12 us each, where a layer's 22 MB of bf16 weights need ~7 us at
+3 TB/s (`benchmarks/results/generation-step-profile-h100-2026-11-26.jsonl`). Here a layer is:
+
+1. `norm_matmul`: layer norm 0, then the query/key/value projection (+ bias);
+2. `attend`: this position's key and value written to the pattern's cache slot, then single-query softmax
+   attention over the slots the pattern reads (computed from the position on the device: graph-safe);
+3. `norm_matmul`: the attention's output projection + bias + residual;
+4. `norm_matmul`: layer norm 1, the MLP's first product + bias, quick GELU;
+5. `norm_matmul`: the MLP's second product + bias + residual.
+
+Measured (H100, random jukebox-1b-lyrics weights, bf16; `benchmarks/results/`): the captured step of the
+upsamplers takes 3.5 ms at batch 1 and 3.9 ms at batch 16 against 4.5 and 4.9 ms for the torch step. The
+products are now the cost: one program per 16 output columns walks all of K, so a product is bound by that
+walk's load latency (~9 us where its bytes need ~2), and attention runs one program per clip and head
+(~14 us). Splitting K over more programs, with each consumer summing the partials as it loads them, was
+slower (4.0-4.9 ms; git history, `generation-step-sweep-h100-2026-11-27-splitk.jsonl`), though splitting
+attention over keys cut it to ~5 us.
+
+Every reduction runs in a fixed order (no atomics, no autotuning): a clip's tokens are the same on every
+replay. Products accumulate in float32; their inputs are the weights' dtype, as torch's bf16 path rounds them.
+The same kernels run on the CPU under Triton's interpreter (TRITON_INTERPRET=1 before the first import of
+this module), which is how the equivalence tests prove them against transformers without a GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+# attention patterns, as kernel constants
+DENSE, BLOCK, TRANSPOSE, PREVIOUS, PRIME, CROSS = range(6)
+PATTERN_IDS = {"dense_attn": DENSE, "block_attn": BLOCK, "transpose_block_attn": TRANSPOSE,
+               "prev_block_attn": PREVIOUS, "prime_attn": PRIME, "cross_attention": CROSS}
+NO_ACTIVATION, QUICK_GELU = 0, 1
+
+# Block shapes: rows of the batch, output columns and inner dimension per program, warps, pipeline stages.
+# Fixed (a per-process autotuned choice would change summation order between runs); the fastest of
+# `benchmarks/generation_step_profile.py --sweep` on an H100 (random 1b weights, bf16, batch 1 and 16).
+MATMUL_BLOCKS = {"block_m": 16, "block_n": 16, "block_k": 256, "num_warps": 4, "num_stages": 3}
+ATTEND_BLOCKS = {"block_keys": 16, "num_warps": 8}  # keys per iteration; a 480-wide head is 16 x 512 per tile
+
+
+@triton.jit
+def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, out_ptr,
+                        M, N, K, stride_x, stride_res, stride_out, eps,
+                        NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr, IEEE: tl.constexpr,
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < M
+    col_ok = cols < N
+    if NORM:  # mean, then the variance around it (two passes over the rows: K * BLOCK_M elements)
+        total = tl.zeros([BLOCK_M], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            ok = row_ok[:, None] & (ks < K)[None, :]
+            total += tl.sum(tl.load(x_ptr + rows[:, None] * stride_x + ks[None, :], mask=ok, other=0.0)
+                            .to(tl.float32), axis=1)
+        mean = total / K
+        squares = tl.zeros([BLOCK_M], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            ok = row_ok[:, None] & (ks < K)[None, :]
+            x = tl.load(x_ptr + rows[:, None] * stride_x + ks[None, :], mask=ok, other=0.0).to(tl.float32)
+            centred = tl.where(ok, x - mean[:, None], 0.0)
+            squares += tl.sum(centred * centred, axis=1)
+        rstd = 1.0 / tl.sqrt(squares / K + eps)
+    acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_ok = ks < K
+        ok = row_ok[:, None] & k_ok[None, :]
+        a = tl.load(x_ptr + rows[:, None] * stride_x + ks[None, :], mask=ok, other=0.0)
+        if NORM:
+            gamma = tl.load(gamma_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)
+            beta = tl.load(beta_ptr + ks, mask=k_ok, other=0.0).to(tl.float32)
+            a = (a.to(tl.float32) - mean[:, None]) * rstd[:, None] * gamma[None, :] + beta[None, :]
+            a = tl.where(ok, a, 0.0)
+        w = tl.load(w_ptr + ks[:, None] * N + cols[None, :], mask=k_ok[:, None] & col_ok[None, :], other=0.0)
+        a = a.to(w.dtype)
+        if IEEE:
+            acc += tl.dot(a, w, input_precision="ieee")
+        else:
+            acc += tl.dot(a, w)
+    acc += tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)[None, :]
+    if ACTIVATION == 1:  # quick GELU: m * sigmoid(1.702 m)
+        acc = acc * tl.sigmoid(1.702 * acc)
+    ok = row_ok[:, None] & col_ok[None, :]
+    if RESIDUAL:
+        acc += tl.load(res_ptr + rows[:, None] * stride_res + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+    tl.store(out_ptr + rows[:, None] * stride_out + cols[None, :], acc.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+def norm_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm=None, activation: int = 0,
+                residual: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """act(layer_norm(x) @ weight + bias) + residual for x (M, K) rows and weight (K, N) (JukeboxConv1D's
+    layout); norm = (gamma, beta, eps) or None, activation NO_ACTIVATION or QUICK_GELU."""
+    m, k = x.shape
+    n = weight.shape[1]
+    out = torch.empty(m, n, dtype=weight.dtype, device=x.device) if out is None else out
+    gamma, beta, eps = norm if norm is not None else (bias, bias, 0.0)
+    res = residual if residual is not None else out
+    blocks = MATMUL_BLOCKS
+    grid = (triton.cdiv(n, blocks["block_n"]), triton.cdiv(m, blocks["block_m"]))
+    _norm_matmul_kernel[grid](
+        x, gamma, beta, weight, bias, res, out, m, n, k, x.stride(0), res.stride(0), out.stride(0), eps,
+        NORM=norm is not None, ACTIVATION=activation, RESIDUAL=residual is not None,
+        IEEE=weight.dtype == torch.float32, BLOCK_M=blocks["block_m"], BLOCK_N=blocks["block_n"],
+        BLOCK_K=blocks["block_k"], num_warps=blocks["num_warps"], num_stages=blocks["num_stages"])
+    return out
+
+
+@triton.jit
+def _attend_kernel(q_ptr, stride_qb, new_ptr, stride_nb, cache_ptr, stride_cb, stride_ckv, stride_ch, stride_cs,
+                   out_ptr, stride_ob, position_ptr, head_dim, scale, cross_keys,
+                   PATTERN: tl.constexpr, BLOCK_CTX: tl.constexpr, PRIME_LEN: tl.constexpr,
+                   BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr):
+    b = tl.program_id(0)
+    h = tl.program_id(1)
+    heads = tl.num_programs(1)
+    position = tl.load(position_ptr)
+    d = tl.arange(0, BLOCK_D)
+    d_ok = d < head_dim
+    q = tl.load(q_ptr + b * stride_qb + h * head_dim + d, mask=d_ok, other=0.0).to(tl.float32) * scale
+    # which slot this position's key and value go to, and the slots it reads: first + r * stride, r < n
+    first = position * 0
+    stride = 1
+    if PATTERN == 0:  # dense
+        write = position
+        n = position + 1
+    elif PATTERN == 1:  # block: a ring of one block
+        write = position % BLOCK_CTX
+        n = position % BLOCK_CTX + 1
+    elif PATTERN == 2:  # transpose block: this column of every block so far
+        write = position
+        first = position % BLOCK_CTX
+        stride = BLOCK_CTX
+        n = position // BLOCK_CTX + 1
+    elif PATTERN == 3:  # previous block: a ring of two blocks; nothing before the second block
+        write = position % (2 * BLOCK_CTX)
+        previous = position // BLOCK_CTX - 1
+        first = tl.where(previous >= 0, (previous % 2) * BLOCK_CTX, 0)
+        n = tl.where(previous >= 0, BLOCK_CTX, 0)
+    elif PATTERN == 4:  # prime: the lyric prefix; later positions write to a spare slot nobody reads
+        write = tl.minimum(position, PRIME_LEN)
+        n = tl.minimum(position + 1, PRIME_LEN)
+    else:  # cross-attention: the lyric encoder's states, nothing written
+        write = position * 0 - 1
+        n = position * 0 + cross_keys
+    kv = cache_ptr + b * stride_cb + h * stride_ch
+    if PATTERN != 5:
+        k_new = tl.load(new_ptr + b * stride_nb + h * head_dim + d, mask=d_ok, other=0.0)
+        v_new = tl.load(new_ptr + b * stride_nb + (heads + h) * head_dim + d, mask=d_ok, other=0.0)
+        tl.store(kv + write * stride_cs + d, k_new, mask=d_ok)
+        tl.store(kv + stride_ckv + write * stride_cs + d, v_new, mask=d_ok)
+    m_i = tl.max(tl.full([BLOCK_R], float("-inf"), tl.float32), axis=0)
+    l_i = tl.sum(tl.zeros([BLOCK_R], tl.float32), axis=0)
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for r0 in range(0, n, BLOCK_R):
+        r = r0 + tl.arange(0, BLOCK_R)
+        r_ok = r < n
+        slots = first + r * stride
+        ok = r_ok[:, None] & d_ok[None, :]
+        k = tl.load(kv + slots[:, None] * stride_cs + d[None, :], mask=ok, other=0.0)
+        v = tl.load(kv + stride_ckv + slots[:, None] * stride_cs + d[None, :], mask=ok, other=0.0)
+        if PATTERN != 5:  # the slot written above, read from registers (no ordering between the store and a load)
+            fresh = (slots == write)[:, None]
+            k = tl.where(fresh, k_new[None, :], k)
+            v = tl.where(fresh, v_new[None, :], v)
+        scores = tl.where(r_ok, tl.sum(k.to(tl.float32) * q[None, :], axis=1), float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(scores, axis=0))
+        p = tl.exp(scores - m_new)
+        alpha = tl.exp(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, axis=0)
+        acc = acc * alpha + tl.sum(p[:, None] * v.to(tl.float32), axis=0)
+        m_i = m_new
+    context = tl.where(n > 0, acc / tl.maximum(l_i, 1e-30), 0.0)  # no keys (first previous block): 0
+    tl.store(out_ptr + b * stride_ob + h * head_dim + d, context.to(out_ptr.dtype.element_ty), mask=d_ok)
+
+
+def attend(pattern: int, q: torch.Tensor, new: torch.Tensor | None, joint: torch.Tensor, position: torch.Tensor,
+           heads: int, head_dim: int, block_ctx: int, prime_len: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Single-query attention of q (B, heads * head_dim) rows for the position in `position` (a 1-element
+    long tensor). new: (B, 2 * heads * head_dim) this position's keys then values (None for cross-attention);
+    joint: the layer's cache (B, 2, heads, slots, head_dim). Returns the context (B, heads * head_dim)."""
+    batch = q.shape[0]
+    out = torch.empty(batch, heads * head_dim, dtype=q.dtype, device=q.device) if out is None else out
+    new_rows = new if new is not None else q
+    _attend_kernel[(batch, heads)](
+        q, q.stride(0), new_rows, new_rows.stride(0), joint, joint.stride(0), joint.stride(1), joint.stride(2),
+        joint.stride(3), out, out.stride(0), position, head_dim, head_dim ** -0.5, joint.shape[3],
+        PATTERN=pattern, BLOCK_CTX=max(int(block_ctx or 1), 1), PRIME_LEN=max(int(prime_len), 1),
+        BLOCK_D=triton.next_power_of_2(head_dim), BLOCK_R=ATTEND_BLOCKS["block_keys"],
+        num_warps=ATTEND_BLOCKS["num_warps"])
+    return out
