@@ -68,14 +68,15 @@ def main() -> None:
 # (matmul blocks, attend blocks): kernels.MATMUL_BLOCKS / ATTEND_BLOCKS overrides, the first the default
 SWEEP = [
     ({}, {}),
-    ({"programs": 132}, {}),
-    ({"programs": 528}, {}),
-    ({"block_n": 16}, {}),
-    ({"block_k": 64}, {}),
-    ({"block_k": 256}, {}),
-    ({"num_stages": 1}, {}),
-    ({"num_stages": 3}, {}),
-    ({}, {"key_splits": 16}),
+    ({"block_n": 32}, {}),
+    ({"block_k": 128}, {}),
+    ({"block_n": 32, "block_k": 128}, {}),
+    ({"block_n": 32, "block_k": 64, "num_stages": 4}, {}),
+    ({"block_n": 64, "block_k": 128}, {}),
+    ({"block_k": 128, "num_warps": 2, "num_stages": 4}, {}),
+    ({"block_n": 32, "block_k": 128, "num_warps": 8}, {}),
+    ({}, {"block_keys": 32}),
+    ({}, {"block_keys": 8, "num_warps": 4}),
 ]
 
 

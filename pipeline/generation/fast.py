@@ -479,25 +479,22 @@ class FastPrior:
         return x
 
     def step_fused(self, x: torch.Tensor, position: torch.Tensor, caches: list) -> torch.Tensor:
-        """As `step_static`, in five fused Triton kernels per layer (`kernels.py`), each product split along
-        its inner dimension and summed by the kernel that reads it. Returns the last hidden state in float32."""
+        """As `step_static`, in five fused Triton kernels per layer (`kernels.py`): layer norm + query/key/value
+        product; key/value write + attention over the pattern's slots; output product + residual; layer norm +
+        MLP product + quick GELU; MLP product + residual."""
         from pipeline.generation import kernels
 
-        batch = x.shape[0]
-        residual = torch.empty(batch, self.width, dtype=torch.float32, device=x.device)
-        hidden = torch.empty_like(residual)
-        rows = kernels.Rows(base=x)  # the residual stream entering the first layer
         for layer, (_, _, joint) in zip(self.layers, caches):
-            projected = kernels.product(rows, layer.attn_w, batch, norm=layer.norm0[1:], write_input=residual)
-            context = kernels.attend(kernels.PATTERN_IDS[layer.func], projected, layer.attn_b, joint, position,
-                                     layer.heads, layer.head_dim, self.block_ctx, self.prime_len)
-            attended = kernels.product(context, layer.proj_w, batch)
-            mlp = kernels.product(kernels.Rows(base=residual, bias=layer.proj_b, parts=attended), layer.fc_w, batch,
-                                  norm=layer.norm1[1:], write_input=hidden)
-            rows = kernels.Rows(base=hidden, bias=layer.out_b,
-                                parts=kernels.product(kernels.Rows(bias=layer.fc_b, parts=mlp, gelu=True),
-                                                      layer.out_w, batch))
-        return rows.materialise()
+            width = layer.heads * layer.head_dim
+            projected = kernels.norm_matmul(x, layer.attn_w, layer.attn_b, norm=layer.norm0[1:])
+            q, new = (projected, None) if layer.func == "cross_attention" else (projected[:, :width], projected[:, width:])
+            context = kernels.attend(kernels.PATTERN_IDS[layer.func], q, new, joint, position, layer.heads,
+                                     layer.head_dim, self.block_ctx, self.prime_len)
+            hidden = kernels.norm_matmul(context, layer.proj_w, layer.proj_b, residual=x)
+            mlp = kernels.norm_matmul(hidden, layer.fc_w, layer.fc_b, norm=layer.norm1[1:],
+                                      activation=kernels.QUICK_GELU)
+            x = kernels.norm_matmul(mlp, layer.out_w, layer.out_b, residual=hidden)
+        return x
 
     def tensor_step(self):
         """The tensor-position step this prior's `kernels` setting selects: `step_fused` or `step_static`."""

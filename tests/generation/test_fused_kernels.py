@@ -2,7 +2,8 @@
 
 The kernels run on CUDA in production; Triton's interpreter executes the same kernel code with NumPy, so
 the equivalence with transformers (teacher-forced logits within 1e-4 at every attention pattern) and the
-split/partial-sum arithmetic are checked here without a GPU. The speed is measured by
+kernels' own arithmetic (masked tails, several inner-dimension blocks, online softmax over key blocks) are
+checked here without a GPU. The speed is measured by
 `benchmarks/generation.py --kernels torch,triton` on a GPU, never here.
 """
 
@@ -25,9 +26,8 @@ from .test_fast_sampler import VOCAB, _config, _labels  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    """Shapes that make the test models' small products split along K and their keys spread over splits
-    (some empty), as the 1b model's are on a GPU; fewer programs keep the interpreter quick."""
-    monkeypatch.setitem(kernels.ATTEND_BLOCKS, "key_splits", 3)
+    """Few keys per block, so that the test models' attention runs the online softmax over several blocks of
+    keys as the 1b model's does on a GPU."""
     monkeypatch.setitem(kernels.ATTEND_BLOCKS, "block_keys", 4)
     with torch_threads(1):
         yield
@@ -56,6 +56,7 @@ def _teacher_forced_error(prior, level: int, spans, labels_lyrics: int, batch: i
     return worst
 
 
+@pytest.mark.slow  # seconds under the interpreter
 def test_fused_step_equals_transformers_in_block_transpose_and_previous_block_layers():
     prior = build_tiny(_config()).priors[1]  # 32 positions in blocks of 8: block, transpose, previous block
     # the first positions (no previous block yet, rings filling) and the last ones across a block boundary
@@ -74,6 +75,7 @@ def _with_dense_layer(prior, index: int):
     return prior
 
 
+@pytest.mark.slow  # seconds under the interpreter
 def test_fused_step_equals_transformers_in_prime_and_dense_layers():
     config = _config()
     config.prior_configs[0].num_layers = 16  # layer 15 reads the lyric prefix (prime_attn)
@@ -85,6 +87,7 @@ def test_fused_step_equals_transformers_in_prime_and_dense_layers():
     assert _teacher_forced_error(upsampler, 1, [(0, 2), (20, 24)], 0) < 1e-4
 
 
+@pytest.mark.slow  # seconds under the interpreter
 def test_fused_step_equals_transformers_in_cross_attention_layers():
     prior = build_tiny(_config(separate_lyrics_encoder=True)).priors[0]
     labels = torch.cat(_labels(2, 30, seed=3))
@@ -95,6 +98,7 @@ def test_fused_step_equals_transformers_in_cross_attention_layers():
     assert (ours - reference[:, 10:12]).abs().max() < 1e-4
 
 
+@pytest.mark.slow  # seconds under the interpreter
 def test_fused_sampling_draws_the_tokens_the_torch_step_draws():
     prior = build_tiny(_config()).priors[2]
     labels = torch.cat(_labels(2, 0))
@@ -111,39 +115,39 @@ def test_fused_sampling_draws_the_tokens_the_torch_step_draws():
     assert torch.equal(drawn["torch"], drawn["triton"])
 
 
-@pytest.mark.parametrize("norm, gelu", [(False, False), (True, False), (False, True)])
-def test_a_product_split_along_k_sums_to_the_whole_product(monkeypatch, norm, gelu):
+@pytest.mark.parametrize("norm, gelu, residual", [(False, False, True), (True, False, False), (True, True, False)])
+def test_a_fused_product_equals_torch(monkeypatch, norm, gelu, residual):
     monkeypatch.setitem(kernels.MATMUL_BLOCKS, "block_k", 32)
-    monkeypatch.setitem(kernels.MATMUL_BLOCKS, "norm_block", 64)
     generator = torch.Generator().manual_seed(1)
-    m, k, n = 3, 150, 40  # K: 5 chunks of 32, the last one partial
-    rows = kernels.Rows(base=torch.randn(m, k, generator=generator) * 3 + 1,
-                        bias=torch.randn(k, generator=generator),
-                        parts=torch.randn(4, m, k, generator=generator), gelu=gelu)
-    weight = torch.randn(k, n, generator=generator)
+    m, k, n = 3, 150, 40  # K: 5 blocks of 32, the last one partial; N: 3 blocks of 16, the last one partial
+    x = torch.randn(m, k, generator=generator) * 3 + 1
+    weight, bias = torch.randn(k, n, generator=generator), torch.randn(n, generator=generator)
     layer_norm = (torch.randn(k, generator=generator), torch.randn(k, generator=generator), 1e-5) if norm else None
-    written = torch.full((m, k), float("nan"))
-    partials = kernels.product(rows, weight, m, norm=layer_norm, write_input=written)
-    assert partials.shape[0] > 1  # K was split
-    inputs = rows.materialise()
-    expected = (torch.layer_norm(inputs, (k,), *layer_norm) if norm else inputs) @ weight
-    assert torch.allclose(written, inputs, atol=1e-5)
-    assert torch.allclose(partials.sum(0), expected, rtol=1e-4, atol=1e-3)
+    res = torch.randn(m, n, generator=generator) if residual else None
+    out = kernels.norm_matmul(x, weight, bias, norm=layer_norm, residual=res,
+                              activation=kernels.QUICK_GELU if gelu else kernels.NO_ACTIVATION)
+    expected = (torch.layer_norm(x, (k,), *layer_norm) if norm else x) @ weight + bias
+    if gelu:
+        expected = expected * torch.sigmoid(1.702 * expected)
+    if residual:
+        expected = expected + res
+    assert torch.allclose(out, expected, rtol=1e-4, atol=1e-3)
 
 
-def test_attention_key_splits_combine_to_softmax_attention():
+@pytest.mark.parametrize("position", [0, 7, 10])
+def test_fused_attention_writes_this_positions_key_and_reads_the_ones_before(position):
     generator = torch.Generator().manual_seed(2)
     batch, heads, head_dim, slots = 2, 2, 12, 11
     joint = torch.randn(batch, 2, heads, slots, head_dim, generator=generator)
-    projected = torch.randn(2, batch, 3 * heads * head_dim, generator=generator)  # two partials of q, k, v
-    bias = torch.randn(3 * heads * head_dim, generator=generator)
-    position = torch.tensor([7])
+    qkv = torch.randn(batch, 3 * heads * head_dim, generator=generator)
+    width = heads * head_dim
     before = joint.clone()
-    context = kernels.attend(kernels.DENSE, projected, bias, joint, position, heads, head_dim, 0, 0).materialise()
-    qkv = (projected.sum(0) + bias).view(batch, 3, heads, head_dim)
+    context = kernels.attend(kernels.DENSE, qkv[:, :width], qkv[:, width:], joint, torch.tensor([position]),
+                             heads, head_dim, 0, 0)
+    rows = qkv.view(batch, 3, heads, head_dim)
     expected_cache = before.clone()
-    expected_cache[:, :, :, 7] = qkv[:, 1:]
-    assert torch.allclose(joint, expected_cache)  # this position's key and value were written, nothing else
-    keys, values = expected_cache[:, 0, :, :8], expected_cache[:, 1, :, :8]
-    expected = torch.nn.functional.scaled_dot_product_attention(qkv[:, 0].unsqueeze(2), keys, values)
-    assert torch.allclose(context, expected.reshape(batch, heads * head_dim), atol=1e-5)
+    expected_cache[:, :, :, position] = rows[:, 1:]
+    assert torch.equal(joint, expected_cache)  # this position's key and value were written, nothing else
+    keys, values = expected_cache[:, 0, :, :position + 1], expected_cache[:, 1, :, :position + 1]
+    expected = torch.nn.functional.scaled_dot_product_attention(rows[:, 0].unsqueeze(2), keys, values)
+    assert torch.allclose(context, expected.reshape(batch, width), atol=1e-5)
