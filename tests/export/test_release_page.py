@@ -107,6 +107,7 @@ def test_a_release_carries_its_page_and_fidelity_report_under_its_checksums(tmp_
     assert any("index.html" in problem for problem in verify_release(release))
 
 
+@pytest.mark.slow  # a real browser
 def test_the_page_loads_offline_and_shows_what_the_reports_say(tmp_path):
     release = export(fake_finished_run(tmp_path, n_clips=8, leaked=(2,)))
     seen = check_page_in_browser(release)

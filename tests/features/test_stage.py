@@ -26,6 +26,7 @@ def _clips(folder, n):
     return clips
 
 
+@pytest.mark.slow  # starts worker processes
 def test_a_process_pool_gives_the_same_rows_in_the_same_order(tmp_path):
     clips = _clips(tmp_path, 9)
     extractor = feature_set("basic")
@@ -76,6 +77,7 @@ def test_quality_gates_drop_or_keep_flagged_clips_and_the_release_counts_them(tm
     assert "| `silent` | 1 | drop |" in (release / "README.md").read_text()
 
 
+@pytest.mark.slow  # plan, generate and features stages
 def test_changing_a_threshold_reruns_features_but_changing_workers_does_not(small_config):
     ctx = make_context(small_config(), "2026-01-01")
     plan(ctx)

@@ -330,6 +330,7 @@ def test_real_preset_is_found_in_the_local_hugging_face_cache(tiny, tmp_path, mo
         importlib.reload(huggingface_hub.constants)
 
 
+@pytest.mark.slow  # the generate stage, twice (the sampler's own batch test is a unit test)
 def test_a_clips_audio_does_not_depend_on_its_batch_and_the_reference_sampler_is_selectable(small_config, tmp_path):
     import pipeline.generation.stage as stage
 
