@@ -108,3 +108,49 @@ def test_rerender_keeps_the_source_top_codes_and_continue_samples_after_its_prim
     assert all(row["num_samples"] == length for row in rows)  # the prime's audio is cut
     assert SamplingParams(3, None, 0, 0.0, "fail", 7, attempt=2, mode="continue", prime_seconds=0.1).prime_samples() \
         == 128 * round(0.025 * 44_100 / 128)  # each regeneration halves the prime
+
+
+def test_on_copy_regenerate_samples_a_copied_clip_again(corpus_runs, reference_dir, reference_cache, monkeypatch):
+    """`privacy.on_copy: regenerate` moves a clip the copy gate rejects along, as on_leak does a leak: sampled
+    again with a new seed and judged again. The tiny model copies nothing, so the copy is planted: the gate's
+    measure reports distance 0 for the first pass of one clip (whatever its audio), the real measure otherwise."""
+    import pyarrow.parquet as pq
+
+    import pipeline.privacy.leakcheck as stage
+    from pipeline.export.release import export
+    from pipeline.features.stage import features
+    from pipeline.generation.stage import generate
+    from pipeline.prompts.stage import plan
+    from pipeline.runner import make_context
+    from pipeline.testing import write_config
+    from tests.conftest import corpus_build_overrides
+
+    _, _, folder = corpus_runs
+    config = write_config(folder, reference_dir, corpus=True, name="copy.yaml", **{
+        **corpus_build_overrides(reference_cache), "n_clips": 2, "privacy.on_copy": "regenerate",
+        "privacy.max_reject_rate": 1.0, "privacy.workers": 1})  # the gate counts first-pass rejections
+    ctx = make_context(config, "2026-02-03")
+    plan(ctx)
+    generate(ctx, 0)
+    features(ctx, 0)
+    first = pq.read_table(ctx.shard_dir("generate", 0) / "generation.parquet").to_pylist()
+    planted = sf.read(ctx.shard_dir("generate", 0) / first[1]["audio_file"], dtype="float32", always_2d=True)[0]
+    planted = planted.mean(axis=1)  # as the gate reads a clip
+    real_dcr = stage.clip_dcr
+
+    def dcr(baseline, audio):
+        measured = real_dcr(baseline, audio)
+        return 0.0 if audio.shape == planted.shape and np.array_equal(audio, planted) else measured
+
+    monkeypatch.setattr(stage, "clip_dcr", dcr)
+    stage.leakcheck(ctx, 0)
+    audit = {r["clip_id"]: r for r in pq.read_table(ctx.shard_dir("leakcheck", 0) / "audit.parquet").to_pylist()}
+    copied = first[1]["clip_id"]
+    assert audit[copied]["attempts"] == 1 and audit[copied]["verdict"] == "pass" and audit[copied]["copy_dcr"] != 0.0
+    assert all(row["attempts"] == 0 for clip, row in audit.items() if clip != copied)
+    release = export(ctx)
+    rows = {r["clip_id"]: r for r in pq.read_table(release / "data").to_pylist()}
+    assert sorted(rows) == sorted(r["clip_id"] for r in first)  # the requested count is kept
+    assert rows[copied]["sampling_seed"] != first[1]["sampling_seed"] and rows[copied]["regenerations"] == 1
+    report = json.loads((release / "privacy_report.json").read_text())
+    assert report["counts"]["regenerated"] == 1 and report["copy_check"]["rejected_first_pass"] == 1
