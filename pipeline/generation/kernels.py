@@ -17,7 +17,7 @@ upsamplers takes 3.5 ms at batch 1 and 3.9 ms at batch 16 against 4.5 and 4.9 ms
 products are now the cost: one program per 16 output columns walks all of K, so a product is bound by that
 walk's load latency (~9 us where its bytes need ~2), and attention runs one program per clip and head
 (~14 us). Splitting K over more programs, with each consumer summing the partials as it loads them, was
-slower (4.0-4.9 ms; git history, `generation-step-sweep-h100-2026-11-27-splitk.jsonl`), though splitting
+slower (4.0-4.9 ms; commit a67ade8, `generation-step-sweep-h100-2026-11-27-splitk.jsonl`), though splitting
 attention over keys cut it to ~5 us.
 
 Every reduction runs in a fixed order (no atomics, no autotuning): a clip's tokens are the same on every
