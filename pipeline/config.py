@@ -167,6 +167,10 @@ class GenerationConfig(_Strict):
         "fast", description="`fast`: our sampling loop (static caches, CUDA graphs, a random stream per clip, so a "
                             "clip's audio does not depend on its batch); `reference`: transformers' "
                             "JukeboxPrior.sample, one random stream per batch (for comparison).")
+    kernels: Literal["auto", "triton", "torch"] = Field(
+        "auto", description="The fast sampler's decode step on a GPU: `triton` (fused kernels, five per layer), "
+                            "`torch` (torch operations, ~15 per layer), `auto` (triton where Triton is installed and "
+                            "the model's layers are ones the kernels compute). The CPU always runs its own step.")
     levels: int = Field(3, ge=1, le=3, description="Prior levels sampled: 3 = full quality, 1 = top-level preview.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = Field(

@@ -33,6 +33,15 @@ def test_bad_value_names_key_and_value(tmp_path, reference_dir):
         load_config(path)
 
 
+def test_the_gpu_step_is_chosen_by_name(tmp_path, reference_dir):
+    path = write_config(tmp_path, reference_dir, **{"generation.kernels": "torch"})
+    assert load_config(path).config.generation.kernels == "torch"
+    assert load_config(write_config(tmp_path, reference_dir, name="d.yaml")).config.generation.kernels == "auto"
+    path = write_config(tmp_path, reference_dir, name="bad.yaml", **{"generation.kernels": "cuda"})
+    with pytest.raises(ConfigError, match=r"generation.kernels: .*'auto', 'triton' or 'torch'.*cuda"):
+        load_config(path)
+
+
 def test_missing_reference_folder_is_a_config_error(tmp_path):
     path = write_config(tmp_path, tmp_path / "no-such-folder")
     with pytest.raises(ConfigError, match=r"privacy.reference_dir: folder .*no-such-folder does not exist"):

@@ -20,6 +20,7 @@ import numpy as np
 from pipeline.generation.presets import HOP_LENGTHS, SAMPLE_RATE_HZ
 
 SAMPLERS = ("fast", "reference")
+KERNELS = ("auto", "triton", "torch")  # the fast sampler's GPU step (FastPrior.kernels)
 _FAST_PRIORS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -87,7 +88,7 @@ def window_seed(clip_seed: int, window: int) -> int:
 
 def sample_level(model, level: int, upper_tokens, labels: list, n_samples: int, length: int, *,
                  temperature: float, top_k: int = 0, top_p: float = 0.0, chunk_size: int = 32, prime=None,
-                 sampler: str = "fast", seeds: list[int] | None = None):
+                 sampler: str = "fast", kernels: str = "auto", seeds: list[int] | None = None):
     """Sample all tokens of `level` for clips of `length` raw samples.
 
     upper_tokens: (batch, tokens) LongTensor of level - 1 (None for the top level).
@@ -95,6 +96,7 @@ def sample_level(model, level: int, upper_tokens, labels: list, n_samples: int, 
     prime: optional (batch, k) LongTensor of this level's first k tokens (primed sampling): kept
         as they are, sampling continues after them.
     sampler: "fast" or "reference" (module docstring).
+    kernels: the fast sampler's decode step on a GPU: "triton" (fused kernels), "torch" or "auto".
     seeds: the fast sampler's per-clip seeds (default: drawn from torch's global generator); the
         reference sampler draws from torch's global generator.
     Returns (batch, length // hop) LongTensor.
@@ -103,6 +105,8 @@ def sample_level(model, level: int, upper_tokens, labels: list, n_samples: int, 
 
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler {sampler!r}: expected one of {SAMPLERS}")
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels {kernels!r}: expected one of {KERNELS}")
     if seeds is None:
         seeds = torch.randint(0, 2**62, (n_samples,)).tolist()
     _silence_transformers_progress()
@@ -129,7 +133,9 @@ def sample_level(model, level: int, upper_tokens, labels: list, n_samples: int, 
             conds = [cond]
         metadata = window_metadata(prior, labels, start, length)
         if sampler == "fast":
-            sampled = fast_prior(prior).sample_window(
+            fast = fast_prior(prior)
+            fast.kernels = kernels
+            sampled = fast.sample_window(
                 n_samples, previous, conds, metadata, [window_seed(seed, window) for seed in seeds],
                 temperature=temperature, top_k=top_k, top_p=top_p, sample_tokens=end - start,
             )

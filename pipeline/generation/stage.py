@@ -181,6 +181,7 @@ class SamplingParams:
     run_seed: int
     attempt: int = 0  # 0: the first sample of a prompt; n: its n-th regeneration (new seeds)
     sampler: str = "fast"  # "fast" (a stream per clip) or "reference" (transformers', a stream per batch)
+    kernels: str = "auto"  # the fast sampler's GPU step: "auto", "triton" or "torch" (generation.kernels)
     mode: str = "prompt"  # "prompt", "continue" or "rerender" (generation.mode)
     prime_seconds: float = 1.0  # continue: the configured prime
     resample_top_fraction: float = 0.0  # rerender: the configured share of top-level codes resampled
@@ -189,8 +190,8 @@ class SamplingParams:
     def from_config(cls, generation, run_seed: int, attempt: int = 0) -> "SamplingParams":
         temperatures = generation.upsampler_temperatures
         return cls(generation.levels, tuple(temperatures) if temperatures else None, generation.top_k,
-                   generation.top_p, generation.on_oom, run_seed, attempt, generation.sampler, generation.mode,
-                   generation.prime_seconds, generation.resample_top_fraction)
+                   generation.top_p, generation.on_oom, run_seed, attempt, generation.sampler, generation.kernels,
+                   generation.mode, generation.prime_seconds, generation.resample_top_fraction)
 
     def prime_samples(self) -> int:
         """continue: samples of the source used as the prime, whole top-level tokens; halved at each regeneration
@@ -337,7 +338,8 @@ def generate_batch(generator: Generator, batch: pa.Table, sampling: SamplingPara
             level_tokens = sample_level(
                 model, level, tokens[-1] if tokens else None, labels, n, sampled_length,
                 temperature=temperatures[level], top_k=sampling.top_k, top_p=sampling.top_p,
-                sampler=sampling.sampler, seeds=[sampling.seed(cid, level) for cid in clip_ids],
+                sampler=sampling.sampler, kernels=sampling.kernels,
+                seeds=[sampling.seed(cid, level) for cid in clip_ids],
                 prime=level_prime(sampling, codes, level),
             )  # (batch, sampled_length // hop)
         rates.append(level_tokens.numel() / (time.perf_counter() - t0))

@@ -236,3 +236,18 @@ def test_sampling_reproduces_for_the_same_seeds_and_differs_for_others(model):
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not torch.equal(first[0][0], other[0][0]) and torch.equal(first[0][1], other[0][1])
     assert np.unique(first[2].numpy()).size > VOCAB // 2  # a spread of codes, not one repeated token
+
+
+def test_the_kernels_setting_reaches_the_fast_sampler_and_a_wrong_one_is_refused(model):
+    from pipeline.generation.sampler import fast_prior
+
+    prior = model.priors[2]
+    labels = [torch.tensor([[0, 0, 0, 1, 3]])]
+    upper = torch.randint(0, VOCAB, (1, 8), generator=torch.Generator().manual_seed(0))
+    drawn = {}
+    for kernels in ("torch", "triton"):
+        drawn[kernels] = sample_level(model, 2, upper, labels, 1, 32 * 8, temperature=0.9, seeds=[3], kernels=kernels)
+        assert fast_prior(prior).kernels == kernels
+    assert torch.equal(drawn["torch"], drawn["triton"])  # the CPU samples with its own step either way
+    with pytest.raises(ValueError, match="kernels 'cuda'"):
+        sample_level(model, 2, upper, labels, 1, 32 * 8, temperature=0.9, seeds=[3], kernels="cuda")
