@@ -145,7 +145,8 @@ def run(args) -> None:
                 families[name][1] += event.device_time_total
         total = sum(t for _, t in families.values())
         top = sorted(families.items(), key=lambda kv: -kv[1][1])[:12]
-        print(json.dumps({"level": args.level, "batch": batch, "kernels": args.kernels, "kernels_per_step": sum(n for n, _ in families.values()),
+        print(json.dumps({"level": args.level, "batch": batch, "kernels": args.kernels,
+                          "kernels_per_step": sum(n for n, _ in families.values()),
                           "gpu_us_per_step": round(total, 1),
                           "top": [(name, n, round(t, 1)) for name, (n, t) in top]}), flush=True)
         step_s = graph_time(lambda: step_fn(x, position, caches), replays=50)
@@ -161,7 +162,8 @@ def run(args) -> None:
         as_stored = graph_time(lambda: [torch.addmm(b, a, w) for a, w, b in weights])
         out_in = graph_time(lambda: [F.linear(a, w, b) for a, w, b in transposed])
         weight_bytes = sum(w.numel() * w.element_size() for _, w, _ in weights)
-        print(json.dumps({"sdpa": args.sdpa, "kernels": args.kernels, "graph_step_ms": round(step_s * 1e3, 3), "layers": len(fast.layers),
+        print(json.dumps({"sdpa": args.sdpa, "kernels": args.kernels, "graph_step_ms": round(step_s * 1e3, 3),
+                          "layers": len(fast.layers),
                           "layer_products_us_in_out": round(as_stored * 1e6, 1),
                           "layer_products_us_out_in": round(out_in * 1e6, 1),
                           "layer_weight_mb": round(weight_bytes / 1e6, 1),

@@ -487,7 +487,8 @@ class FastPrior:
         for layer, (_, _, joint) in zip(self.layers, caches):
             width = layer.heads * layer.head_dim
             projected = kernels.norm_matmul(x, layer.attn_w, layer.attn_b, norm=layer.norm0[1:])
-            q, new = (projected, None) if layer.func == "cross_attention" else (projected[:, :width], projected[:, width:])
+            cross = layer.func == "cross_attention"  # its keys and values are the lyric encoder's, in the cache
+            q, new = (projected, None) if cross else (projected[:, :width], projected[:, width:])
             context = kernels.attend(kernels.PATTERN_IDS[layer.func], q, new, joint, position, layer.heads,
                                      layer.head_dim, self.block_ctx, self.prime_len)
             hidden = kernels.norm_matmul(context, layer.proj_w, layer.proj_b, residual=x)
@@ -498,8 +499,10 @@ class FastPrior:
 
     def tensor_step(self):
         """The tensor-position step this prior's `kernels` setting selects: `step_fused` or `step_static`."""
-        if self.kernels not in ("auto", "triton", "torch"):
-            raise ValueError(f"kernels {self.kernels!r}: expected auto, triton or torch")
+        from pipeline.generation.sampler import KERNELS
+
+        if self.kernels not in KERNELS:
+            raise ValueError(f"kernels {self.kernels!r}: expected one of {KERNELS}")
         fusable = all(layer.fusable for layer in self.layers)
         if self.kernels == "triton":
             if not fusable:
