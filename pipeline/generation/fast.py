@@ -31,6 +31,8 @@ distribution equals `filter_logits`' within 1e-6, its draws passing a chi-square
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -202,6 +204,7 @@ class FastPrior:
             self.layers.append(_Layer(block))
         prime = [block.attn for block in self.transformer._attn_mods if block.attn_func == "prime_attn"]
         self.prime_len = prime[0]._encoder_len if prime else 0
+        self.fusable = all(layer.fusable for layer in self.layers)  # every layer one the fused kernels compute
         self.vocab = autoregressive.embed_dim
         self._states: dict = {}  # (step, batch, conditioning shape, sampling settings) -> _StepState (+ graph)
         self.compile_step = False  # torch.compile the tensor-position step (CUDA benchmark option)
@@ -503,12 +506,11 @@ class FastPrior:
 
         if self.kernels not in KERNELS:
             raise ValueError(f"kernels {self.kernels!r}: expected one of {KERNELS}")
-        fusable = all(layer.fusable for layer in self.layers)
         if self.kernels == "triton":
-            if not fusable:
+            if not self.fusable:
                 raise ValueError("the fused kernels compute quick-GELU layers without residual scaling only")
             return self.step_fused
-        if self.kernels == "auto" and fusable and self.out_weight_t.device.type == "cuda" and _triton_available():
+        if self.kernels == "auto" and self.fusable and self.out_weight_t.device.type == "cuda" and _triton_available():
             return self.step_fused
         return self.step_static
 
@@ -575,12 +577,13 @@ class FastPrior:
             if known:
                 self.prefill(inputs[:, :known], base, cond, start, caches)
             logits = []
+            tensor_step = self.tensor_step()
             for position in range(known, inputs.shape[1]):
                 x = start.unsqueeze(1) if position == 0 else self.autoregressive.embed_tokens(
                     inputs[:, position - 1: position])
                 x = x + base[:, position: position + 1]
                 if static:
-                    x = self.tensor_step()(x[:, 0], torch.tensor([position], device=x.device), caches).unsqueeze(1)
+                    x = tensor_step(x[:, 0], torch.tensor([position], device=x.device), caches).unsqueeze(1)
                 else:
                     x = self.step_eager(x[:, 0], position, caches).unsqueeze(1)
                 logits.append(self._logits(x, self._cond_rows(cond, position, position + 1)))
@@ -666,6 +669,7 @@ class FastPrior:
             replay()
 
 
+@functools.cache
 def _triton_available() -> bool:
     import importlib.util
 

@@ -97,12 +97,12 @@ def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, ou
 
 
 def norm_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm=None, activation: int = 0,
-                residual: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
+                residual: torch.Tensor | None = None) -> torch.Tensor:
     """act(layer_norm(x) @ weight + bias) + residual for x (M, K) rows and weight (K, N) (JukeboxConv1D's
     layout); norm = (gamma, beta, eps) or None, activation NO_ACTIVATION or QUICK_GELU."""
     m, k = x.shape
     n = weight.shape[1]
-    out = torch.empty(m, n, dtype=weight.dtype, device=x.device) if out is None else out
+    out = torch.empty(m, n, dtype=weight.dtype, device=x.device)
     gamma, beta, eps = norm if norm is not None else (bias, bias, 0.0)
     res = residual if residual is not None else out
     blocks = MATMUL_BLOCKS
@@ -184,12 +184,12 @@ def _attend_kernel(q_ptr, stride_qb, new_ptr, stride_nb, cache_ptr, stride_cb, s
 
 
 def attend(pattern: int, q: torch.Tensor, new: torch.Tensor | None, joint: torch.Tensor, position: torch.Tensor,
-           heads: int, head_dim: int, block_ctx: int, prime_len: int, out: torch.Tensor | None = None) -> torch.Tensor:
+           heads: int, head_dim: int, block_ctx: int, prime_len: int) -> torch.Tensor:
     """Single-query attention of q (B, heads * head_dim) rows for the position in `position` (a 1-element
     long tensor). new: (B, 2 * heads * head_dim) this position's keys then values (None for cross-attention);
     joint: the layer's cache (B, 2, heads, slots, head_dim). Returns the context (B, heads * head_dim)."""
     batch = q.shape[0]
-    out = torch.empty(batch, heads * head_dim, dtype=q.dtype, device=q.device) if out is None else out
+    out = torch.empty(batch, heads * head_dim, dtype=q.dtype, device=q.device)
     new_rows = new if new is not None else q
     _attend_kernel[(batch, heads)](
         q, q.stride(0), new_rows, new_rows.stride(0), joint, joint.stride(0), joint.stride(1), joint.stride(2),
