@@ -12,7 +12,7 @@ from pipeline.features.stage import features
 from pipeline.generation.stage import generate
 from pipeline.privacy.encoder import load_encoder
 from pipeline.privacy.leakcheck import leakcheck, score_clip, self_test
-from pipeline.privacy.reference import build_index
+from pipeline.privacy.reference import NAP_DIRECTIONS, build_index, nap_projection
 from pipeline.prompts.stage import plan
 from pipeline.runner import make_context
 
@@ -84,6 +84,34 @@ def test_index_holds_a_centroid_per_speaker_and_variant_and_held_out_canaries(in
     np.testing.assert_allclose(np.linalg.norm(index.centroids, axis=-1), 1.0, rtol=1e-5)
     assert [speaker for speaker, _ in index.canaries] == index.speakers
     assert len(index.enrolled) == 4 * 11 and all(s > 5 for s in index.speech_s.values())
+
+
+def test_nap_removes_the_directions_variants_move_along_and_keeps_the_rest():
+    rng = np.random.default_rng(0)
+    dim, utterances = 32, 40
+    nuisance = np.linalg.qr(rng.standard_normal((dim, 2)))[0]  # two orthonormal directions, (dim, 2)
+    clean = rng.standard_normal((utterances, 1, dim))
+    moves = rng.standard_normal((utterances, 5, 2)) * 3 @ nuisance.T + rng.standard_normal((utterances, 5, dim)) * 0.01
+    projection = nap_projection(np.concatenate([clean, clean + moves], axis=1), directions=2)
+    np.testing.assert_allclose(projection, projection.T, atol=1e-12)
+    np.testing.assert_allclose(projection @ projection, projection, atol=1e-10)  # a projection
+    np.testing.assert_allclose(projection @ nuisance, 0.0, atol=1e-2)  # the nuisance is gone
+    speaker = np.linalg.qr(np.concatenate([nuisance, rng.standard_normal((dim, 1))], axis=1))[0][:, 2]
+    np.testing.assert_allclose(projection @ speaker, speaker, atol=1e-2)  # what is orthogonal to it stays
+    assert np.trace(projection) == pytest.approx(dim - 2)
+
+
+def test_the_index_compares_projected_embeddings_everywhere(index, encoder, reference_dir):
+    """Enrolment, bank and a scored clip all live in the projected space: nothing a clip is compared with
+    has a component along the removed directions, and a clip's score is the same whether its windows are
+    projected by the caller or by the index (the index projects raw windows itself)."""
+    assert index.projection is not None
+    removed = np.linalg.eigh(np.eye(256) - index.projection)[1][:, -NAP_DIRECTIONS:]  # (256, directions)
+    assert np.abs(index.centroids @ removed).max() < 1e-4
+    assert np.abs(index.bank @ removed).max() < 1e-4
+    audio, rate = sf.read(sorted((reference_dir / "spk_slt").iterdir())[-1], dtype="float32")
+    windows = encoder.embed_windows(audio, rate)
+    np.testing.assert_allclose(index.speaker_scores(windows), index.speaker_scores(index.project(windows)), atol=1e-5)
 
 
 def test_calibrated_threshold_keeps_every_impostor_condition_within_the_fpr_bound(index, calibration):
