@@ -8,7 +8,10 @@ writes
 and OUT_DIR/<part>/clips.csv (path, kind, transform, speaker). Every choice is seeded; existing
 output is reused. The held-out part's transformations are done with sox only (another implementation
 than anything the pipeline enrols or calibrates with); the tuning part's with the pipeline's own
-calibration conditions (numpy/scipy), so tuning never sees a held-out implementation.
+calibration conditions (numpy/scipy) and with a third family that neither the pipeline nor the held-out
+part uses (`THIRD_FAMILY`: a Schroeder reverberator, FM-synth music with a square bass and noise drums),
+so tuning never sees a held-out implementation, and a design is not chosen only on the conditions its
+own calibration is made of.
 """
 
 from __future__ import annotations
@@ -165,14 +168,87 @@ HELD_OUT_TRANSFORMS = ("clean", "pitch +1", "pitch -1", "pitch +2", "pitch -2", 
                        "music 0 dB", "music 6 dB", "3 s in 10 s of music")
 
 
+def schroeder_reverb(audio: np.ndarray, size: float, wet: float, damping: float = 0.3) -> np.ndarray:
+    """Schroeder/Moorer reverberator: eight damped feedback combs in parallel, four all-passes in series
+    (Freeverb's delay lengths scaled by `size`), mixed with the dry signal; 1.5 s of tail kept."""
+    from scipy.signal import lfilter
+
+    rate = 16_000
+    dry = np.concatenate([audio.astype(np.float64), np.zeros(int(1.5 * rate))])
+    damped = lfilter([1 - damping], [1, -damping], dry)
+    wet_sum = np.zeros_like(dry)
+    for delay in (1557, 1617, 1491, 1422, 1277, 1356, 1188, 1116):
+        taps = int(delay * size) * rate // 44_100
+        feedback = np.zeros(taps + 1)
+        feedback[0], feedback[taps] = 1.0, -0.84
+        wet_sum += lfilter([1.0], feedback, damped)
+    for delay in (556, 441, 341, 225):
+        taps = delay * rate // 44_100
+        b, a = np.zeros(taps + 1), np.zeros(taps + 1)
+        b[0], b[taps], a[0], a[taps] = -0.5, 1.0, 1.0, -0.5
+        wet_sum = lfilter(b, a, wet_sum)
+    mixed = (1 - wet) * dry + wet * wet_sum / max(1e-9, np.max(np.abs(wet_sum))) * np.max(np.abs(dry))
+    return (mixed / np.max(np.abs(mixed)) * 0.9).astype(np.float32)
+
+
+def fm_music(n_samples: int, seed: int) -> np.ndarray:
+    """Music with no voice: FM-synth chords, a square-wave bass and noise-burst drums, seeded (16 kHz)."""
+    rate = 16_000
+    rng = np.random.default_rng(seed)
+    music = np.zeros(n_samples)
+    bar = int(rate * rng.uniform(1.0, 2.2))
+    t = np.arange(bar) / rate
+    for start in range(0, n_samples, bar):
+        root = 110 * 2 ** (rng.integers(0, 12) / 12)
+        segment = np.zeros(bar)
+        for interval in (0, 4, 7, 12):
+            freq = root * 2 * 2 ** (interval / 12)
+            modulation = 2.0 * np.exp(-3 * t) * np.sin(2 * np.pi * 2 * freq * t)
+            segment += np.sin(2 * np.pi * freq * t + modulation) * np.exp(-2 * t)
+        segment += 1.5 * np.sign(np.sin(2 * np.pi * root / 2 * t))
+        for beat in range(4):
+            hit, length = beat * bar // 4, int(0.06 * rate)
+            length = min(length, bar - hit)
+            segment[hit:hit + length] += 2.5 * rng.standard_normal(length) * np.exp(-np.arange(length) / (0.015 * rate))
+        end = min(n_samples, start + bar)
+        music[start:end] += segment[: end - start]
+    return (music / np.max(np.abs(music)) * 0.9).astype(np.float32)
+
+
+def _voice_inside(voice: np.ndarray, music: np.ndarray, seed: int, snr_db: float = 3.0) -> np.ndarray:
+    """The first 3 s of `voice` at a seeded offset inside `music`, `snr_db` over the music there."""
+    rng = np.random.default_rng(seed)
+    piece = voice[: 3 * 16_000]
+    start = int(rng.integers(0, music.size - piece.size + 1))
+    placed = np.zeros(music.size, dtype=np.float32)
+    placed[start:start + piece.size] = piece
+    gain = np.sqrt(np.mean(piece.astype(np.float64) ** 2)) / max(
+        1e-9, np.sqrt(np.mean(music[start:start + piece.size].astype(np.float64) ** 2))) * 10 ** (-snr_db / 20)
+    mixed = placed + music * gain
+    return (mixed / max(1.0, np.max(np.abs(mixed)) / 0.9)).astype(np.float32)
+
+
+# Tuning only: implementations that neither the pipeline (enrolment, calibration) nor the held-out part use.
+THIRD_FAMILY = {
+    "schroeder reverb, small": lambda audio, seed: schroeder_reverb(audio, 0.8, 0.5),
+    "schroeder reverb, large": lambda audio, seed: schroeder_reverb(audio, 1.4, 0.8, 0.2),
+    "fm music 0 dB": lambda audio, seed: _mix(audio, fm_music(audio.size, seed), 0.0),
+    "fm music 6 dB": lambda audio, seed: _mix(audio, fm_music(audio.size, seed), 6.0),
+    "3 s in 10 s of fm music": lambda audio, seed: _voice_inside(audio, fm_music(10 * 16_000, seed + 1), seed),
+}
+
+
 def tuning_transform(name: str, source: Path, target: Path, seed: int) -> None:
-    """A tuning transformation: the pipeline's calibration conditions (numpy/scipy), written at 44.1 kHz."""
+    """A tuning transformation: the pipeline's calibration conditions (numpy/scipy) or the third family,
+    written at 44.1 kHz."""
     import librosa
 
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS, no_voice_clips
 
     if name in ("music only", "noise only"):
         audio = no_voice_clips(1, seed)[name][0]
+    elif name in THIRD_FAMILY:
+        audio = THIRD_FAMILY[name](_read(source), seed)
     else:
         audio = CALIBRATION_CONDITIONS[name](_read(source), seed)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +263,7 @@ def build(out_dir: Path, part: str) -> Path:
     spec, counts = split[part], split["utterances"]
     root = out_dir / part
     rows = []
-    transforms = HELD_OUT_TRANSFORMS if part == "held_out" else tuple(CALIBRATION_CONDITIONS)
+    transforms = HELD_OUT_TRANSFORMS if part == "held_out" else (*CALIBRATION_CONDITIONS, *THIRD_FAMILY)
     transform = sox_transform if part == "held_out" else tuning_transform
     raw = root / "_voices"
     seed = 0
