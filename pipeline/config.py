@@ -207,7 +207,8 @@ class QualityGates(_Strict):
 class FeatureConfig(_Strict):
     feature_set: Literal["basic", "full"] = Field(
         "basic", description="Named set of features: `basic` (everything but pitch) or `full` (adds pitch tracking).")
-    workers: int = Field(0, ge=0, le=256, description="Processes extracting clips in parallel; 0 = one per CPU core.")
+    workers: int = Field(0, ge=0, le=256, description="Processes extracting clips in parallel; 0 = one per CPU core "
+                                                      "(the shard's share of them when `run` runs shards in parallel).")
     silence_dbfs: float = Field(-60.0, lt=0, description="A clip whose RMS level is below this (dBFS) is `silent`.")
     max_clipping_ratio: float = Field(
         0.001, ge=0, le=1, description="A clip with more than this share of samples at full scale is `clipped`.")
@@ -242,7 +243,8 @@ class PrivacyConfig(_Strict):
     skip_bad_reference_files: bool = Field(
         False, description="Leave out unreadable, empty or unvoiced reference files (listed in a warning) "
                            "instead of failing the run.")
-    workers: int = Field(0, ge=0, le=256, description="Processes scoring clips in parallel; 0 = one per CPU core.")
+    workers: int = Field(0, ge=0, le=256, description="Processes scoring clips in parallel; 0 = one per CPU core "
+                                                      "(the shard's share of them when `run` runs shards in parallel).")
     on_leak: Literal["drop", "regenerate"] = Field(
         "drop", description="A rejected clip: drop it, or generate it again with a new seed (up to "
                             "max_regenerations times) to keep the requested count.")

@@ -20,6 +20,21 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 MIN_ITEMS_PER_WORKER = 4  # below this a worker's start-up (seconds: imports, model load) costs more than it saves
+# Cores a process's pools may use by default, set by a parent that runs several such processes at once (the
+# runner's shard workers): two shards on two cores each starting a pool of two would start four more
+# processes, each paying seconds of imports and model loading, on cores already busy.
+CPU_SHARE_ENV = "SYNTHAUDIO_CPU_SHARE"
+
+
+def available_cpus() -> int:
+    """Cores this process's pools use by default: its share when a parent set one, else every core."""
+    share = os.environ.get(CPU_SHARE_ENV)
+    return max(1, int(share)) if share else (os.cpu_count() or 1)
+
+
+def share_cpus(cores: int) -> None:
+    """Process-pool initialiser: this worker's pools default to `cores` processes (see CPU_SHARE_ENV)."""
+    os.environ[CPU_SHARE_ENV] = str(cores)
 
 
 @contextlib.contextmanager
@@ -78,14 +93,14 @@ def _one_thread_call_with_state(function: Callable, item):
 
 def ordered_map(function: Callable[[T], R], items: list[T], workers: int, *,
                 state: tuple[Callable, tuple] | None = None, local_state=None) -> Iterator[R]:
-    """`map(function, items)`, in order, over up to `workers` spawned processes (0: one per core); in
-    this process when the work is too small to share, or when this process is daemonic (a Celery worker's
-    task process), which may not start children.
+    """`map(function, items)`, in order, over up to `workers` spawned processes (0: one per core, or this
+    process's share of the cores, `available_cpus`); in this process when the work is too small to share,
+    or when this process is daemonic (a Celery worker's task process), which may not start children.
 
     With `state=(factory, args)`, `function(state, item)` is called instead, where each worker process
     makes its state once with `factory(*args)` (e.g. loads a model); in this process `local_state` is used
     if given (a model already loaded), else the factory."""
-    workers = min(workers or os.cpu_count() or 1, len(items) // MIN_ITEMS_PER_WORKER)
+    workers = min(workers or available_cpus(), len(items) // MIN_ITEMS_PER_WORKER)
     if multiprocessing.current_process().daemon:
         # A daemonic process may not have children: a Celery prefork worker runs tasks in one. Work here.
         workers = 1

@@ -31,9 +31,11 @@ def run_shard_stage(stage: str, config_path: str, version: str, n_clips: int | N
 def run_all(ctx: RunContext, n_clips: int | None = None, workers: int | None = None, log=print) -> Path:
     """Every stage of `pipeline.stages.STAGES` in order (sharded ones per shard); returns the release folder.
 
-    Shards of a stage run in parallel worker processes (one per core by default); every stage is
-    skipped where it already ran on the same inputs, so a rerun after a crash resumes.
+    Shards of a stage run in parallel worker processes (one per core by default), each with its share of
+    the cores for its own pools (`parallel.share_cpus`); every stage is skipped where it already ran on the
+    same inputs, so a rerun after a crash resumes.
     """
+    from pipeline.parallel import share_cpus
     from pipeline.export.release import export
     from pipeline.prompts.stage import plan
 
@@ -46,7 +48,9 @@ def run_all(ctx: RunContext, n_clips: int | None = None, workers: int | None = N
         if workers > 1 and len(shards) > 1:
             import multiprocessing
 
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            share = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=share_cpus, initargs=(share,)) as pool:
                 for future in [pool.submit(run_shard_stage, *a) for a in args]:
                     future.result()
         else:
