@@ -2,10 +2,12 @@
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from fsspec.implementations.memory import MemoryFileSystem
 import pytest
 
+from pipeline.parallel import CPU_SHARE_ENV
 from pipeline.storage import filesystem, is_url, push
 from pipeline.testing import run_cli, write_config
 
@@ -45,16 +47,25 @@ def test_tasks_on_separate_disks_build_the_cli_release_through_the_store(tmp_pat
     config = write_config(tmp_path, reference_dir, **{**TWO_SHARD_BUILD,
         "storage.workspace": f"file://{store}/runs", "storage.releases": f"file://{store}/releases",
         "storage.reference_cache": str(reference_cache)})
-    tasks = [("plan",), ("generate", "--shard", "0"), ("generate", "--shard", "1"), ("features", "--shard", "0"),
-             ("features", "--shard", "1"), ("leakcheck", "--shard", "0"), ("leakcheck", "--shard", "1"), ("export",)]
-    for number, (stage, *rest) in enumerate(tasks):
-        scratch = tmp_path / f"machine-{number}"  # every task on a disk of its own
-        result = run_cli(stage, str(config), "--version", "2026-01-01", "--quiet", *rest,
-                         env={"SYNTHAUDIO_SCRATCH": str(scratch)})
-        assert result.returncode == 0, (stage, result.stderr[-3000:])
-        if stage == "features" and rest[-1] == "1":
-            local = next(scratch.glob("*/runs/default/2026-01-01"))
-            assert not (local / "generate" / "shard-00000").exists()  # it pulled only its own shard's inputs
+    # Every task on a disk of its own; the two shards of a stage at the same time, as two machines run them.
+    steps = [[("plan",)], *[[(stage, "--shard", "0"), (stage, "--shard", "1")] for stage in ("generate", "features",
+                                                                                              "leakcheck")], [("export",)]]
+    number = 0
+    for step in steps:
+        with ThreadPoolExecutor(len(step)) as pool:
+            futures = []
+            for stage, *rest in step:
+                number += 1
+                scratch = tmp_path / f"machine-{number}"
+                futures.append((stage, rest, scratch, pool.submit(
+                    run_cli, stage, str(config), "--version", "2026-01-01", "--quiet", *rest,
+                    env={"SYNTHAUDIO_SCRATCH": str(scratch), CPU_SHARE_ENV: "1"})))
+        for stage, rest, scratch, future in futures:
+            result = future.result()
+            assert result.returncode == 0, (stage, result.stderr[-3000:])
+            if stage == "features" and rest[-1] == "1":
+                local = next(scratch.glob("*/runs/default/2026-01-01"))
+                assert not (local / "generate" / "shard-00000").exists()  # it pulled only its own shard's inputs
     release = store / "releases" / "default" / "2026-01-01"
     manifest = json.loads((release / "manifest.json").read_text())
     assert manifest["content_sha256"] == json.loads((cli_release / "manifest.json").read_text())["content_sha256"]
