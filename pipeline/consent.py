@@ -103,7 +103,7 @@ def withdraw(loaded: LoadedConfig, reason: str, speaker: str | None = None, corp
     deleted += [str(loaded.workspace_root / dataset / r["version"]) for r in found.releases]
     deleted += [str(loaded.workspace_root / "_training" / dataset)]
     deleted += [str(p) for sha in found.speaker_files for p in cache.glob(f"*/{sha}.npz")]
-    deleted += [str(cache / "copycheck")]
+    deleted += [str(cache / "copycheck"), str(cache / "calibrations")]  # both derived from every reference voice
     deleted = [p for p in deleted if Path(p).exists()]
     result = {"withdrawn_releases": [r["version"] for r in found.releases],
               "models": [m["version"] for m in found.models], "deleted": deleted, "dry_run": dry_run}

@@ -4,9 +4,10 @@ A published run's workspace still holds private material the release never neede
 sources (`sources.json`), generated audio (rejected clips included: leaked voices), per-clip audits, features and
 regenerations. Once its release is `older_than` (default `storage.retention_days`), gc deletes that run folder
 except its `plan.json` (the pinned model and shard layout: the release and its reports hold every aggregate). It
-also removes the dataset's training checkpoints older than that (the finished model is published), and cached
-embeddings and copy-check baselines older than that whose recordings are no longer in the reference set or
-corpus (those still in it are only a cache: kept). Unpublished runs are never touched: they may be resuming.
+also removes the dataset's training checkpoints older than that (the finished model is published), cached
+embeddings older than that whose recordings are no longer in the reference set or corpus (those still in it are
+only a cache: kept), and copy-check baselines and leak-check calibrations older than that (caches, remade when
+needed). Unpublished runs are never touched: they may be resuming.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def collect(loaded: LoadedConfig, older_than_s: float | None = None, now: float 
         doomed += [p for p in sorted(cache.glob("*/*.npz"))
                    if p.parent.name != "copycheck" and p.stem not in current and _age_s(p, now) >= limit]
         doomed += [p for p in sorted(cache.glob("copycheck/*.npz")) if _age_s(p, now) >= limit]
+        doomed += [p for p in sorted(cache.glob("calibrations/*.json")) if _age_s(p, now) >= limit]
     return doomed
 
 

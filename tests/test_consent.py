@@ -43,6 +43,7 @@ def test_withdrawing_a_speaker_marks_every_release_built_from_them_and_deletes_t
         shutil.copytree(folder / part, copy / part, symlinks=True)
     cache = tmp_path / "cache"
     shutil.copytree(reference_cache, cache, ignore=shutil.ignore_patterns("cohort-v*", "*.lock"))
+    had_calibrations = any(cache.glob("calibrations/*.json"))  # the corpus runs' leak checks cached theirs
     config = write_config(copy, reference_dir, corpus=True, name="consent.yaml", **{"storage.reference_cache": str(cache)})
     valid = export(fake_finished_run(copy, n_clips=3, version="2026-01-15"))  # no corpus model: stays valid
     speaker = "spk_awb"
@@ -82,6 +83,7 @@ def test_withdrawing_a_speaker_marks_every_release_built_from_them_and_deletes_t
     left = [shas[p.stem] for p in cache.glob("*/*.npz") if p.stem in shas]
     assert left and speaker not in left
     assert not (cache / "copycheck").exists()
+    assert had_calibrations and not (cache / "calibrations").exists()  # its scores are in every cached calibration
 
     # the page, served, says withdrawn and why; the file itself is unchanged (verify passes)
     version = releases["continue"].name

@@ -13,13 +13,21 @@ score at or above it: the most recall that the false-positive bound allows. Reca
 (pooled and per condition, with Wilson 95% intervals), the equal error rate and recall at 1% and 0.1% FPR
 are reported. A reference set too small to show the target recall, or a detector that cannot reach it
 within the bound, fails with a message that says what to add — a threshold is never picked silently.
+
+A calibration is a pure function of the enrolled and cohort files, the settings and the leak check's code,
+so it is cached in the reference cache under a key made of exactly those (`calibration_key`): the shards
+of a run, and the next runs on the same reference set, reuse it instead of scoring a thousand trials again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -186,11 +194,31 @@ def required_utterances(speakers: int, conditions: int, target_recall: float, ca
     return math.ceil(required_trials(target_recall) / max(1, speakers * conditions)) + 1 + canaries
 
 
+# The modules whose code decides a calibration's figures: any change to them makes a new cache key.
+_CALIBRATION_CODE = ("calibration.py", "conditions.py", "reference.py", "transforms.py", "cohort.py", "encoder.py")
+
+
+def calibration_key(index, encoder, target_recall: float, max_fpr: float, threshold: float | None,
+                    outsiders=()) -> str:
+    """The identity of a calibration: the index (files, encoder, variants, cohort, projection), which files are
+    enrolled (the canary split), the outsiders, the settings, and the source of the code that scores trials."""
+    digest = hashlib.sha256(json.dumps([index.fingerprint, encoder.version, target_recall, max_fpr, threshold,
+                                        NO_VOICE_CLIPS]).encode())
+    for file in [*index.enrolled_files, *outsiders]:
+        digest.update(f"{file.speaker}\x1f{file.sha256}\n".encode())
+    for name in _CALIBRATION_CODE:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
+
+
 def calibrate_index(index, encoder, cache_dir, target_recall: float = 0.95, max_fpr: float = 0.05,
                     outsiders=(), canaries_per_speaker: int = 0, threshold: float | None = None) -> Calibration:
     """Calibrate `index` (see the module docstring): the threshold for `max_fpr` (or the given `threshold`,
-    configured by hand) and its figures. Raises LeakCheckFailed when the reference set is too small to
-    show `target_recall` at all (`recall_shortfall` judges the recall reached)."""
+    configured by hand) and its figures, from `cache_dir` when this calibration was made before. Raises
+    LeakCheckFailed when the reference set is too small to show `target_recall` at all (`recall_shortfall`
+    judges the recall reached)."""
+    from pipeline.files import read_json, write_json_atomic
+
     from pipeline.errors import LeakCheckFailed
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 
@@ -202,10 +230,16 @@ def calibrate_index(index, encoder, cache_dir, target_recall: float = 0.95, max_
             f"the reference set is too small to calibrate the leak check: {len(index.speakers)} speaker(s), "
             f"{trials} genuine trial(s); showing recall {target_recall} needs {per_speaker} utterances (3-5 s) "
             "per speaker. Add utterances, or lower privacy.target_recall.")
+    key = calibration_key(index, encoder, target_recall, max_fpr, threshold, outsiders)
+    cached = Path(cache_dir) / "calibrations" / f"{key}.json"
+    if cached.is_file():
+        return Calibration(**read_json(cached))
     genuine, impostor = calibration_trials(index, encoder, cache_dir, outsiders)
     if sum(len(v) for v in genuine.values()) != trials:
         raise RuntimeError("genuine_trial_count disagrees with calibration_trials: fix one to match the other")
-    return calibrate(genuine, impostor, target_recall, max_fpr, threshold)
+    calibration = calibrate(genuine, impostor, target_recall, max_fpr, threshold)
+    write_json_atomic(cached, dataclasses.asdict(calibration))
+    return calibration
 
 
 def recall_shortfall(calibration: Calibration, enrolled_per_speaker: int) -> str | None:

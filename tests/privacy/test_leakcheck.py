@@ -1,3 +1,4 @@
+import copy
 import json
 import shutil
 
@@ -16,7 +17,7 @@ from pipeline.privacy.reference import NAP_DIRECTIONS, build_index, nap_projecti
 from pipeline.prompts.stage import plan
 from pipeline.runner import make_context
 
-from pipeline.privacy.calibration import calibrate_index
+from pipeline.privacy.calibration import calibrate_index, calibration_key
 from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 from pipeline.privacy.leakcheck import allowed_canary_misses
 from pipeline.privacy.transforms import ENROLMENT_VARIANTS
@@ -124,6 +125,23 @@ def test_calibrated_threshold_keeps_every_impostor_condition_within_the_fpr_boun
     assert 0 <= calibration.equal_error_rate < 0.2 and calibration.recall_at_fpr_01pct <= calibration.recall_at_fpr_1pct
     entry = calibration.recall_by_condition["room"]
     assert entry["ci95"][0] <= entry["rate"] <= entry["ci95"][1] and entry["trials"] == 44
+
+
+def test_a_calibration_is_cached_under_its_inputs_and_a_recomputed_one_equals_it(index, encoder, reference_cache,
+                                                                                 calibration):
+    cached = reference_cache / "calibrations" / f"{calibration_key(index, encoder, 0.95, 0.05, None)}.json"
+    assert cached.is_file()
+    cached.unlink()  # made again from the trials: the same figures, to the last bit
+    counting = CountingEncoder(encoder)
+    assert calibrate_index(index, counting, reference_cache) == calibration and counting.calls > 0
+    made = counting.calls
+    assert calibrate_index(index, counting, reference_cache) == calibration and counting.calls == made  # reused
+    keys = {calibration_key(index, encoder, *settings) for settings in
+            [(0.95, 0.05, None), (0.95, 0.01, None), (0.9, 0.05, None), (0.95, 0.05, 1.5)]}
+    assert len(keys) == 4  # every setting is part of the key
+    fewer = copy.copy(index)
+    fewer.enrolled_files = index.enrolled_files[1:]  # another canary split enrols other files
+    assert calibration_key(fewer, encoder, 0.95, 0.05, None) not in keys
 
 
 def test_held_out_reference_utterances_are_leaks_and_their_speaker_is_nearest(index, encoder, threshold):
