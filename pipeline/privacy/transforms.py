@@ -84,6 +84,20 @@ def tape_speed(audio: np.ndarray, semitones: float) -> np.ndarray:
     return librosa.resample(audio, orig_sr=RATE * 2 ** (semitones / 12), target_sr=RATE).astype(np.float32)
 
 
+def plucked_string(string: np.ndarray, n_samples: int) -> np.ndarray:
+    """Karplus-Strong: the string's samples, then note[i] = 0.498 * (note[i - p] + note[i - p + 1]) for a period
+    p. Each stretch of p - 1 samples depends only on earlier ones, so it is computed at once (the same sums, in
+    the same order, as a sample-by-sample loop over a circular buffer). (n_samples,) float64."""
+    period = string.size
+    note = np.empty(n_samples)
+    note[: min(period, n_samples)] = string[: min(period, n_samples)]
+    step = max(1, period - 1)
+    for begin in range(period, n_samples, step):
+        end = min(n_samples, begin + step)
+        note[begin:end] = 0.498 * (note[begin - period:end - period] + note[begin - period + 1:end - period + 1])
+    return note
+
+
 def plucked_band(n_samples: int, seed: int) -> np.ndarray:
     """Accompaniment for enrolment: Karplus-Strong plucked chords and noise-burst drums. (n_samples,) float32."""
     rng = np.random.default_rng(seed)
@@ -93,12 +107,8 @@ def plucked_band(n_samples: int, seed: int) -> np.ndarray:
         root = 98.0 * 2 ** (rng.integers(0, 12) / 12)
         for interval in (0, 4, 7, 12):
             period = int(RATE / (root * 2 ** (interval / 12)))
-            string = rng.uniform(-1, 1, period)
-            note = np.empty(min(bar, n_samples - start))
-            for i in range(note.size):  # the plucked-string recurrence
-                note[i] = string[i % period]
-                string[i % period] = 0.498 * (string[i % period] + string[(i + 1) % period])
-            band[start:start + note.size] += note
+            band[start:start + min(bar, n_samples - start)] += plucked_string(rng.uniform(-1, 1, period),
+                                                                             min(bar, n_samples - start))
         for beat in range(4):
             hit = start + beat * bar // 4
             burst = rng.standard_normal(int(0.05 * RATE)) * np.exp(-np.arange(int(0.05 * RATE)) / (0.01 * RATE))
