@@ -61,12 +61,14 @@ def _synth(engine: str, voice: str, text: str, path: Path) -> None:
             txt.write_text(text)
             subprocess.run(["text2wave", "-eval", f"(voice_{voice})", str(txt), "-o", str(raw)], check=True,
                            capture_output=True, timeout=120)
-        subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True,
+        subprocess.run(["sox", "-R", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True,
                        capture_output=True)
 
 
 def _sox(args: list[str]) -> None:
-    subprocess.run(["sox", *args], check=True, capture_output=True)
+    """sox in repeatable mode (-R: its random generators, e.g. `synth pluck` and dither, seeded the same on every
+    call), so the held-out part is the same audio on every machine."""
+    subprocess.run(["sox", "-R", *args], check=True, capture_output=True)
 
 
 def sox_music(path: Path, seconds: float, seed: int) -> None:
@@ -142,15 +144,7 @@ def sox_transform(name: str, source: Path, target: Path, seed: int) -> None:
             if name == "music only":
                 mixed = music
             elif name == "3 s in 10 s of music":
-                rng = np.random.default_rng(seed)
-                piece = voice[: 3 * 16_000]
-                start = int(rng.integers(0, music.size - piece.size + 1))
-                placed = np.zeros(music.size, dtype=np.float32)
-                placed[start:start + piece.size] = piece
-                rms = np.sqrt(np.mean(piece.astype(np.float64) ** 2)) / max(
-                    1e-9, np.sqrt(np.mean(music[start:start + piece.size].astype(np.float64) ** 2)))
-                mixed = placed + music * rms * 10 ** (-3 / 20)
-                mixed = mixed / max(1.0, np.max(np.abs(mixed)) / 0.9)
+                mixed = _voice_inside(voice, music, seed)
             else:
                 mixed = _mix(voice, music, float(name.split()[1]))
             mixed_path = scratch / "mixed.wav"
@@ -216,7 +210,7 @@ def fm_music(n_samples: int, seed: int) -> np.ndarray:
 
 
 def _voice_inside(voice: np.ndarray, music: np.ndarray, seed: int, snr_db: float = 3.0) -> np.ndarray:
-    """The first 3 s of `voice` at a seeded offset inside `music`, `snr_db` over the music there."""
+    """The first 3 s of `voice` at a seeded offset inside `music`, `snr_db` over the music there (float64)."""
     rng = np.random.default_rng(seed)
     piece = voice[: 3 * 16_000]
     start = int(rng.integers(0, music.size - piece.size + 1))
@@ -225,7 +219,7 @@ def _voice_inside(voice: np.ndarray, music: np.ndarray, seed: int, snr_db: float
     gain = np.sqrt(np.mean(piece.astype(np.float64) ** 2)) / max(
         1e-9, np.sqrt(np.mean(music[start:start + piece.size].astype(np.float64) ** 2))) * 10 ** (-snr_db / 20)
     mixed = placed + music * gain
-    return (mixed / max(1.0, np.max(np.abs(mixed)) / 0.9)).astype(np.float32)
+    return mixed / max(1.0, np.max(np.abs(mixed)) / 0.9)
 
 
 # Tuning only: implementations that neither the pipeline (enrolment, calibration) nor the held-out part use.
@@ -234,7 +228,8 @@ THIRD_FAMILY = {
     "schroeder reverb, large": lambda audio, seed: schroeder_reverb(audio, 1.4, 0.8, 0.2),
     "fm music 0 dB": lambda audio, seed: _mix(audio, fm_music(audio.size, seed), 0.0),
     "fm music 6 dB": lambda audio, seed: _mix(audio, fm_music(audio.size, seed), 6.0),
-    "3 s in 10 s of fm music": lambda audio, seed: _voice_inside(audio, fm_music(10 * 16_000, seed + 1), seed),
+    "3 s in 10 s of fm music": lambda audio, seed: _voice_inside(audio, fm_music(10 * 16_000, seed + 1),
+                                                                 seed).astype(np.float32),
 }
 
 
@@ -266,7 +261,7 @@ def build(out_dir: Path, part: str) -> Path:
     transforms = HELD_OUT_TRANSFORMS if part == "held_out" else (*CALIBRATION_CONDITIONS, *THIRD_FAMILY)
     transform = sox_transform if part == "held_out" else tuning_transform
     raw = root / "_voices"
-    seed = 0
+    seed = third = 0
     for group in ("reference", "another_synthesiser", "impostors"):
         for speaker, (engine, voice) in spec[group].items():
             rng = random.Random(f"{part}-{speaker}")
@@ -291,10 +286,15 @@ def build(out_dir: Path, part: str) -> Path:
                     if group == "another_synthesiser" and name not in ("clean", "8 kHz band-limit", "telephone",
                                                                        "music 0 dB"):
                         continue
-                    seed += 1
+                    if name in THIRD_FAMILY:  # seeded apart, so adding it left the other clips' seeds as they were
+                        third += 1
+                        clip_seed = 50_000 + third
+                    else:
+                        seed += 1
+                        clip_seed = seed
                     target = root / "clips" / kind / _slug(label) / f"{speaker}-{i:02d}.wav"
                     if not target.is_file():
-                        transform(name, source, target, seed)
+                        transform(name, source, target, clip_seed)
                     rows.append((str(target.relative_to(root)), kind, label, speaker))
     for name in ("music only", "noise only"):
         for i in range(36):

@@ -18,7 +18,7 @@ of every embedding before anything is compared: enrolment, cohort bank, calibrat
 alike. Only enrolment variants train it, never the calibration conditions, so calibration still judges
 the check on conditions it has not seen. Measured with `benchmarks/privacy.py` at the threshold the
 pipeline picks (FPR bound 0.05 kept): on the tuning part's third family of implementations (a Schroeder
-reverberator, FM-synth music) recall 0.80 -> 0.91; on the held-out part 0.78 -> 0.88.
+reverberator, FM-synth music) recall 0.81 -> 0.93; on the held-out part 0.78 -> 0.88.
 None of this ever reaches a release: only `fingerprint` and aggregate figures do.
 """
 
