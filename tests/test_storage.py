@@ -48,8 +48,8 @@ def test_tasks_on_separate_disks_build_the_cli_release_through_the_store(tmp_pat
         "storage.workspace": f"file://{store}/runs", "storage.releases": f"file://{store}/releases",
         "storage.reference_cache": str(reference_cache)})
     # Every task on a disk of its own; the two shards of a stage at the same time, as two machines run them.
-    steps = [[("plan",)], *[[(stage, "--shard", "0"), (stage, "--shard", "1")] for stage in ("generate", "features",
-                                                                                              "leakcheck")], [("export",)]]
+    sharded = [[(stage, "--shard", "0"), (stage, "--shard", "1")] for stage in ("generate", "features", "leakcheck")]
+    steps = [[("plan",)], *sharded, [("export",)]]
     number = 0
     for step in steps:
         with ThreadPoolExecutor(len(step)) as pool:

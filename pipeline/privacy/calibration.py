@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.aggregates import min_count_histogram
+from pipeline.files import read_json, write_json_atomic
 
 NO_VOICE_CLIPS = 12  # per kind (music only, noise only)
 
@@ -217,8 +218,6 @@ def calibrate_index(index, encoder, cache_dir, target_recall: float = 0.95, max_
     configured by hand) and its figures, from `cache_dir` when this calibration was made before. Raises
     LeakCheckFailed when the reference set is too small to show `target_recall` at all (`recall_shortfall`
     judges the recall reached)."""
-    from pipeline.files import read_json, write_json_atomic
-
     from pipeline.errors import LeakCheckFailed
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 

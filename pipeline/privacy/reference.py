@@ -57,7 +57,8 @@ class ReferenceIndex:
     speakers: list[str]
     variants: tuple[str, ...]
     centroids: np.ndarray  # (speakers, variants, dim), unit norm
-    enrolled: list[tuple[int, np.ndarray]]  # (speaker index, (variants, dim)) per enrolled file (projected), for calibration
+    # (speaker index, (variants, dim)) per enrolled file, projected like everything compared; for calibration
+    enrolled: list[tuple[int, np.ndarray]]
     canaries: list[tuple[str, np.ndarray]]  # (speaker, (samples,) float32 @ canary_rate), held out
     canary_rate: int
     fingerprint: str  # sha256 over (speaker, file sha256) pairs, encoder version, variants and cohort
@@ -178,7 +179,7 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
     by_speaker: dict[str, list[tuple[ReferenceFile, np.ndarray, float]]] = {}
     for item in embed_files(encoder, files, cache_dir, skip_bad, "privacy.reference_dir"):
         by_speaker.setdefault(item[0].speaker, []).append(item)
-    speakers, centroids, enrolled, canaries, speech_s, enrolled_files = [], [], [], [], {}, []
+    speakers, enrolled, canaries, speech_s, enrolled_files = [], [], [], {}, []
     for speaker, items in by_speaker.items():
         if len(items) <= canaries_per_speaker:
             raise BadInput(
@@ -190,8 +191,6 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
         if speech_s[speaker] < MIN_SPEAKER_SPEECH_S:
             log.warning("reference speaker %s of %s has only %.1f s of voiced speech (%.0f s or more recommended)",
                         speaker, reference_dir, speech_s[speaker], MIN_SPEAKER_SPEECH_S)
-        mean = np.mean([embeddings for _, embeddings, _ in items[:split]], axis=0)  # (variants, dim)
-        centroids.append(mean / np.linalg.norm(mean, axis=-1, keepdims=True))
         enrolled += [(len(speakers), embeddings) for _, embeddings, _ in items[:split]]
         enrolled_files += [file for file, _, _ in items[:split]]
         canaries += [(speaker, read_voice(file.path, encoder.sample_rate)) for file, _, _ in items[split:]]
@@ -201,8 +200,9 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
         digest.update(NAP_VERSION.encode())
     for file in files:
         digest.update(f"{file.speaker}\x1f{file.sha256}\n".encode())
-    index = ReferenceIndex(speakers, tuple(ENROLMENT_VARIANTS), np.stack(centroids), enrolled, canaries,
-                           encoder.sample_rate, "", speech_s=speech_s, enrolled_files=enrolled_files)
+    index = ReferenceIndex(speakers, tuple(ENROLMENT_VARIANTS), speaker_centroids(enrolled, len(speakers)),
+                           enrolled, canaries, encoder.sample_rate, "", speech_s=speech_s,
+                           enrolled_files=enrolled_files)
     if with_cohort:
         _add_cohort(index, encoder, cache_dir, cohort_dir, digest)
     index.fingerprint = digest.hexdigest()
@@ -256,15 +256,21 @@ def nap_projection(variant_embeddings: np.ndarray, directions: int = NAP_DIRECTI
     return np.eye(moves.shape[1]) - nuisance @ nuisance.T
 
 
+def speaker_centroids(enrolled: list[tuple[int, np.ndarray]], speakers: int) -> np.ndarray:
+    """(speakers, variants, dim) unit-norm centroids: the mean of each speaker's enrolled (variants, dim)
+    embeddings, in enrolment order."""
+    centroids = []
+    for speaker in range(speakers):
+        mean = np.mean([embeddings for owner, embeddings in enrolled if owner == speaker], axis=0)
+        centroids.append(mean / np.linalg.norm(mean, axis=-1, keepdims=True))
+    return np.stack(centroids).astype(np.float32)
+
+
 def _apply_projection(index: ReferenceIndex, projection: np.ndarray) -> None:
     """Project the index's enrolment embeddings and cohort bank; recompute the centroids from them."""
     index.projection = projection.astype(np.float32)
     index.enrolled = [(speaker, index.project(embeddings)) for speaker, embeddings in index.enrolled]
-    centroids = []
-    for speaker in range(len(index.speakers)):
-        mean = np.mean([embeddings for owner, embeddings in index.enrolled if owner == speaker], axis=0)
-        centroids.append(mean / np.linalg.norm(mean, axis=-1, keepdims=True))  # (variants, dim)
-    index.centroids = np.stack(centroids).astype(np.float32)
+    index.centroids = speaker_centroids(index.enrolled, len(index.speakers))
     index.bank = index.project(index.bank)
 
 
