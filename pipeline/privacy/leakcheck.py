@@ -364,7 +364,7 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
             "self_test": canary_result, "threshold": threshold,
             "threshold_source": "calibrated" if privacy.threshold == "auto" else "configured",
             "calibration": calibration.as_dict(), "recall_shortfall": shortfall,
-            "score_normalisation": f"cohort margin (raw - near) / (1 - near)^2, near = mean cosine to the "
+            "score_normalisation": f"cohort margin (raw - near) / (1 - near), near = mean cosine to the "
                                    f"{BANK_TOP_N} nearest of {len(index.bank_voices)} cohort embeddings "
                                    f"({len(index.cohort)} voices)",
             "enrolment_variants": list(index.variants),
