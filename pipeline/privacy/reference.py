@@ -22,7 +22,7 @@ benchmark's implementations. Measured with `benchmarks/privacy.py` at the thresh
 (FPR bound 0.05 kept): enrolment variants alone took the held-out part from 0.78 to 0.88; with the
 cohort's condition moves, ten directions and the margin scaled by (1 - near) instead of its square, the
 tuning part's third family of implementations (a Schroeder reverberator, FM-synth music) went from
-0.93 to 0.96 (see the closing figures in README's privacy section for the held-out part).
+0.93 to 0.96, and the held-out part from 0.88 to 0.92.
 None of this ever reaches a release: only `fingerprint` and aggregate figures do.
 """
 
