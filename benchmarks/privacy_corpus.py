@@ -9,9 +9,10 @@ and OUT_DIR/<part>/clips.csv (path, kind, transform, speaker). Every choice is s
 output is reused. The held-out part's transformations are done with sox only (another implementation
 than anything the pipeline enrols or calibrates with); the tuning part's with the pipeline's own
 calibration conditions (numpy/scipy) and with a third family that neither the pipeline nor the held-out
-part uses (`THIRD_FAMILY`: a Schroeder reverberator, FM-synth music with a square bass and noise drums),
-so tuning never sees a held-out implementation, and a design is not chosen only on the conditions its
-own calibration is made of.
+part uses (`THIRD_FAMILY`: a Schroeder reverberator, FM-synth music with a square bass and noise drums;
+`HARD_ROOMS`: a feedback-delay-network hall as long and wet as the held-out part's sox reverbs), so tuning
+never sees a held-out implementation, and a design is not chosen only on the conditions its own
+calibration is made of.
 """
 
 from __future__ import annotations
@@ -233,6 +234,43 @@ THIRD_FAMILY = {
 }
 
 
+def fdn_reverb(audio: np.ndarray, rt60_s: float, wet: float, seed: int) -> np.ndarray:
+    """A feedback delay network hall: eight delay lines of seeded lengths (44-160 ms) mixed by a Householder
+    matrix, each line's gain set for `rt60_s`, a one-pole air-absorption low-pass on the tail, mixed with the
+    dry signal; the tail is kept. Computed a block at a time: a block no longer than the shortest delay reads
+    only what earlier blocks wrote."""
+    from scipy.signal import lfilter
+
+    rate = 16_000
+    rng = np.random.default_rng(seed)
+    dry = np.concatenate([audio.astype(np.float64), np.zeros(int(rt60_s * rate))])
+    delays = np.sort(rng.integers(700, 2600, size=8))
+    gains = 10 ** (-3 * delays / (rt60_s * rate))
+    mixing = np.eye(8) - 2 / 8 * np.ones((8, 8))
+    into, out_signs = rng.choice([-1.0, 1.0], size=8), rng.choice([-1.0, 1.0], size=8)
+    pad = int(delays.max())
+    lines = np.zeros((8, pad + dry.size))  # what enters each delay line, after `pad` samples of silence
+    tail = np.zeros(dry.size)
+    block = int(delays.min())
+    for start in range(0, dry.size, block):
+        end = min(dry.size, start + block)
+        taps = np.stack([lines[i, pad + start - d: pad + end - d] for i, d in enumerate(delays)])  # (8, block)
+        taps *= gains[:, None]
+        tail[start:end] = out_signs @ taps
+        lines[:, pad + start: pad + end] = mixing @ taps + into[:, None] * dry[None, start:end]
+    tail = lfilter([0.35], [1.0, -0.65], tail)
+    mixed = (1 - wet) * dry + wet * tail / max(1e-9, np.max(np.abs(tail))) * np.max(np.abs(dry))
+    return (mixed / np.max(np.abs(mixed)) * 0.9).astype(np.float32)
+
+
+# Tuning only, seeded apart from every other family: rooms as long and wet as the held-out part's (the
+# Schroeder rooms above were too easy to tell anything apart: 0.97-1.00 with every design tried).
+HARD_ROOMS = {
+    "fdn hall, 1.2 s": lambda audio, seed: fdn_reverb(audio, 1.2, 0.6, seed),
+    "fdn hall, 2 s, wet": lambda audio, seed: fdn_reverb(audio, 2.0, 0.85, seed),
+}
+
+
 def tuning_transform(name: str, source: Path, target: Path, seed: int) -> None:
     """A tuning transformation: the pipeline's calibration conditions (numpy/scipy) or the third family,
     written at 44.1 kHz."""
@@ -244,6 +282,8 @@ def tuning_transform(name: str, source: Path, target: Path, seed: int) -> None:
         audio = no_voice_clips(1, seed)[name][0]
     elif name in THIRD_FAMILY:
         audio = THIRD_FAMILY[name](_read(source), seed)
+    elif name in HARD_ROOMS:
+        audio = HARD_ROOMS[name](_read(source), seed)
     else:
         audio = CALIBRATION_CONDITIONS[name](_read(source), seed)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -258,10 +298,11 @@ def build(out_dir: Path, part: str) -> Path:
     spec, counts = split[part], split["utterances"]
     root = out_dir / part
     rows = []
-    transforms = HELD_OUT_TRANSFORMS if part == "held_out" else (*CALIBRATION_CONDITIONS, *THIRD_FAMILY)
+    transforms = HELD_OUT_TRANSFORMS if part == "held_out" else (*CALIBRATION_CONDITIONS, *THIRD_FAMILY,
+                                                                                     *HARD_ROOMS)
     transform = sox_transform if part == "held_out" else tuning_transform
     raw = root / "_voices"
-    seed = third = 0
+    seed = third = hard = 0
     for group in ("reference", "another_synthesiser", "impostors"):
         for speaker, (engine, voice) in spec[group].items():
             rng = random.Random(f"{part}-{speaker}")
@@ -289,6 +330,9 @@ def build(out_dir: Path, part: str) -> Path:
                     if name in THIRD_FAMILY:  # seeded apart, so adding it left the other clips' seeds as they were
                         third += 1
                         clip_seed = 50_000 + third
+                    elif name in HARD_ROOMS:  # likewise
+                        hard += 1
+                        clip_seed = 70_000 + hard
                     else:
                         seed += 1
                         clip_seed = seed
