@@ -272,18 +272,16 @@ HARD_ROOMS = {
 
 
 def tuning_transform(name: str, source: Path, target: Path, seed: int) -> None:
-    """A tuning transformation: the pipeline's calibration conditions (numpy/scipy) or the third family,
-    written at 44.1 kHz."""
+    """A tuning transformation: the pipeline's calibration conditions (numpy/scipy), the third family or the
+    hard rooms, written at 44.1 kHz."""
     import librosa
 
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS, no_voice_clips
 
     if name in ("music only", "noise only"):
         audio = no_voice_clips(1, seed)[name][0]
-    elif name in THIRD_FAMILY:
-        audio = THIRD_FAMILY[name](_read(source), seed)
-    elif name in HARD_ROOMS:
-        audio = HARD_ROOMS[name](_read(source), seed)
+    elif name in THIRD_FAMILY or name in HARD_ROOMS:
+        audio = {**THIRD_FAMILY, **HARD_ROOMS}[name](_read(source), seed)
     else:
         audio = CALIBRATION_CONDITIONS[name](_read(source), seed)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -91,7 +91,8 @@ class ReferenceIndex:
         generic window (under music, in a room) sits close to many cohort voices, so `near` is high and
         every raw similarity is inflated; a margin there means more than the same margin on a clean
         window. (The square of the room, used before, over-rewarded phone-band impostors, whose `near` is
-        high: on the held-out reference set they alone set the threshold, at 1.6 times the next condition's.) `exclude_voice` leaves one cohort voice out of the bank (when it is itself the probe).
+        high: on the held-out reference set they alone set the threshold, at 1.6 times the next condition's.)
+        `exclude_voice` leaves one cohort voice out of the bank (when it is itself the probe).
         `windows` are raw encoder embeddings; the index projects them as it projected its own (NAP)."""
         centroids = self.centroids if centroids is None else centroids
         windows = self.project(windows)

@@ -91,7 +91,6 @@ def test_nap_removes_the_directions_variants_move_along_and_keeps_the_rest():
     rng = np.random.default_rng(0)
     dim, utterances = 32, 40
     nuisance = np.linalg.qr(rng.standard_normal((dim, 2)))[0]  # two orthonormal directions, (dim, 2)
-    clean = rng.standard_normal((utterances, 1, dim))
     moves = rng.standard_normal((utterances, 5, 2)) * 3 @ nuisance.T + rng.standard_normal((utterances, 5, dim)) * 0.01
     projection = nap_projection(moves.reshape(-1, dim), directions=2)
     np.testing.assert_allclose(projection, projection.T, atol=1e-12)
