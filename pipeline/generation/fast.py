@@ -487,13 +487,18 @@ class FastPrior:
         MLP product + quick GELU; MLP product + residual."""
         from pipeline.generation import kernels
 
-        for layer, (_, _, joint) in zip(self.layers, caches):
+        counters = None  # attention split over keys: every layer's finished-split counts, zeroed once per step
+        if kernels.ATTEND_BLOCKS.get("key_splits", 1) > 1:
+            counters = torch.zeros(len(self.layers), x.shape[0] * max(layer.heads for layer in self.layers),
+                                   dtype=torch.int32, device=x.device)
+        for index, (layer, (_, _, joint)) in enumerate(zip(self.layers, caches)):
             width = layer.heads * layer.head_dim
             projected = kernels.norm_matmul(x, layer.attn_w, layer.attn_b, norm=layer.norm0[1:])
             cross = layer.func == "cross_attention"  # its keys and values are the lyric encoder's, in the cache
             q, new = (projected, None) if cross else (projected[:, :width], projected[:, width:])
             context = kernels.attend(kernels.PATTERN_IDS[layer.func], q, new, joint, position, layer.heads,
-                                     layer.head_dim, self.block_ctx, self.prime_len)
+                                     layer.head_dim, self.block_ctx, self.prime_len,
+                                     None if counters is None else counters[index])
             hidden = kernels.norm_matmul(context, layer.proj_w, layer.proj_b, residual=x)
             mlp = kernels.norm_matmul(hidden, layer.fc_w, layer.fc_b, norm=layer.norm1[1:],
                                       activation=kernels.QUICK_GELU)

@@ -41,34 +41,56 @@ NO_ACTIVATION, QUICK_GELU = 0, 1
 # Block shapes: rows of the batch, output columns and inner dimension per program, warps, pipeline stages.
 # Fixed (a per-process autotuned choice would change summation order between runs); the fastest of
 # `benchmarks/generation_step_profile.py --sweep` on an H100 (random 1b weights, bf16, batch 1 and 16).
-MATMUL_BLOCKS = {"block_m": 16, "block_n": 16, "block_k": 256, "num_warps": 4, "num_stages": 3}
-ATTEND_BLOCKS = {"block_keys": 16, "num_warps": 8}  # keys per iteration; a 480-wide head is 16 x 512 per tile
+# norm_block: 0 computes a layer norm's statistics in two passes of block_k columns (mean, then the variance
+# around it); n > 0 in one pass of n-column chunks merged as Chan et al. do (fewer dependent loads per program).
+MATMUL_BLOCKS = {"block_m": 16, "block_n": 16, "block_k": 256, "num_warps": 4, "num_stages": 3, "norm_block": 0}
+# block_keys: keys per iteration (a 480-wide head is 16 x 512 per tile); key_splits: programs per clip and head,
+# each over its share of the keys, the last to finish combining them (flash-decoding); 1: one program walks all
+ATTEND_BLOCKS = {"block_keys": 16, "num_warps": 8, "key_splits": 1}
 
 
 @triton.jit
 def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, out_ptr,
                         M, N, K, stride_x, stride_res, stride_out, eps,
                         NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr, IEEE: tl.constexpr,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                        NORM_BLOCK: tl.constexpr):
     rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < M
     col_ok = cols < N
-    if NORM:  # mean, then the variance around it (two passes over the rows: K * BLOCK_M elements)
-        total = tl.zeros([BLOCK_M], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            ok = row_ok[:, None] & (ks < K)[None, :]
-            total += tl.sum(tl.load(x_ptr + rows[:, None] * stride_x + ks[None, :], mask=ok, other=0.0)
-                            .to(tl.float32), axis=1)
-        mean = total / K
-        squares = tl.zeros([BLOCK_M], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            ok = row_ok[:, None] & (ks < K)[None, :]
-            x = tl.load(x_ptr + rows[:, None] * stride_x + ks[None, :], mask=ok, other=0.0).to(tl.float32)
-            centred = tl.where(ok, x - mean[:, None], 0.0)
-            squares += tl.sum(centred * centred, axis=1)
+    if NORM:
+        if NORM_BLOCK == 0:  # mean, then the variance around it (two passes over the rows: K * BLOCK_M elements)
+            total = tl.zeros([BLOCK_M], dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                ok = row_ok[:, None] & (ks < K)[None, :]
+                total += tl.sum(tl.load(x_ptr + rows[:, None] * stride_x + ks[None, :], mask=ok, other=0.0)
+                                .to(tl.float32), axis=1)
+            mean = total / K
+            squares = tl.zeros([BLOCK_M], dtype=tl.float32)
+            for k0 in range(0, K, BLOCK_K):
+                ks = k0 + tl.arange(0, BLOCK_K)
+                ok = row_ok[:, None] & (ks < K)[None, :]
+                x = tl.load(x_ptr + rows[:, None] * stride_x + ks[None, :], mask=ok, other=0.0).to(tl.float32)
+                centred = tl.where(ok, x - mean[:, None], 0.0)
+                squares += tl.sum(centred * centred, axis=1)
+        else:  # one pass: each chunk's mean and squared deviations, merged into the running ones (Chan et al.)
+            count = tl.zeros([BLOCK_M], dtype=tl.float32)
+            mean = tl.zeros([BLOCK_M], dtype=tl.float32)
+            squares = tl.zeros([BLOCK_M], dtype=tl.float32)
+            for k0 in range(0, K, NORM_BLOCK):
+                ks = k0 + tl.arange(0, NORM_BLOCK)
+                ok = row_ok[:, None] & (ks < K)[None, :]
+                x = tl.load(x_ptr + rows[:, None] * stride_x + ks[None, :], mask=ok, other=0.0).to(tl.float32)
+                chunk = tl.sum((ks < K).to(tl.float32), axis=0)
+                chunk_mean = tl.sum(x, axis=1) / chunk
+                centred = tl.where(ok, x - chunk_mean[:, None], 0.0)
+                merged = count + chunk
+                delta = chunk_mean - mean
+                mean += delta * chunk / merged
+                squares += tl.sum(centred * centred, axis=1) + delta * delta * count * chunk / merged
+                count = merged
         rstd = 1.0 / tl.sqrt(squares / K + eps)
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
@@ -111,17 +133,19 @@ def norm_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm=
         x, gamma, beta, weight, bias, res, out, m, n, k, x.stride(0), res.stride(0), out.stride(0), eps,
         NORM=norm is not None, ACTIVATION=activation, RESIDUAL=residual is not None,
         IEEE=weight.dtype == torch.float32, BLOCK_M=blocks["block_m"], BLOCK_N=blocks["block_n"],
-        BLOCK_K=blocks["block_k"], num_warps=blocks["num_warps"], num_stages=blocks["num_stages"])
+        BLOCK_K=blocks["block_k"], NORM_BLOCK=blocks.get("norm_block", 0), num_warps=blocks["num_warps"],
+        num_stages=blocks["num_stages"])
     return out
 
 
 @triton.jit
 def _attend_kernel(q_ptr, stride_qb, new_ptr, stride_nb, cache_ptr, stride_cb, stride_ckv, stride_ch, stride_cs,
-                   out_ptr, stride_ob, position_ptr, head_dim, scale, cross_keys,
+                   out_ptr, stride_ob, position_ptr, head_dim, scale, cross_keys, ml_ptr, part_ptr, counter_ptr,
                    PATTERN: tl.constexpr, BLOCK_CTX: tl.constexpr, PRIME_LEN: tl.constexpr,
-                   BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr):
+                   BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, SPLITS: tl.constexpr, BLOCK_S: tl.constexpr):
     b = tl.program_id(0)
     h = tl.program_id(1)
+    split = tl.program_id(2)
     heads = tl.num_programs(1)
     position = tl.load(position_ptr)
     d = tl.arange(0, BLOCK_D)
@@ -156,14 +180,19 @@ def _attend_kernel(q_ptr, stride_qb, new_ptr, stride_nb, cache_ptr, stride_cb, s
     if PATTERN != 5:
         k_new = tl.load(new_ptr + b * stride_nb + h * head_dim + d, mask=d_ok, other=0.0)
         v_new = tl.load(new_ptr + b * stride_nb + (heads + h) * head_dim + d, mask=d_ok, other=0.0)
-        tl.store(kv + write * stride_cs + d, k_new, mask=d_ok)
-        tl.store(kv + stride_ckv + write * stride_cs + d, v_new, mask=d_ok)
+        if split == 0:
+            tl.store(kv + write * stride_cs + d, k_new, mask=d_ok)
+            tl.store(kv + stride_ckv + write * stride_cs + d, v_new, mask=d_ok)
+    # this program's share of the keys: [r_begin, r_end), whole key blocks
+    per_split = tl.cdiv(tl.cdiv(n, SPLITS), BLOCK_R) * BLOCK_R
+    r_begin = split * per_split
+    r_end = tl.minimum(r_begin + per_split, n)
     m_i = tl.max(tl.full([BLOCK_R], float("-inf"), tl.float32), axis=0)
     l_i = tl.sum(tl.zeros([BLOCK_R], tl.float32), axis=0)
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for r0 in range(0, n, BLOCK_R):
+    for r0 in range(r_begin, r_end, BLOCK_R):
         r = r0 + tl.arange(0, BLOCK_R)
-        r_ok = r < n
+        r_ok = r < r_end
         slots = first + r * stride
         ok = r_ok[:, None] & d_ok[None, :]
         k = tl.load(kv + slots[:, None] * stride_cs + d[None, :], mask=ok, other=0.0)
@@ -179,22 +208,60 @@ def _attend_kernel(q_ptr, stride_qb, new_ptr, stride_nb, cache_ptr, stride_cb, s
         l_i = l_i * alpha + tl.sum(p, axis=0)
         acc = acc * alpha + tl.sum(p[:, None] * v.to(tl.float32), axis=0)
         m_i = m_new
-    context = tl.where(n > 0, acc / tl.maximum(l_i, 1e-30), 0.0)  # no keys (first previous block): 0
-    tl.store(out_ptr + b * stride_ob + h * head_dim + d, context.to(out_ptr.dtype.element_ty), mask=d_ok)
+    if SPLITS == 1:
+        context = tl.where(n > 0, acc / tl.maximum(l_i, 1e-30), 0.0)  # no keys (first previous block): 0
+        tl.store(out_ptr + b * stride_ob + h * head_dim + d, context.to(out_ptr.dtype.element_ty), mask=d_ok)
+    else:
+        # publish this split's running max, sum and weighted values; the last of the (clip, head)'s splits to
+        # arrive combines all of them in split order (a fixed order: the same bits whichever arrives last)
+        cell = b * heads + h
+        tl.store(ml_ptr + (cell * SPLITS + split) * 2, m_i)
+        tl.store(ml_ptr + (cell * SPLITS + split) * 2 + 1, l_i)
+        tl.store(part_ptr + (cell * SPLITS + split) * BLOCK_D + d, acc)
+        tl.debug_barrier()  # every thread's stores issued before the release below
+        arrived = tl.atomic_add(counter_ptr + cell, 1, sem="acq_rel", scope="gpu")
+        if arrived == SPLITS - 1:
+            tl.debug_barrier()
+            splits = tl.arange(0, BLOCK_S)
+            s_ok = splits < SPLITS
+            ms = tl.load(ml_ptr + (cell * SPLITS + splits) * 2, mask=s_ok, other=float("-inf"), cache_modifier=".cg")
+            ls = tl.load(ml_ptr + (cell * SPLITS + splits) * 2 + 1, mask=s_ok, other=0.0, cache_modifier=".cg")
+            parts = tl.load(part_ptr + (cell * SPLITS + splits)[:, None] * BLOCK_D + d[None, :],
+                            mask=s_ok[:, None], other=0.0, cache_modifier=".cg")
+            top = tl.max(ms, axis=0)
+            top = tl.where(top == float("-inf"), 0.0, top)
+            weights = tl.exp(ms - top)  # a split without keys (max -inf) weighs 0
+            total = tl.sum(weights * ls, axis=0)
+            context = tl.sum(weights[:, None] * parts, axis=0) / tl.maximum(total, 1e-30)
+            context = tl.where(n > 0, context, 0.0)
+            tl.store(out_ptr + b * stride_ob + h * head_dim + d, context.to(out_ptr.dtype.element_ty), mask=d_ok)
+            tl.atomic_xchg(counter_ptr + cell, 0, sem="relaxed", scope="gpu")  # ready for the next replay
 
 
 def attend(pattern: int, q: torch.Tensor, new: torch.Tensor | None, joint: torch.Tensor, position: torch.Tensor,
-           heads: int, head_dim: int, block_ctx: int, prime_len: int) -> torch.Tensor:
+           heads: int, head_dim: int, block_ctx: int, prime_len: int,
+           counters: torch.Tensor | None = None) -> torch.Tensor:
     """Single-query attention of q (B, heads * head_dim) rows for the position in `position` (a 1-element
     long tensor). new: (B, 2 * heads * head_dim) this position's keys then values (None for cross-attention);
-    joint: the layer's cache (B, 2, heads, slots, head_dim). Returns the context (B, heads * head_dim)."""
+    joint: the layer's cache (B, 2, heads, slots, head_dim). Returns the context (B, heads * head_dim).
+    With ATTEND_BLOCKS["key_splits"] > 1, `counters` is B * heads zeroed int32 (allocated here when None;
+    the kernel leaves them zero again), one per (clip, head), counting the splits that have finished."""
     batch = q.shape[0]
     out = torch.empty(batch, heads * head_dim, dtype=q.dtype, device=q.device)
     new_rows = new if new is not None else q
-    _attend_kernel[(batch, heads)](
+    splits = int(ATTEND_BLOCKS.get("key_splits", 1))
+    block_d = triton.next_power_of_2(head_dim)
+    if splits > 1:
+        ml = torch.empty(batch * heads * splits * 2, dtype=torch.float32, device=q.device)
+        parts = torch.empty(batch * heads * splits * block_d, dtype=torch.float32, device=q.device)
+        if counters is None:
+            counters = torch.zeros(batch * heads, dtype=torch.int32, device=q.device)
+    else:
+        ml = parts = counters = out  # not read
+    _attend_kernel[(batch, heads, splits)](
         q, q.stride(0), new_rows, new_rows.stride(0), joint, joint.stride(0), joint.stride(1), joint.stride(2),
-        joint.stride(3), out, out.stride(0), position, head_dim, head_dim ** -0.5, joint.shape[3],
-        PATTERN=pattern, BLOCK_CTX=max(int(block_ctx or 1), 1), PRIME_LEN=max(int(prime_len), 1),
-        BLOCK_D=triton.next_power_of_2(head_dim), BLOCK_R=ATTEND_BLOCKS["block_keys"],
-        num_warps=ATTEND_BLOCKS["num_warps"])
+        joint.stride(3), out, out.stride(0), position, head_dim, head_dim ** -0.5, joint.shape[3], ml, parts,
+        counters, PATTERN=pattern, BLOCK_CTX=max(int(block_ctx or 1), 1), PRIME_LEN=max(int(prime_len), 1),
+        BLOCK_D=block_d, BLOCK_R=ATTEND_BLOCKS["block_keys"], SPLITS=splits,
+        BLOCK_S=triton.next_power_of_2(splits), num_warps=ATTEND_BLOCKS["num_warps"])
     return out

@@ -57,7 +57,11 @@ def _teacher_forced_error(prior, level: int, spans, labels_lyrics: int, batch: i
 
 
 @pytest.mark.slow  # seconds under the interpreter
-def test_fused_step_equals_transformers_in_block_transpose_and_previous_block_layers():
+@pytest.mark.parametrize("key_splits, norm_block", [(1, 0), (3, 8)])  # a 16-wide model: two chunks
+def test_fused_step_equals_transformers_in_block_transpose_and_previous_block_layers(monkeypatch, key_splits,
+                                                                                       norm_block):
+    monkeypatch.setitem(kernels.ATTEND_BLOCKS, "key_splits", key_splits)
+    monkeypatch.setitem(kernels.MATMUL_BLOCKS, "norm_block", norm_block)
     prior = build_tiny(_config()).priors[1]  # 32 positions in blocks of 8: block, transpose, previous block
     # the first positions (no previous block yet, rings filling) and the last ones across a block boundary
     assert _teacher_forced_error(prior, 1, [(0, 2), (22, 26)], 0) < 1e-4
@@ -76,7 +80,9 @@ def _with_dense_layer(prior, index: int):
 
 
 @pytest.mark.slow  # seconds under the interpreter
-def test_fused_step_equals_transformers_in_prime_and_dense_layers():
+@pytest.mark.parametrize("key_splits", [1, 2])
+def test_fused_step_equals_transformers_in_prime_and_dense_layers(monkeypatch, key_splits):
+    monkeypatch.setitem(kernels.ATTEND_BLOCKS, "key_splits", key_splits)
     config = _config()
     config.prior_configs[0].num_layers = 16  # layer 15 reads the lyric prefix (prime_attn)
     model = build_tiny(config)
@@ -88,7 +94,9 @@ def test_fused_step_equals_transformers_in_prime_and_dense_layers():
 
 
 @pytest.mark.slow  # seconds under the interpreter
-def test_fused_step_equals_transformers_in_cross_attention_layers():
+@pytest.mark.parametrize("key_splits", [1, 2])
+def test_fused_step_equals_transformers_in_cross_attention_layers(monkeypatch, key_splits):
+    monkeypatch.setitem(kernels.ATTEND_BLOCKS, "key_splits", key_splits)
     prior = build_tiny(_config(separate_lyrics_encoder=True)).priors[0]
     labels = torch.cat(_labels(2, 30, seed=3))
     metadata = prior.get_metadata(labels, 0, 64 * prior.raw_to_tokens, 0)
@@ -115,9 +123,11 @@ def test_fused_sampling_draws_the_tokens_the_torch_step_draws():
     assert torch.equal(drawn["torch"], drawn["triton"])
 
 
+@pytest.mark.parametrize("norm_block", [0, 64])  # the layer norm's statistics in two passes, or one merged pass
 @pytest.mark.parametrize("norm, gelu, residual", [(False, False, True), (True, False, False), (True, True, False)])
-def test_a_fused_product_equals_torch(monkeypatch, norm, gelu, residual):
+def test_a_fused_product_equals_torch(monkeypatch, norm, gelu, residual, norm_block):
     monkeypatch.setitem(kernels.MATMUL_BLOCKS, "block_k", 32)
+    monkeypatch.setitem(kernels.MATMUL_BLOCKS, "norm_block", norm_block)
     generator = torch.Generator().manual_seed(1)
     m, k, n = 3, 150, 40  # K: 5 blocks of 32, the last one partial; N: 3 blocks of 16, the last one partial
     x = torch.randn(m, k, generator=generator) * 3 + 1
@@ -134,16 +144,20 @@ def test_a_fused_product_equals_torch(monkeypatch, norm, gelu, residual):
     assert torch.allclose(out, expected, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("key_splits", [1, 3])  # one program per clip and head, or three combined
 @pytest.mark.parametrize("position", [0, 7, 10])
-def test_fused_attention_writes_this_positions_key_and_reads_the_ones_before(position):
+def test_fused_attention_writes_this_positions_key_and_reads_the_ones_before(monkeypatch, position, key_splits):
+    monkeypatch.setitem(kernels.ATTEND_BLOCKS, "key_splits", key_splits)
     generator = torch.Generator().manual_seed(2)
     batch, heads, head_dim, slots = 2, 2, 12, 11
     joint = torch.randn(batch, 2, heads, slots, head_dim, generator=generator)
     qkv = torch.randn(batch, 3 * heads * head_dim, generator=generator)
     width = heads * head_dim
     before = joint.clone()
+    counters = torch.zeros(batch * heads, dtype=torch.int32)
     context = kernels.attend(kernels.DENSE, qkv[:, :width], qkv[:, width:], joint, torch.tensor([position]),
-                             heads, head_dim, 0, 0)
+                             heads, head_dim, 0, 0, counters)
+    assert not counters.any()  # left zero for the next step's replay
     rows = qkv.view(batch, 3, heads, head_dim)
     expected_cache = before.clone()
     expected_cache[:, :, :, position] = rows[:, 1:]
