@@ -8,8 +8,8 @@ tensor-position step (torch.profiler), (2) the replay time of the captured step,
 products of one layer timed alone in a CUDA graph, with the weight as transformers stores it (in, out) and
 transposed (out, in), to see whether the products or the launches cost.
 
---sweep (triton): the captured step's replay time per batch under the block shapes of `STAGES` (attention's
-key splits, the layer norm's pass, the products' blocks), searched greedily stage by stage (least summed time
+--sweep (triton): the captured step's replay time per batch under the settings of `STAGES` (the layer norm's
+statistics, programmatic dependent launch, block shapes), searched greedily stage by stage (least summed time
 over the batches, among candidates whose replays agree bit for bit and whose output agrees with the default
 kernels'); writes the best as JSON to --best-out (the arguments of `benchmarks/generation.py
 --matmul-blocks/--attend-blocks`).
@@ -68,13 +68,14 @@ def main() -> None:
     return run(args)
 
 
-# Greedy stages: each stage's candidates (kernels.MATMUL_BLOCKS / ATTEND_BLOCKS overrides) are tried on top of
-# the best settings so far, the first ({}) being those settings themselves.
+# Greedy stages: each stage's candidates ({"matmul": kernels.MATMUL_BLOCKS overrides, "attend":
+# kernels.ATTEND_BLOCKS overrides}) are tried on top of the best settings so far, the first ({}) being those
+# settings themselves. (Earlier stages, measured: key splits 4/8/16 and block_keys 8, norm_block 512/1024, and
+# block_k 128/512 with 4 or 8 warps and block_n 32; benchmarks/results/generation-step-sweep-h200-2026-12-04.jsonl.)
 STAGES = [
-    ("attend", [{}, {"key_splits": 4}, {"key_splits": 8}, {"key_splits": 16}, {"key_splits": 8, "block_keys": 8}]),
-    ("matmul", [{}, {"norm_block": 512}, {"norm_block": 1024}]),
-    ("matmul", [{}, {"block_k": 512, "num_stages": 2}, {"block_k": 512, "num_warps": 8, "num_stages": 2},
-                {"block_n": 32}, {"block_k": 128, "num_stages": 4}]),
+    [{}, {"matmul": {"producer_stats": True}}, {"matmul": {"norm_block": 1024}}],
+    [{}, {"matmul": {"pdl": True}, "attend": {"pdl": True}}, {"matmul": {"pdl": True}}],
+    [{}, {"matmul": {"block_n": 32}}, {"attend": {"key_splits": 4}}, {"attend": {"key_splits": 16}}],
 ]
 AGREEMENT = 0.05  # a candidate's step output may differ from the defaults' by this much of their largest value
 
@@ -121,14 +122,13 @@ def sweep(fast, args) -> None:
 
     reference = {}
     started = time.perf_counter()
-    for kind, candidates in STAGES:
+    for candidates in STAGES:
         stage_best, stage_time = None, None
         for candidate in candidates:
             if time.perf_counter() - started > args.budget_s:
-                print(json.dumps({"budget_s": args.budget_s, "stopped_before": {kind: candidate}}), flush=True)
+                print(json.dumps({"budget_s": args.budget_s, "stopped_before": candidate}), flush=True)
                 break
-            settings = {"matmul": dict(best["matmul"]), "attend": dict(best["attend"])}
-            settings[kind].update(candidate)
+            settings = {kind: {**best[kind], **candidate.get(kind, {})} for kind in ("matmul", "attend")}
             times = measure(settings)
             print(json.dumps({"settings": settings, "batches": times}), flush=True)
             if times is None or "error" in times:

@@ -32,6 +32,11 @@ import torch
 import triton
 import triton.language as tl
 
+try:  # programmatic dependent launch (Hopper): a kernel starts while the one before it finishes
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+except ImportError:  # an older Triton: the `pdl` settings must stay off
+    gdc_launch_dependents = gdc_wait = None
+
 # attention patterns, as kernel constants
 DENSE, BLOCK, TRANSPOSE, PREVIOUS, PRIME, CROSS = range(6)
 PATTERN_IDS = {"dense_attn": DENSE, "block_attn": BLOCK, "transpose_block_attn": TRANSPOSE,
@@ -43,24 +48,46 @@ NO_ACTIVATION, QUICK_GELU = 0, 1
 # `benchmarks/generation_step_profile.py --sweep` on an H100 (random 1b weights, bf16, batch 1 and 16).
 # norm_block: 0 computes a layer norm's statistics in two passes of block_k columns (mean, then the variance
 # around it); n > 0 in one pass of n-column chunks merged as Chan et al. do (fewer dependent loads per program).
-MATMUL_BLOCKS = {"block_m": 16, "block_n": 16, "block_k": 256, "num_warps": 4, "num_stages": 3, "norm_block": 0}
+# producer_stats: a product whose output feeds a layer norm also writes each of its column blocks' mean and
+# squared deviations per row, and the norm's product merges those instead of reading the row again.
+# pdl: launched as a programmatic dependent (it waits in-kernel for the kernel before it, whose tail its
+# launch overlaps). Off by default until a GPU measurement says otherwise.
+MATMUL_BLOCKS = {"block_m": 16, "block_n": 16, "block_k": 256, "num_warps": 4, "num_stages": 3, "norm_block": 0,
+                 "producer_stats": False, "pdl": False}
 # block_keys: keys per iteration (a 480-wide head is 16 x 512 per tile); key_splits: programs per clip and head,
-# each over its share of the keys, the last to finish combining them (flash-decoding); 1: one program walks all
-ATTEND_BLOCKS = {"block_keys": 16, "num_warps": 8, "key_splits": 1}
+# each over its share of the keys, the last to finish combining them (flash-decoding); 1: one program walks all.
+# Measured on an H200 (benchmarks/results/generation-step-sweep-h200-2026-12-04.jsonl): 8 splits took the
+# upsampler step from 3.57 to 3.07 ms at batch 1 and 3.96 to 3.49 ms at batch 16 (4 and 16 splits: 3.15-3.23).
+ATTEND_BLOCKS = {"block_keys": 16, "num_warps": 8, "key_splits": 8, "pdl": False}
 
 
 @triton.jit
-def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, out_ptr,
-                        M, N, K, stride_x, stride_res, stride_out, eps,
+def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, stats_in_ptr, stats_out_ptr,
+                        M, N, K, stride_x, stride_res, stride_out, eps, n_chunks,
                         NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr, IEEE: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                        NORM_BLOCK: tl.constexpr):
+                        NORM_BLOCK: tl.constexpr, STATS_IN: tl.constexpr, STAT_CHUNK: tl.constexpr,
+                        BLOCK_C: tl.constexpr, STATS_OUT: tl.constexpr, PDL: tl.constexpr):
     rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < M
     col_ok = cols < N
+    if PDL:  # everything below reads what the kernels before wrote
+        gdc_wait()
+        gdc_launch_dependents()
     if NORM:
-        if NORM_BLOCK == 0:  # mean, then the variance around it (two passes over the rows: K * BLOCK_M elements)
+        if STATS_IN:  # the producer's per-column-block means and squared deviations, merged (fixed order)
+            chunks = tl.arange(0, BLOCK_C)
+            c_ok = chunks < n_chunks
+            ok = row_ok[:, None] & c_ok[None, :]
+            counts = tl.where(c_ok, tl.minimum(K - chunks * STAT_CHUNK, STAT_CHUNK), 0).to(tl.float32)
+            cells = (chunks[None, :] * M + rows[:, None]) * 2
+            means = tl.load(stats_in_ptr + cells, mask=ok, other=0.0)
+            chunk_squares = tl.load(stats_in_ptr + cells + 1, mask=ok, other=0.0)
+            mean = tl.sum(means * counts[None, :], axis=1) / K
+            deviation = tl.where(ok, means - mean[:, None], 0.0)
+            squares = tl.sum(chunk_squares + counts[None, :] * deviation * deviation, axis=1)
+        elif NORM_BLOCK == 0:  # mean, then the variance around it (two passes over the rows: K * BLOCK_M elements)
             total = tl.zeros([BLOCK_M], dtype=tl.float32)
             for k0 in range(0, K, BLOCK_K):
                 ks = k0 + tl.arange(0, BLOCK_K)
@@ -115,13 +142,23 @@ def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, ou
     ok = row_ok[:, None] & col_ok[None, :]
     if RESIDUAL:
         acc += tl.load(res_ptr + rows[:, None] * stride_res + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-    tl.store(out_ptr + rows[:, None] * stride_out + cols[None, :], acc.to(out_ptr.dtype.element_ty), mask=ok)
+    values = acc.to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + rows[:, None] * stride_out + cols[None, :], values, mask=ok)
+    if STATS_OUT:  # this column block's mean and squared deviations per row, of the values as stored
+        stored = tl.where(ok, values.to(tl.float32), 0.0)
+        chunk_mean = tl.sum(stored, axis=1) / tl.sum(col_ok.to(tl.float32), axis=0)
+        deviation = tl.where(ok, stored - chunk_mean[:, None], 0.0)
+        cells = (tl.program_id(0) * M + rows) * 2
+        tl.store(stats_out_ptr + cells, chunk_mean, mask=row_ok)
+        tl.store(stats_out_ptr + cells + 1, tl.sum(deviation * deviation, axis=1), mask=row_ok)
 
 
 def norm_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm=None, activation: int = 0,
-                residual: torch.Tensor | None = None) -> torch.Tensor:
+                residual: torch.Tensor | None = None, stats=None, with_stats: bool = False):
     """act(layer_norm(x) @ weight + bias) + residual for x (M, K) rows and weight (K, N) (JukeboxConv1D's
-    layout); norm = (gamma, beta, eps) or None, activation NO_ACTIVATION or QUICK_GELU."""
+    layout); norm = (gamma, beta, eps) or None, activation NO_ACTIVATION or QUICK_GELU.
+    stats: x's row statistics as the product that wrote x returned them (`with_stats`), for the layer norm to
+    merge instead of reading x twice; with_stats: return (out, out's statistics) instead of out."""
     m, k = x.shape
     n = weight.shape[1]
     out = torch.empty(m, n, dtype=weight.dtype, device=x.device)
@@ -129,24 +166,34 @@ def norm_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm=
     res = residual if residual is not None else out
     blocks = MATMUL_BLOCKS
     grid = (triton.cdiv(n, blocks["block_n"]), triton.cdiv(m, blocks["block_m"]))
+    stats_out = torch.empty(grid[0], m, 2, dtype=torch.float32, device=x.device) if with_stats else None
+    stats_in, chunk = stats if stats is not None and norm is not None else (None, 1)
+    n_chunks = triton.cdiv(k, chunk)
+    pdl = bool(blocks.get("pdl", False))
     _norm_matmul_kernel[grid](
-        x, gamma, beta, weight, bias, res, out, m, n, k, x.stride(0), res.stride(0), out.stride(0), eps,
-        NORM=norm is not None, ACTIVATION=activation, RESIDUAL=residual is not None,
+        x, gamma, beta, weight, bias, res, out, stats_in if stats_in is not None else out,
+        stats_out if stats_out is not None else out, m, n, k, x.stride(0), res.stride(0), out.stride(0), eps,
+        n_chunks, NORM=norm is not None, ACTIVATION=activation, RESIDUAL=residual is not None,
         IEEE=weight.dtype == torch.float32, BLOCK_M=blocks["block_m"], BLOCK_N=blocks["block_n"],
-        BLOCK_K=blocks["block_k"], NORM_BLOCK=blocks.get("norm_block", 0), num_warps=blocks["num_warps"],
-        num_stages=blocks["num_stages"])
-    return out
+        BLOCK_K=blocks["block_k"], NORM_BLOCK=blocks.get("norm_block", 0), STATS_IN=stats_in is not None,
+        STAT_CHUNK=chunk, BLOCK_C=triton.next_power_of_2(n_chunks), STATS_OUT=with_stats, PDL=pdl,
+        num_warps=blocks["num_warps"], num_stages=blocks["num_stages"], **({"launch_pdl": True} if pdl else {}))
+    return (out, (stats_out, blocks["block_n"])) if with_stats else out
 
 
 @triton.jit
 def _attend_kernel(q_ptr, stride_qb, new_ptr, stride_nb, cache_ptr, stride_cb, stride_ckv, stride_ch, stride_cs,
                    out_ptr, stride_ob, position_ptr, head_dim, scale, cross_keys, ml_ptr, part_ptr, counter_ptr,
                    PATTERN: tl.constexpr, BLOCK_CTX: tl.constexpr, PRIME_LEN: tl.constexpr,
-                   BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, SPLITS: tl.constexpr, BLOCK_S: tl.constexpr):
+                   BLOCK_D: tl.constexpr, BLOCK_R: tl.constexpr, SPLITS: tl.constexpr, BLOCK_S: tl.constexpr,
+                   PDL: tl.constexpr):
     b = tl.program_id(0)
     h = tl.program_id(1)
     split = tl.program_id(2)
     heads = tl.num_programs(1)
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
     position = tl.load(position_ptr)
     d = tl.arange(0, BLOCK_D)
     d_ok = d < head_dim
@@ -250,6 +297,7 @@ def attend(pattern: int, q: torch.Tensor, new: torch.Tensor | None, joint: torch
     out = torch.empty(batch, heads * head_dim, dtype=q.dtype, device=q.device)
     new_rows = new if new is not None else q
     splits = int(ATTEND_BLOCKS.get("key_splits", 1))
+    pdl = bool(ATTEND_BLOCKS.get("pdl", False))
     block_d = triton.next_power_of_2(head_dim)
     if splits > 1:
         ml = torch.empty(batch * heads * splits * 2, dtype=torch.float32, device=q.device)
@@ -263,5 +311,6 @@ def attend(pattern: int, q: torch.Tensor, new: torch.Tensor | None, joint: torch
         joint.stride(3), out, out.stride(0), position, head_dim, head_dim ** -0.5, joint.shape[3], ml, parts,
         counters, PATTERN=pattern, BLOCK_CTX=max(int(block_ctx or 1), 1), PRIME_LEN=max(int(prime_len), 1),
         BLOCK_D=block_d, BLOCK_R=ATTEND_BLOCKS["block_keys"], SPLITS=splits,
-        BLOCK_S=triton.next_power_of_2(splits), num_warps=ATTEND_BLOCKS["num_warps"])
+        BLOCK_S=triton.next_power_of_2(splits), PDL=pdl, num_warps=ATTEND_BLOCKS["num_warps"],
+        **({"launch_pdl": True} if pdl else {}))
     return out
