@@ -73,9 +73,10 @@ def main() -> None:
 # settings themselves. (Earlier stages, measured: key splits 4/8/16 and block_keys 8, norm_block 512/1024, and
 # block_k 128/512 with 4 or 8 warps and block_n 32; benchmarks/results/generation-step-sweep-h200-2026-12-04.jsonl.)
 STAGES = [
-    [{}, {"matmul": {"producer_stats": True}}, {"matmul": {"norm_block": 1024}}],
+    [{}, {"matmul": {"producer_stats": True}}, {"matmul": {"norm_block": 1024}}, {"matmul": {"norm_block": 512}}],
     [{}, {"matmul": {"pdl": True}, "attend": {"pdl": True}}, {"matmul": {"pdl": True}}],
-    [{}, {"matmul": {"block_n": 32}}, {"attend": {"key_splits": 4}}, {"attend": {"key_splits": 16}}],
+    [{}, {"matmul": {"block_n": 32}}, {"attend": {"key_splits": 4}}, {"attend": {"key_splits": 16}},
+     {"matmul": {"block_k": 512, "num_stages": 2}}, {"matmul": {"num_stages": 4}}, {"matmul": {"num_warps": 2}}],
 ]
 AGREEMENT = 0.05  # a candidate's step output may differ from the defaults' by this much of their largest value
 
