@@ -51,9 +51,12 @@ NO_ACTIVATION, QUICK_GELU = 0, 1
 # producer_stats: a product whose output feeds a layer norm also writes each of its column blocks' mean and
 # squared deviations per row, and the norm's product merges those instead of reading the row again.
 # pdl: launched as a programmatic dependent (it waits in-kernel for the kernel before it, whose tail its
-# launch overlaps). Off by default until a GPU measurement says otherwise.
+# launch overlaps). Measured on an H200 (generation-step-sweep-h200-2026-12-04-pdl.jsonl): pdl took the step
+# from 3.06 to 2.93 ms at batch 1 and 3.48 to 3.34 at batch 16; attention as a dependent too was slower at
+# batch 16 (3.92 ms). producer_stats is off until measured (its first GPU try met a compiler error, now fixed
+# and guarded by tests/generation/test_kernels_compile.py).
 MATMUL_BLOCKS = {"block_m": 16, "block_n": 16, "block_k": 256, "num_warps": 4, "num_stages": 3, "norm_block": 0,
-                 "producer_stats": False, "pdl": False}
+                 "producer_stats": False, "pdl": True}
 # block_keys: keys per iteration (a 480-wide head is 16 x 512 per tile); key_splits: programs per clip and head,
 # each over its share of the keys, the last to finish combining them (flash-decoding); 1: one program walks all.
 # Measured on an H200 (benchmarks/results/generation-step-sweep-h200-2026-12-04.jsonl): 8 splits took the
@@ -79,13 +82,13 @@ def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, ou
         if STATS_IN:  # the producer's per-column-block means and squared deviations, merged (fixed order)
             chunks = tl.arange(0, BLOCK_C)
             c_ok = chunks < n_chunks
-            ok = row_ok[:, None] & c_ok[None, :]
+            chunk_ok = row_ok[:, None] & c_ok[None, :]  # (not `ok`: the product's loop re-assigns that shape)
             counts = tl.where(c_ok, tl.minimum(K - chunks * STAT_CHUNK, STAT_CHUNK), 0).to(tl.float32)
             cells = (chunks[None, :] * M + rows[:, None]) * 2
-            means = tl.load(stats_in_ptr + cells, mask=ok, other=0.0)
-            chunk_squares = tl.load(stats_in_ptr + cells + 1, mask=ok, other=0.0)
+            means = tl.load(stats_in_ptr + cells, mask=chunk_ok, other=0.0)
+            chunk_squares = tl.load(stats_in_ptr + cells + 1, mask=chunk_ok, other=0.0)
             mean = tl.sum(means * counts[None, :], axis=1) / K
-            deviation = tl.where(ok, means - mean[:, None], 0.0)
+            deviation = tl.where(chunk_ok, means - mean[:, None], 0.0)
             squares = tl.sum(chunk_squares + counts[None, :] * deviation * deviation, axis=1)
         elif NORM_BLOCK == 0:  # mean, then the variance around it (two passes over the rows: K * BLOCK_M elements)
             total = tl.zeros([BLOCK_M], dtype=tl.float32)
@@ -169,7 +172,7 @@ def norm_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm=
     stats_out = torch.empty(grid[0], m, 2, dtype=torch.float32, device=x.device) if with_stats else None
     stats_in, chunk = stats if stats is not None and norm is not None else (None, 1)
     n_chunks = triton.cdiv(k, chunk)
-    pdl = bool(blocks.get("pdl", False))
+    pdl = bool(blocks.get("pdl", False)) and x.is_cuda  # a CUDA launch attribute (the interpreter has none)
     _norm_matmul_kernel[grid](
         x, gamma, beta, weight, bias, res, out, stats_in if stats_in is not None else out,
         stats_out if stats_out is not None else out, m, n, k, x.stride(0), res.stride(0), out.stride(0), eps,
@@ -297,7 +300,7 @@ def attend(pattern: int, q: torch.Tensor, new: torch.Tensor | None, joint: torch
     out = torch.empty(batch, heads * head_dim, dtype=q.dtype, device=q.device)
     new_rows = new if new is not None else q
     splits = int(ATTEND_BLOCKS.get("key_splits", 1))
-    pdl = bool(ATTEND_BLOCKS.get("pdl", False))
+    pdl = bool(ATTEND_BLOCKS.get("pdl", False)) and q.is_cuda
     block_d = triton.next_power_of_2(head_dim)
     if splits > 1:
         ml = torch.empty(batch * heads * splits * 2, dtype=torch.float32, device=q.device)
