@@ -8,8 +8,8 @@ tensor-position step (torch.profiler), (2) the replay time of the captured step,
 products of one layer timed alone in a CUDA graph, with the weight as transformers stores it (in, out) and
 transposed (out, in), to see whether the products or the launches cost.
 
---sweep (triton): the captured step's replay time per batch under the settings of `STAGES` (the layer norm's
-statistics, programmatic dependent launch, block shapes), searched greedily stage by stage (least summed time
+--sweep (triton): the captured step's replay time per batch under the settings of `STAGES` (attention's key
+splits, the layer norm's pass, block shapes), searched greedily stage by stage (least summed time
 over the batches, among candidates whose replays agree bit for bit and whose output agrees with the default
 kernels'); writes the best as JSON to --best-out (the arguments of `benchmarks/generation.py
 --matmul-blocks/--attend-blocks`).
@@ -71,11 +71,12 @@ def main() -> None:
 # Greedy stages: each stage's candidates ({"matmul": kernels.MATMUL_BLOCKS overrides, "attend":
 # kernels.ATTEND_BLOCKS overrides}) are tried on top of the best settings so far, the first ({}) being those
 # settings themselves. (Earlier stages, measured: key splits 4/8/16 and block_keys 8, norm_block 512/1024,
-# block_k 128/512 with 4 or 8 warps, 2 warps, 4 stages, block_n 32, and programmatic dependent launch;
+# block_k 128/512 with 4 or 8 warps, 2 warps, 4 stages, block_n 32, programmatic dependent launch and
+# producers handing the layer norm row statistics;
 # benchmarks/results/generation-step-sweep-h200-2026-12-04*.jsonl.)
 STAGES = [
-    [{}, {"matmul": {"producer_stats": True}}],
-    [{}, {"matmul": {"block_n": 32}}, {"matmul": {"norm_block": 1024}}],
+    [{}, {"attend": {"key_splits": 4}}, {"attend": {"key_splits": 16}}],
+    [{}, {"matmul": {"norm_block": 1024}}, {"matmul": {"block_n": 32}}],
 ]
 AGREEMENT = 0.05  # a candidate's step output may differ from the defaults' by this much of their largest value
 

@@ -491,23 +491,18 @@ class FastPrior:
         if kernels.ATTEND_BLOCKS.get("key_splits", 1) > 1:
             counters = torch.zeros(len(self.layers), x.shape[0] * max(layer.heads for layer in self.layers),
                                    dtype=torch.int32, device=x.device)
-        stats = kernels.MATMUL_BLOCKS.get("producer_stats", False)  # row statistics from the product that wrote x
-        x_stats = None  # the step's input has none: the first layer norm reads its rows
         for index, (layer, (_, _, joint)) in enumerate(zip(self.layers, caches)):
             width = layer.heads * layer.head_dim
-            projected = kernels.norm_matmul(x, layer.attn_w, layer.attn_b, norm=layer.norm0[1:], stats=x_stats)
+            projected = kernels.norm_matmul(x, layer.attn_w, layer.attn_b, norm=layer.norm0[1:])
             cross = layer.func == "cross_attention"  # its keys and values are the lyric encoder's, in the cache
             q, new = (projected, None) if cross else (projected[:, :width], projected[:, width:])
             context = kernels.attend(kernels.PATTERN_IDS[layer.func], q, new, joint, position, layer.heads,
                                      layer.head_dim, self.block_ctx, self.prime_len,
                                      None if counters is None else counters[index])
-            hidden = kernels.norm_matmul(context, layer.proj_w, layer.proj_b, residual=x, with_stats=stats)
-            hidden, hidden_stats = hidden if stats else (hidden, None)
+            hidden = kernels.norm_matmul(context, layer.proj_w, layer.proj_b, residual=x)
             mlp = kernels.norm_matmul(hidden, layer.fc_w, layer.fc_b, norm=layer.norm1[1:],
-                                      activation=kernels.QUICK_GELU, stats=hidden_stats)
-            x = kernels.norm_matmul(mlp, layer.out_w, layer.out_b, residual=hidden,
-                                    with_stats=stats and index + 1 < len(self.layers))
-            x, x_stats = x if isinstance(x, tuple) else (x, None)
+                                      activation=kernels.QUICK_GELU)
+            x = kernels.norm_matmul(mlp, layer.out_w, layer.out_b, residual=hidden)
         return x
 
     def tensor_step(self):

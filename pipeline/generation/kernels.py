@@ -12,15 +12,17 @@ write, an index gather, attention) of 3-12 us each, where a layer's 22 MB of bf1
 4. `norm_matmul`: layer norm 1, the MLP's first product + bias, quick GELU;
 5. `norm_matmul`: the MLP's second product + bias + residual.
 
-Measured (H100, random jukebox-1b-lyrics weights, bf16; `benchmarks/results/`): the captured step of the
-upsamplers takes 3.5 ms at batch 1 and 3.9 ms at batch 16 against 4.5 and 4.9 ms for the torch step. The
-products are now the cost: one program per 16 output columns walks all of K, so a product is bound by that
-walk's load latency (~9 us where its bytes need ~2), and attention runs one program per clip and head
-(~14 us). Splitting K over more programs, with each consumer summing the partials as it loads them, was
-slower (4.0-4.9 ms; commit a67ade8, `generation-step-sweep-h100-2026-11-27-splitk.jsonl`), though splitting
-attention over keys cut it to ~5 us.
+Measured (random jukebox-1b-lyrics weights, bf16; `benchmarks/results/`): on an H100 the captured upsampler
+step took 3.5 ms at batch 1 and 3.9 ms at batch 16 against 4.5 and 4.9 ms for the torch step. On an H200
+(2026-12-04), splitting attention over keys (8 programs per clip and head, ~14 -> ~7 us per layer) and
+launching the products as programmatic dependents took it from 3.57 to 2.87 ms at batch 1 and from 3.96 to
+3.29 ms at batch 16. The products are the cost: one program per 16 output columns walks all of K, so a
+product is bound by that walk's load latency (~8.5 us where its bytes need ~2). Splitting K over more programs,
+with each consumer summing the partials as it loads them, was slower (commit a67ade8), and so was handing a
+layer norm its row statistics from the product that wrote the row (commit 7de26e5).
 
-Every reduction runs in a fixed order (no atomics, no autotuning): a clip's tokens are the same on every
+Every reduction runs in a fixed order (no atomic sums, no autotuning; the split attention's one atomic counts
+arrivals, and the last split combines all of them in split order): a clip's tokens are the same on every
 replay. Products accumulate in float32; their inputs are the weights' dtype, as torch's bf16 path rounds them.
 The same kernels run on the CPU under Triton's interpreter (TRITON_INTERPRET=1 before the first import of
 this module), which is how the equivalence tests prove them against transformers without a GPU.
@@ -47,16 +49,15 @@ NO_ACTIVATION, QUICK_GELU = 0, 1
 # Fixed (a per-process autotuned choice would change summation order between runs); the fastest of
 # `benchmarks/generation_step_profile.py --sweep` on an H100 (random 1b weights, bf16, batch 1 and 16).
 # norm_block: 0 computes a layer norm's statistics in two passes of block_k columns (mean, then the variance
-# around it); n > 0 in one pass of n-column chunks merged as Chan et al. do (fewer dependent loads per program).
-# producer_stats: a product whose output feeds a layer norm also writes each of its column blocks' mean and
-# squared deviations per row, and the norm's product merges those instead of reading the row again.
-# pdl: launched as a programmatic dependent (it waits in-kernel for the kernel before it, whose tail its
-# launch overlaps). Measured on an H200 (generation-step-sweep-h200-2026-12-04-pdl.jsonl): pdl took the step
-# from 3.06 to 2.93 ms at batch 1 and 3.48 to 3.34 at batch 16; attention as a dependent too was slower at
-# batch 16 (3.92 ms). producer_stats is off until measured (its first GPU try met a compiler error, now fixed
-# and guarded by tests/generation/test_kernels_compile.py).
+# around it); n > 0 in one pass of n-column chunks merged as Chan et al. do (fewer dependent loads per program;
+# 1024 on an H200: 2.73 instead of 2.88 ms at batch 1, but 3.88 instead of 3.29 at batch 16).
+# pdl: launched as a programmatic dependent (it waits in-kernel for the kernel before it, whose tail its launch
+# overlaps). Measured on an H200 (generation-step-sweep-h200-2026-12-04-pdl.jsonl): pdl took the step from 3.06
+# to 2.93 ms at batch 1 and 3.48 to 3.34 at batch 16; attention as a dependent too was slower at batch 16 (3.92
+# ms). Tried and dropped: products handing a layer norm their column blocks' row statistics instead of the norm
+# reading its row (4.07 ms at batch 1: slower; commit 7de26e5, generation-step-sweep-h200-2026-12-04-stats.jsonl).
 MATMUL_BLOCKS = {"block_m": 16, "block_n": 16, "block_k": 256, "num_warps": 4, "num_stages": 3, "norm_block": 0,
-                 "producer_stats": False, "pdl": True}
+                 "pdl": True}
 # block_keys: keys per iteration (a 480-wide head is 16 x 512 per tile); key_splits: programs per clip and head,
 # each over its share of the keys, the last to finish combining them (flash-decoding); 1: one program walks all.
 # Measured on an H200 (benchmarks/results/generation-step-sweep-h200-2026-12-04.jsonl): 8 splits took the
@@ -65,12 +66,11 @@ ATTEND_BLOCKS = {"block_keys": 16, "num_warps": 8, "key_splits": 8, "pdl": False
 
 
 @triton.jit
-def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, out_ptr, stats_in_ptr, stats_out_ptr,
-                        M, N, K, stride_x, stride_res, stride_out, eps, n_chunks,
+def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, out_ptr,
+                        M, N, K, stride_x, stride_res, stride_out, eps,
                         NORM: tl.constexpr, ACTIVATION: tl.constexpr, RESIDUAL: tl.constexpr, IEEE: tl.constexpr,
                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                        NORM_BLOCK: tl.constexpr, STATS_IN: tl.constexpr, STAT_CHUNK: tl.constexpr,
-                        BLOCK_C: tl.constexpr, STATS_OUT: tl.constexpr, PDL: tl.constexpr):
+                        NORM_BLOCK: tl.constexpr, PDL: tl.constexpr):
     rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     row_ok = rows < M
@@ -79,18 +79,7 @@ def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, ou
         gdc_wait()
         gdc_launch_dependents()
     if NORM:
-        if STATS_IN:  # the producer's per-column-block means and squared deviations, merged (fixed order)
-            chunks = tl.arange(0, BLOCK_C)
-            c_ok = chunks < n_chunks
-            chunk_ok = row_ok[:, None] & c_ok[None, :]  # (not `ok`: the product's loop re-assigns that shape)
-            counts = tl.where(c_ok, tl.minimum(K - chunks * STAT_CHUNK, STAT_CHUNK), 0).to(tl.float32)
-            cells = (chunks[None, :] * M + rows[:, None]) * 2
-            means = tl.load(stats_in_ptr + cells, mask=chunk_ok, other=0.0)
-            chunk_squares = tl.load(stats_in_ptr + cells + 1, mask=chunk_ok, other=0.0)
-            mean = tl.sum(means * counts[None, :], axis=1) / K
-            deviation = tl.where(chunk_ok, means - mean[:, None], 0.0)
-            squares = tl.sum(chunk_squares + counts[None, :] * deviation * deviation, axis=1)
-        elif NORM_BLOCK == 0:  # mean, then the variance around it (two passes over the rows: K * BLOCK_M elements)
+        if NORM_BLOCK == 0:  # mean, then the variance around it (two passes over the rows: K * BLOCK_M elements)
             total = tl.zeros([BLOCK_M], dtype=tl.float32)
             for k0 in range(0, K, BLOCK_K):
                 ks = k0 + tl.arange(0, BLOCK_K)
@@ -145,23 +134,13 @@ def _norm_matmul_kernel(x_ptr, gamma_ptr, beta_ptr, w_ptr, bias_ptr, res_ptr, ou
     ok = row_ok[:, None] & col_ok[None, :]
     if RESIDUAL:
         acc += tl.load(res_ptr + rows[:, None] * stride_res + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-    values = acc.to(out_ptr.dtype.element_ty)
-    tl.store(out_ptr + rows[:, None] * stride_out + cols[None, :], values, mask=ok)
-    if STATS_OUT:  # this column block's mean and squared deviations per row, of the values as stored
-        stored = tl.where(ok, values.to(tl.float32), 0.0)
-        chunk_mean = tl.sum(stored, axis=1) / tl.sum(col_ok.to(tl.float32), axis=0)
-        deviation = tl.where(ok, stored - chunk_mean[:, None], 0.0)
-        cells = (tl.program_id(0) * M + rows) * 2
-        tl.store(stats_out_ptr + cells, chunk_mean, mask=row_ok)
-        tl.store(stats_out_ptr + cells + 1, tl.sum(deviation * deviation, axis=1), mask=row_ok)
+    tl.store(out_ptr + rows[:, None] * stride_out + cols[None, :], acc.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 def norm_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm=None, activation: int = 0,
-                residual: torch.Tensor | None = None, stats=None, with_stats: bool = False):
+                residual: torch.Tensor | None = None) -> torch.Tensor:
     """act(layer_norm(x) @ weight + bias) + residual for x (M, K) rows and weight (K, N) (JukeboxConv1D's
-    layout); norm = (gamma, beta, eps) or None, activation NO_ACTIVATION or QUICK_GELU.
-    stats: x's row statistics as the product that wrote x returned them (`with_stats`), for the layer norm to
-    merge instead of reading x twice; with_stats: return (out, out's statistics) instead of out."""
+    layout); norm = (gamma, beta, eps) or None, activation NO_ACTIVATION or QUICK_GELU."""
     m, k = x.shape
     n = weight.shape[1]
     out = torch.empty(m, n, dtype=weight.dtype, device=x.device)
@@ -169,19 +148,14 @@ def norm_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm=
     res = residual if residual is not None else out
     blocks = MATMUL_BLOCKS
     grid = (triton.cdiv(n, blocks["block_n"]), triton.cdiv(m, blocks["block_m"]))
-    stats_out = torch.empty(grid[0], m, 2, dtype=torch.float32, device=x.device) if with_stats else None
-    stats_in, chunk = stats if stats is not None and norm is not None else (None, 1)
-    n_chunks = triton.cdiv(k, chunk)
     pdl = bool(blocks.get("pdl", False)) and x.is_cuda  # a CUDA launch attribute (the interpreter has none)
     _norm_matmul_kernel[grid](
-        x, gamma, beta, weight, bias, res, out, stats_in if stats_in is not None else out,
-        stats_out if stats_out is not None else out, m, n, k, x.stride(0), res.stride(0), out.stride(0), eps,
-        n_chunks, NORM=norm is not None, ACTIVATION=activation, RESIDUAL=residual is not None,
+        x, gamma, beta, weight, bias, res, out, m, n, k, x.stride(0), res.stride(0), out.stride(0), eps,
+        NORM=norm is not None, ACTIVATION=activation, RESIDUAL=residual is not None,
         IEEE=weight.dtype == torch.float32, BLOCK_M=blocks["block_m"], BLOCK_N=blocks["block_n"],
-        BLOCK_K=blocks["block_k"], NORM_BLOCK=blocks.get("norm_block", 0), STATS_IN=stats_in is not None,
-        STAT_CHUNK=chunk, BLOCK_C=triton.next_power_of_2(n_chunks), STATS_OUT=with_stats, PDL=pdl,
-        num_warps=blocks["num_warps"], num_stages=blocks["num_stages"], **({"launch_pdl": True} if pdl else {}))
-    return (out, (stats_out, blocks["block_n"])) if with_stats else out
+        BLOCK_K=blocks["block_k"], NORM_BLOCK=blocks.get("norm_block", 0), PDL=pdl, num_warps=blocks["num_warps"],
+        num_stages=blocks["num_stages"], **({"launch_pdl": True} if pdl else {}))
+    return out
 
 
 @triton.jit

@@ -57,12 +57,11 @@ def _teacher_forced_error(prior, level: int, spans, labels_lyrics: int, batch: i
 
 
 @pytest.mark.slow  # seconds under the interpreter
-@pytest.mark.parametrize("key_splits, norm_block, producer_stats", [(1, 0, False), (3, 8, False), (1, 0, True)])
+@pytest.mark.parametrize("key_splits, norm_block", [(1, 0), (3, 8)])  # a 16-wide model: two chunks
 def test_fused_step_equals_transformers_in_block_transpose_and_previous_block_layers(monkeypatch, key_splits,
-                                                                                       norm_block, producer_stats):
+                                                                                       norm_block):
     monkeypatch.setitem(kernels.ATTEND_BLOCKS, "key_splits", key_splits)
-    monkeypatch.setitem(kernels.MATMUL_BLOCKS, "norm_block", norm_block)  # a 16-wide model: two chunks
-    monkeypatch.setitem(kernels.MATMUL_BLOCKS, "producer_stats", producer_stats)
+    monkeypatch.setitem(kernels.MATMUL_BLOCKS, "norm_block", norm_block)
     prior = build_tiny(_config()).priors[1]  # 32 positions in blocks of 8: block, transpose, previous block
     # the first positions (no previous block yet, rings filling) and the last ones across a block boundary
     assert _teacher_forced_error(prior, 1, [(0, 2), (22, 26)], 0) < 1e-4
@@ -167,20 +166,3 @@ def test_fused_attention_writes_this_positions_key_and_reads_the_ones_before(mon
     expected = torch.nn.functional.scaled_dot_product_attention(rows[:, 0].unsqueeze(2), keys, values)
     assert torch.allclose(context, expected.reshape(batch, width), atol=1e-5)
 
-
-def test_a_layer_norm_from_its_producers_column_statistics_equals_torch(monkeypatch):
-    monkeypatch.setitem(kernels.MATMUL_BLOCKS, "block_k", 32)
-    generator = torch.Generator().manual_seed(3)
-    m, k, n = 3, 70, 40  # the producer writes 40 columns in blocks of 16 (the last one partial): three statistics
-    x = torch.randn(m, k, generator=generator)
-    weight, bias = torch.randn(k, n, generator=generator), torch.randn(n, generator=generator) + 5
-    residual = torch.randn(m, n, generator=generator) * 4
-    hidden, stats = kernels.norm_matmul(x, weight, bias, residual=residual, with_stats=True)
-    assert stats[0].shape == (3, m, 2) and stats[1] == 16
-    assert torch.allclose(stats[0][2, :, 0], hidden[:, 32:].mean(dim=1), atol=1e-4)
-    layer_norm = (torch.randn(n, generator=generator), torch.randn(n, generator=generator), 1e-5)
-    weight2, bias2 = torch.randn(n, 24, generator=generator), torch.randn(24, generator=generator)
-    merged = kernels.norm_matmul(hidden, weight2, bias2, norm=layer_norm, stats=stats)
-    expected = torch.layer_norm(hidden, (n,), *layer_norm) @ weight2 + bias2
-    assert torch.allclose(merged, expected, rtol=1e-4, atol=1e-3)
-    assert torch.allclose(merged, kernels.norm_matmul(hidden, weight2, bias2, norm=layer_norm), atol=1e-4)

@@ -3,7 +3,7 @@
 The interpreter tests (test_fused_kernels.py) prove the kernels' arithmetic, but the interpreter accepts code
 that Triton's compiler refuses (a loop-carried variable that changes shape, say), and such an error would
 otherwise surface only on a GPU. Triton compiles to PTX and cubin without one, so every variant the step
-launches (each layer-norm, activation, residual and statistics combination of the product; each attention
+launches (each layer-norm, activation and residual combination of the product; each attention
 pattern, with and without key splits; with and without programmatic dependent launch) is compiled here, in a
 child process: this one runs the kernels under the interpreter, which cannot compile them.
 """
@@ -22,10 +22,8 @@ import pytest
 # test_fused_kernels.py asks for the interpreter
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 
-# (NORM, ACTIVATION, RESIDUAL, STATS_IN, STATS_OUT): the four products of a layer, with and without the row
-# statistics handed from producer to layer norm
-PRODUCTS = [(True, 0, False, False, False), (False, 0, True, False, False), (True, 1, False, False, False),
-            (True, 0, False, True, False), (False, 0, True, False, True), (True, 1, False, True, False)]
+# (NORM, ACTIVATION, RESIDUAL): the four products of a layer (query/key/value, output, MLP in, MLP out)
+PRODUCTS = [(True, 0, False), (False, 0, True), (True, 1, False), (False, 0, True)]
 
 
 def compile_all() -> list[str]:
@@ -53,12 +51,10 @@ def compile_all() -> list[str]:
             failures.append(f"{kernel.__name__} {constants}: griddepcontrol.wait {'missing' if pdl else 'present'}")
 
     blocks = kernels.MATMUL_BLOCKS
-    for (norm, activation, residual, stats_in, stats_out), (pdl, norm_block) in itertools.product(
-            PRODUCTS, [(False, 0), (True, 512)]):
-        build(kernels._norm_matmul_kernel, {"eps": "fp32", "stats_in_ptr": "*fp32", "stats_out_ptr": "*fp32"},
+    for (norm, activation, residual), (pdl, norm_block) in itertools.product(set(PRODUCTS), [(False, 0), (True, 512)]):
+        build(kernels._norm_matmul_kernel, {"eps": "fp32"},
               dict(NORM=norm, ACTIVATION=activation, RESIDUAL=residual, IEEE=False, BLOCK_M=blocks["block_m"],
-                   BLOCK_N=blocks["block_n"], BLOCK_K=blocks["block_k"], NORM_BLOCK=norm_block, STATS_IN=stats_in,
-                   STAT_CHUNK=blocks["block_n"], BLOCK_C=128, STATS_OUT=stats_out, PDL=pdl), pdl)
+                   BLOCK_N=blocks["block_n"], BLOCK_K=blocks["block_k"], NORM_BLOCK=norm_block, PDL=pdl), pdl)
     splits = kernels.ATTEND_BLOCKS["key_splits"]
     for pattern, (splits, pdl) in itertools.product(range(6), [(1, False), (splits, True)]):
         build(kernels._attend_kernel, {"scale": "fp32", "ml_ptr": "*fp32", "part_ptr": "*fp32",
