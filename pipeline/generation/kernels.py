@@ -30,14 +30,24 @@ this module), which is how the equivalence tests prove them against transformers
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
 try:  # programmatic dependent launch (Hopper): a kernel starts while the one before it finishes
     from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
-except ImportError:  # an older Triton: the `pdl` settings must stay off
+except ImportError:  # an older Triton: launched as ordinary kernels whatever the `pdl` settings say
     gdc_launch_dependents = gdc_wait = None
+
+
+@functools.cache
+def _dependent_launch(device: torch.device) -> bool:
+    """Whether kernels on `device` can launch as programmatic dependents: CUDA on Hopper or later (sm_90+; the
+    griddepcontrol instructions), with a Triton that has them."""
+    return device.type == "cuda" and gdc_wait is not None and torch.cuda.get_device_capability(device)[0] >= 9
+
 
 # attention patterns, as kernel constants
 DENSE, BLOCK, TRANSPOSE, PREVIOUS, PRIME, CROSS = range(6)
@@ -148,7 +158,7 @@ def norm_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, norm=
     res = residual if residual is not None else out
     blocks = MATMUL_BLOCKS
     grid = (triton.cdiv(n, blocks["block_n"]), triton.cdiv(m, blocks["block_m"]))
-    pdl = bool(blocks.get("pdl", False)) and x.is_cuda  # a CUDA launch attribute (the interpreter has none)
+    pdl = bool(blocks.get("pdl", False)) and _dependent_launch(x.device)  # (the interpreter's CPU tensors: no)
     _norm_matmul_kernel[grid](
         x, gamma, beta, weight, bias, res, out, m, n, k, x.stride(0), res.stride(0), out.stride(0), eps,
         NORM=norm is not None, ACTIVATION=activation, RESIDUAL=residual is not None,
@@ -274,7 +284,7 @@ def attend(pattern: int, q: torch.Tensor, new: torch.Tensor | None, joint: torch
     out = torch.empty(batch, heads * head_dim, dtype=q.dtype, device=q.device)
     new_rows = new if new is not None else q
     splits = int(ATTEND_BLOCKS.get("key_splits", 1))
-    pdl = bool(ATTEND_BLOCKS.get("pdl", False)) and q.is_cuda
+    pdl = bool(ATTEND_BLOCKS.get("pdl", False)) and _dependent_launch(q.device)
     block_d = triton.next_power_of_2(head_dim)
     if splits > 1:
         ml = torch.empty(batch * heads * splits * 2, dtype=torch.float32, device=q.device)
