@@ -173,3 +173,16 @@ def encode_prime(model, audio) -> list:
     with torch.no_grad():
         fine_first = model.vqvae.encode(audio.unsqueeze(-1).float(), start_level=0, end_level=len(model.priors))
     return fine_first[::-1]
+
+
+def rendition(model, audio: np.ndarray) -> np.ndarray:
+    """What the model outputs for audio it reproduces exactly: mono 44.1 kHz `audio` encoded by its VQ-VAE at every
+    level and decoded from the finest, as a clip sampled at every level is (same length as `audio`)."""
+    import torch
+
+    hop = int(max(model.vqvae.hop_lengths))
+    padded = np.zeros(-(-max(len(audio), 1) // hop) * hop, np.float32)
+    padded[: len(audio)] = audio
+    device = next(model.vqvae.parameters()).device
+    codes = encode_prime(model, torch.from_numpy(padded)[None].to(device))
+    return decode(model, codes)[0][: len(audio)]

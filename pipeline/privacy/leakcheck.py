@@ -224,7 +224,8 @@ class CopyChecker:
 
 def copy_checker(ctx: RunContext) -> CopyChecker | None:
     """The run's copy check, or None when its model did not learn from the corpus (nothing it could copy). The
-    baseline (training windows, held-out distances) is cached per split in the private reference cache."""
+    baseline (training windows and the model's renditions of them, held-out distances) is cached per split and
+    model in the private reference cache."""
     from pipeline.training.corpus import list_corpus, read_audio
     from pipeline.training.stage import model_folder
     from pipeline.workspace import read_json
@@ -232,10 +233,11 @@ def copy_checker(ctx: RunContext) -> CopyChecker | None:
     pinned = read_json(ctx.root / "plan.json").get("model")
     if pinned is None or ctx.loaded.corpus is None:
         return None
-    split = read_json(model_folder(ctx.loaded.models_root, ctx.dataset, pinned["version"]) / "corpus.json")
+    folder = model_folder(ctx.loaded.models_root, ctx.dataset, pinned["version"])
+    split = read_json(folder / "corpus.json")
     ratio = ctx.config.privacy.copy_ratio
     cache = ctx.reference_cache / "copycheck" / (
-        baseline_key(split["train_sha256"], split["holdout_sha256"], ratio) + ".npz")
+        baseline_key(split["train_sha256"], split["holdout_sha256"], ratio, pinned["weights_sha256"]) + ".npz")
     if cache.is_file():
         return CopyChecker(CopyBaseline.load(cache))
     by_sha = {f.sha256: f.path for f in list_corpus(ctx.loaded.corpus)}
@@ -244,9 +246,17 @@ def copy_checker(ctx: RunContext) -> CopyChecker | None:
         raise LeakCheckFailed(f"copy check: {len(missing)} recording(s) model {pinned['version']} was trained or "
                               "held out on are no longer in source.corpus; the check needs them to know what a copy "
                               "is, so nothing is published. Restore them or train a new model.")
+    from pipeline.generation.presets import load_from_folder
+    from pipeline.generation.sampler import rendition
+
+    model = load_from_folder(ctx.config.generation.preset, folder)
+    if model.weights_sha256 != pinned["weights_sha256"]:
+        raise LeakCheckFailed(f"copy check: {folder} changed since the plan pinned it; models are immutable, so "
+                              "nothing is published")
     try:
         baseline = build_baseline([read_audio(by_sha[sha]) for sha in split["train_sha256"]],
-                                  [read_audio(by_sha[sha]) for sha in split["holdout_sha256"]], ratio)
+                                  [read_audio(by_sha[sha]) for sha in split["holdout_sha256"]], ratio,
+                                  render=lambda audio: rendition(model.model, audio))
     except ValueError as exc:
         raise LeakCheckFailed(f"copy check: {exc}; nothing is published") from exc
     baseline.save(cache)

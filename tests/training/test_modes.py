@@ -154,3 +154,45 @@ def test_on_copy_regenerate_samples_a_copied_clip_again(corpus_runs, reference_d
     assert rows[copied]["sampling_seed"] != first[1]["sampling_seed"] and rows[copied]["regenerations"] == 1
     report = json.loads((release / "privacy_report.json").read_text())
     assert report["counts"]["regenerated"] == 1 and report["copy_check"]["rejected_first_pass"] == 1
+
+
+def test_the_copy_check_knows_the_models_renditions_of_its_training_recordings(corpus_runs, reference_dir,
+                                                                                reference_cache):
+    """A model that memorised a recording outputs its own VQ-VAE's rendition of it, which can sit far from the
+    recording itself; the copy gate compares clips with those renditions too. The pinned model's rendition of a
+    training recording (what perfect memorisation would sample) is a copy; held-out recordings and their
+    renditions are not; a baseline of the raw recordings alone (the check before renditions) misses the copy."""
+    from pipeline.generation.presets import load_from_folder
+    from pipeline.generation.sampler import rendition
+    from pipeline.privacy.copycheck import build_baseline, clip_dcr
+    from pipeline.privacy.leakcheck import copy_checker
+    from pipeline.prompts.stage import plan
+    from pipeline.runner import make_context
+    from pipeline.testing import write_config
+    from pipeline.training.corpus import list_corpus, read_audio
+    from pipeline.training.stage import model_folder
+    from pipeline.workspace import read_json
+    from tests.conftest import corpus_build_overrides
+
+    _, _, folder = corpus_runs
+    config = write_config(folder, reference_dir, corpus=True, name="renditions.yaml",
+                          **corpus_build_overrides(reference_cache))
+    ctx = make_context(config, "2026-02-04")
+    plan(ctx)
+    pinned = read_json(ctx.root / "plan.json")["model"]
+    model_dir = model_folder(ctx.loaded.models_root, ctx.dataset, pinned["version"])
+    split = read_json(model_dir / "corpus.json")
+    by_sha = {f.sha256: f.path for f in list_corpus(reference_dir)}
+    train = [read_audio(by_sha[sha]) for sha in split["train_sha256"]]
+    held_out = [read_audio(by_sha[sha]) for sha in split["holdout_sha256"]]
+    model = load_from_folder("tiny", model_dir).model
+    checker = copy_checker(ctx)
+    row = lambda: {"verdict": "pass", "copy_dcr": None, "error": None}  # noqa: E731
+    memorised = rendition(model, train[0])
+    judged = checker.check_audio(row(), memorised, 44_100)
+    assert judged["verdict"] == "copy" and judged["copy_dcr"] < 1e-6
+    for audio in held_out:
+        for version in (audio, rendition(model, audio)):
+            assert checker.check_audio(row(), version, 44_100)["verdict"] == "pass"
+    raw_only = build_baseline(train, held_out, ctx.config.privacy.copy_ratio)
+    assert clip_dcr(raw_only, memorised) >= raw_only.threshold
