@@ -27,8 +27,11 @@ def shard_bounds(n_clips: int, n_shards: int) -> list[tuple[int, int]]:
 
 
 def protected_names(ctx: RunContext) -> list[str]:
-    """The config's protected people plus every reference speaker id (folder names)."""
-    speakers = sorted(p.name for p in ctx.loaded.reference_dir.iterdir() if p.is_dir())
+    """The config's protected people plus every reference speaker id (a folder's speaker folders, or a CSV
+    manifest's speaker_id column)."""
+    from pipeline.training.corpus import list_corpus
+
+    speakers = sorted({f.speaker for f in list_corpus(ctx.loaded.reference_dir)})
     return list(dict.fromkeys([*ctx.config.prompts.protected_names, *speakers]))
 
 

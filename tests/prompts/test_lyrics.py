@@ -54,6 +54,17 @@ def test_reference_speakers_are_protected_artists(small_config, reference_dir, t
         plan(ctx)
 
 
+def test_a_reference_manifests_speakers_are_protected_artists(small_config, reference_dir, tmp_path):
+    """A reference set given as a CSV manifest (speaker_id,path) protects its speaker ids as a folder's do (plan
+    listed folder names and failed on a manifest)."""
+    wav = next((reference_dir / "spk_awb").glob("*.wav"))
+    manifest = tmp_path / "refs.csv"
+    manifest.write_text(f"speaker_id,path\ncinder_kid,{wav}\n")
+    ctx = make_context(small_config(**{"privacy.reference_dir": str(manifest)}), "2026-01-01")
+    with pytest.raises(BadInput, match="'cinder_kid' names a protected person"):
+        plan(ctx)
+
+
 def test_non_ascii_policies():
     report = LyricsReport()
     assert fit_to_vocabulary("café naïve", VOCAB, "transliterate", "x", report) == "cafe naive"
