@@ -18,7 +18,7 @@ CONSUMER_VENV := .venv-consumer
 # A consumer's own environment: current `datasets` needs huggingface-hub>=1, which transformers 4.57.6 refuses.
 export SYNTHAUDIO_CONSUMER_PYTHON := $(CURDIR)/$(CONSUMER_VENV)/bin/python
 
-.PHONY: help install install-celery consumer-env deps voices airflow-init run run-cli test test-fast test-celery \
+.PHONY: help install install-celery consumer-env deps voices airflow-init run run-cli test test-fast test-memorisation test-celery \
   celery-up celery-down celery-down-if-running airflow bench lock schemas clean
 
 help:  ## list targets
@@ -104,6 +104,9 @@ celery-down:  ## stop exactly what celery-up started
 
 celery-down-if-running:
 	@[ ! -x $(BIN)/python ] || [ ! -d var/celery/pids ] || $(BIN)/python -m pipeline.deploy stop
+
+test-memorisation: deps $(VENV)/.installed  ## a model trained to memorise its corpus has its copies rejected (2 min)
+	$(BIN)/python -m pytest -q -m memorisation tests/training/test_memorisation.py
 
 test-celery: deps $(VENV)/.installed-celery  ## integration: the DAG through the scheduler and Celery workers
 	$(BIN)/python -m pytest -q -m celery tests/dags/test_celery_deployment.py
