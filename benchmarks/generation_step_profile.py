@@ -100,11 +100,13 @@ def sweep(fast, args) -> None:
             joint.normal_(generator=generator)
         inputs[batch] = (x, torch.tensor([fast.n_ctx // 2 + 3], device=device), caches)
 
-    def measure(settings) -> dict | None:
-        kernels.MATMUL_BLOCKS.clear()
-        kernels.MATMUL_BLOCKS.update(settings["matmul"])
-        kernels.ATTEND_BLOCKS.clear()
-        kernels.ATTEND_BLOCKS.update(settings["attend"])
+    def apply(matmul: dict, attend: dict) -> None:
+        for blocks, values in ((kernels.MATMUL_BLOCKS, matmul), (kernels.ATTEND_BLOCKS, attend)):
+            blocks.clear()
+            blocks.update(values)
+
+    def measure(settings) -> dict:
+        apply(settings["matmul"], settings["attend"])
         times = {}
         for batch, (x, position, caches) in inputs.items():
             try:
@@ -132,7 +134,7 @@ def sweep(fast, args) -> None:
             settings = {kind: {**best[kind], **candidate.get(kind, {})} for kind in ("matmul", "attend")}
             times = measure(settings)
             print(json.dumps({"settings": settings, "batches": times}), flush=True)
-            if times is None or "error" in times:
+            if "error" in times:
                 continue
             good = all(t["replays_equal"] and t["max_diff_to_defaults"] <= AGREEMENT for t in times.values())
             total = sum(t["step_ms"] for t in times.values())
@@ -140,10 +142,7 @@ def sweep(fast, args) -> None:
                 stage_best, stage_time = settings, total
         if stage_best is not None:
             best = stage_best
-    kernels.MATMUL_BLOCKS.clear()
-    kernels.MATMUL_BLOCKS.update(defaults[0])
-    kernels.ATTEND_BLOCKS.clear()
-    kernels.ATTEND_BLOCKS.update(defaults[1])
+    apply(*defaults)
     print(json.dumps({"best": best, "sweep_s": round(time.perf_counter() - started, 1)}), flush=True)
     if args.best_out:
         with open(args.best_out, "w") as handle:
