@@ -131,26 +131,30 @@ def resolve_batch_size(max_batch_size: int | str, generator: "Generator") -> int
     return int(max_batch_size)
 
 
+def load_pinned_model(ctx: RunContext, pinned: dict):
+    """The trained model the run's plan pinned (`plan.json`'s "model"), on the CPU, checked against the weights
+    hash the plan recorded; BadInput when its folder is gone or changed."""
+    from pipeline.generation.presets import load_from_folder
+    from pipeline.training.stage import model_folder
+
+    folder = model_folder(ctx.loaded.models_root, ctx.config.dataset, pinned["version"])
+    if not folder.is_dir():
+        raise BadInput(f"generation.model: this run's plan pinned model {pinned['version']}, and {folder} is gone; "
+                       "a run reproduces its plan's model, so restore it or build a new version")
+    loaded = load_from_folder(ctx.config.generation.preset, folder)
+    if loaded.weights_sha256 != pinned["weights_sha256"]:
+        raise BadInput(f"generation.model: {folder} changed since the plan pinned it (weights sha256 "
+                       f"{loaded.weights_sha256[:12]}, plan {pinned['weights_sha256'][:12]}); models are immutable")
+    return loaded
+
+
 def _load_model(ctx: RunContext) -> Generator:
     """The config's preset loaded, on its device and dtype."""
     import torch
 
     gen = ctx.config.generation
     pinned = read_json(ctx.root / "plan.json").get("model")
-    if pinned is None:
-        loaded = load_preset(gen.preset, ctx.loaded.weights_dir)
-    else:  # the trained model the plan pinned, checked against the hash the plan recorded
-        from pipeline.generation.presets import load_from_folder
-        from pipeline.training.stage import model_folder
-
-        folder = model_folder(ctx.loaded.models_root, ctx.config.dataset, pinned["version"])
-        if not folder.is_dir():
-            raise BadInput(f"generation.model: this run's plan pinned model {pinned['version']}, and {folder} is gone; "
-                           "a run reproduces its plan's model, so restore it or build a new version")
-        loaded = load_from_folder(gen.preset, folder)
-        if loaded.weights_sha256 != pinned["weights_sha256"]:
-            raise BadInput(f"generation.model: {folder} changed since the plan pinned it (weights sha256 "
-                           f"{loaded.weights_sha256[:12]}, plan {pinned['weights_sha256'][:12]}); models are immutable")
+    loaded = load_preset(gen.preset, ctx.loaded.weights_dir) if pinned is None else load_pinned_model(ctx, pinned)
     device = _device(gen.device)
     model = loaded.model.to(device)
     if device == "cuda" and gen.dtype != "float32":

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from pipeline.errors import LeakCheckFailed
+from pipeline.errors import BadInput, LeakCheckFailed
 from pipeline.parallel import ordered_map
 from pipeline.privacy.calibration import Calibration, calibrate_index, recall_shortfall
 from pipeline.privacy.copycheck import RATE as COPY_RATE, CopyBaseline, baseline_key, build_baseline, clip_dcr
@@ -246,13 +246,13 @@ def copy_checker(ctx: RunContext) -> CopyChecker | None:
         raise LeakCheckFailed(f"copy check: {len(missing)} recording(s) model {pinned['version']} was trained or "
                               "held out on are no longer in source.corpus; the check needs them to know what a copy "
                               "is, so nothing is published. Restore them or train a new model.")
-    from pipeline.generation.presets import load_from_folder
     from pipeline.generation.sampler import rendition
+    from pipeline.generation.stage import load_pinned_model
 
-    model = load_from_folder(ctx.config.generation.preset, folder)
-    if model.weights_sha256 != pinned["weights_sha256"]:
-        raise LeakCheckFailed(f"copy check: {folder} changed since the plan pinned it; models are immutable, so "
-                              "nothing is published")
+    try:
+        model = load_pinned_model(ctx, pinned)
+    except BadInput as exc:
+        raise LeakCheckFailed(f"copy check: {exc}; nothing is published") from exc
     try:
         baseline = build_baseline([read_audio(by_sha[sha]) for sha in split["train_sha256"]],
                                   [read_audio(by_sha[sha]) for sha in split["holdout_sha256"]], ratio,
