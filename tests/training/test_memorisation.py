@@ -1,9 +1,9 @@
 """A model trained to memorisation on purpose: its clips are copies, and the gates keep them out of a release.
 
 Nothing is injected: the tiny preset learns four recordings of one voice (each shorter than the priors' window, so
-every step shows the priors one of four whole sequences) until every prior predicts its next token with under 0.1
+every step shows the priors one of four whole sequences) until every prior predicts its next token with under 0.2
 bits, then the build samples from it as any build does, with prompts as the corpus is labelled. Its clips come
-back close to its VQ-VAE's renditions of what it learned (0.43-0.74 of the closest held-out recording's distance,
+back close to its VQ-VAE's renditions of what it learned (0.37-0.74 of the closest held-out recording's distance,
 measured), so the copy check (which knows those renditions) rejects them, the build fails closed on the reject rate,
 and no copy reaches a release. Regeneration cannot help such a model (every seed copies): it is not tried here.
 """
@@ -51,7 +51,9 @@ def test_a_model_trained_to_memorise_its_corpus_has_its_copies_rejected(tmp_path
     model = train(ctx.loaded, quiet=True)
     curves = json.loads((model.path / "model.json").read_text())["loss_curves"]
     final_bits = [curves[f"prior{level}"][-1]["bits_per_token"] for level in range(3)]
-    assert max(final_bits) < 0.1, final_bits  # memorised: every prior predicts what it learned almost surely
+    # memorised: every prior predicts what it learned almost surely (the bottom prior ends at 0.03 bits on one machine,
+    # 0.105 on another: CPU kernels differ, and with them the VQ-VAE's codes)
+    assert max(final_bits) < 0.2, final_bits
     plan(ctx)
     generate(ctx, 0)
     features(ctx, 0)
