@@ -255,7 +255,7 @@ class PrivacyConfig(_Strict):
                                      "training recording (or the model's rendition of one) than this share of the "
                                      "closest held-out recording's distance is a copy of the corpus (distance to "
                                      "closest record in a log-mel spectrogram). A model trained to memorisation "
-                                     "sampled at 0.43-0.74 of that distance; new audio sits above 1.")
+                                     "sampled at 0.37-0.74 of that distance; new audio sits above 1.")
     on_copy: Literal["drop", "regenerate"] = Field(
         "drop", description="A clip the copy check rejects: drop it, or generate it again with a new seed (up to "
                             "max_regenerations times).")

@@ -5,7 +5,10 @@ voice is recognisable. The check measures each clip's distance to the closest re
 synthetic-data tools report it) among the training recordings, in a log-mel spectrogram (64 bands, 11.6 ms frames:
 the representation the features stage's MFCCs start from). Each WINDOW_S window is taken relative to its own
 loudest band (in dB, clipped DYNAMIC_DB below it), so a copy played louder or softer, or spliced into other audio,
-is still a copy; the distance is the RMS difference in dB over the window. A clip's DCR is its closest window's
+is still a copy, then smoothed over about a frame and a band (`BLUR`), so a copy moved a little in pitch or time
+still meets its source (on the test voices, phase-vocoder copies a quarter tone up: 8 of 8 caught, 2 of 8 before
+the smoothing; a whole semitone or a phase-vocoder stretch of 5% are not reliably caught); the distance is the RMS
+difference in dB over the window. A clip's DCR is its closest window's
 distance to any training window (every training window, one frame apart, so a copied stretch meets one within
 half a frame wherever it starts); silent windows are skipped (silence is close to every silence). A magnitude
 spectrogram finds copies without sample alignment (the cross-correlation of `copies.py` only finds sample-aligned
@@ -43,9 +46,10 @@ HOP_S = 0.125  # clip windows; training windows are one frame apart
 FRAME_SAMPLES = 512  # spectrogram hop: 11.6 ms at 44.1 kHz
 N_MELS = 64
 DYNAMIC_DB = 40.0  # a window's bands are compared down to this far under its loudest
+BLUR = (1.0, 1.0)  # Gaussian sigma over (frames, bands) of each window: a copy moved a little in pitch or time still meets it
 QUIET_DBFS = -50.0  # windows of quieter audio are skipped
 RATE = 44_100
-VERSION = 2  # of the representation and records (a cached baseline of another version is rebuilt)
+VERSION = 3  # of the representation and records (a cached baseline of another version is rebuilt)
 
 
 def log_mel(audio: np.ndarray) -> np.ndarray:
@@ -62,8 +66,10 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
 
 def windows(audio: np.ndarray, dense: bool = False) -> np.ndarray:
     """(windows, width * N_MELS): WINDOW_S windows of the clip's log-mel spectrogram, each relative to its loudest
-    band and clipped DYNAMIC_DB under it, every HOP_S (every frame when `dense`: the training side); windows of
-    audio quieter than QUIET_DBFS are left out, and a clip shorter than one window gives none."""
+    band and clipped DYNAMIC_DB under it, then smoothed (`BLUR`), every HOP_S (every frame when `dense`: the training
+    side); windows of audio quieter than QUIET_DBFS are left out, and a clip shorter than one window gives none."""
+    from scipy.ndimage import gaussian_filter
+
     mel = log_mel(audio)
     width = round(WINDOW_S * RATE / FRAME_SAMPLES)
     hop = 1 if dense else round(HOP_S * RATE / FRAME_SAMPLES)
@@ -72,7 +78,8 @@ def windows(audio: np.ndarray, dense: bool = False) -> np.ndarray:
         stretch = audio[start * FRAME_SAMPLES: (start + width) * FRAME_SAMPLES].astype(np.float64)
         if 10 * np.log10(np.mean(stretch ** 2) + 1e-20) > QUIET_DBFS:
             window = mel[start: start + width]
-            picked.append(np.maximum(window - window.max(), -DYNAMIC_DB).reshape(-1))
+            relative = np.maximum(window - window.max(), -DYNAMIC_DB)
+            picked.append(gaussian_filter(relative, BLUR, mode="nearest").reshape(-1))
     return np.stack(picked).astype(np.float32) if picked else np.zeros((0, width * N_MELS), np.float32)
 
 
@@ -140,7 +147,7 @@ def clip_dcr(baseline: CopyBaseline, audio: np.ndarray) -> float | None:
 def baseline_key(train: list[str], holdout: list[str], ratio: float, model_sha256: str = "") -> str:
     """Cache name of a baseline: the recordings (sha256), the representation and the model that renders them."""
     digest = hashlib.sha256(
-        f"v{VERSION}|{WINDOW_S}|{HOP_S}|{FRAME_SAMPLES}|{N_MELS}|{DYNAMIC_DB}|{QUIET_DBFS}|{ratio}|{model_sha256}"
+        f"v{VERSION}|{WINDOW_S}|{HOP_S}|{FRAME_SAMPLES}|{N_MELS}|{DYNAMIC_DB}|{BLUR}|{QUIET_DBFS}|{ratio}|{model_sha256}"
         .encode())
     for sha in sorted(train) + ["|"] + sorted(holdout):
         digest.update(sha.encode())

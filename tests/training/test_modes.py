@@ -190,7 +190,7 @@ def test_the_copy_check_knows_the_models_renditions_of_its_training_recordings(c
     row = lambda: {"verdict": "pass", "copy_dcr": None, "error": None}  # noqa: E731
     memorised = rendition(model, train[0])
     judged = checker.check_audio(row(), memorised, 44_100)
-    assert judged["verdict"] == "copy" and judged["copy_dcr"] < 1e-6
+    assert judged["verdict"] == "copy" and judged["copy_dcr"] < 1e-3  # dB: float rounding of the same audio
     for audio in held_out:
         for version in (audio, rendition(model, audio)):
             assert checker.check_audio(row(), version, 44_100)["verdict"] == "pass"
