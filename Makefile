@@ -94,7 +94,7 @@ test: deps $(VENV)/.installed $(CONSUMER_VENV)/.installed  ## the whole test sui
 	$(BIN)/python -m pytest -q
 
 test-fast: $(VENV)/.installed  ## unit tests only (no end-to-end runs)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not celery and not memorisation"   # -m replaces addopts' own -m
 
 celery-up: voices $(VENV)/.installed-celery  ## CeleryExecutor deployment (Postgres + Redis) on http://127.0.0.1:8080
 	$(BIN)/python -m pipeline.deploy start
