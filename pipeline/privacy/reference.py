@@ -334,9 +334,12 @@ def reference_files_fingerprint(reference_dir: Path, cohort_dir: Path | None = N
 
 
 def conditions_key(encoder: SpeakerEncoder) -> str:
+    """Cache key of a file's condition windows: the encoder version, the conditions and the window layout (the
+    windows are what is cached, so a new window length or hop must not meet windows cut the old way)."""
+    from pipeline.privacy import encoder as encoders
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 
-    names = ",".join(CALIBRATION_CONDITIONS) + "|one-batch-per-file"
+    names = ",".join(CALIBRATION_CONDITIONS) + f"|one-batch-per-file|windows {encoders.WINDOW_S}/{encoders.WINDOW_HOP_S}"
     return f"{encoder.version}-conditions-{hashlib.sha256(names.encode()).hexdigest()[:8]}"
 
 

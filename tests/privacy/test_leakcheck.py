@@ -360,3 +360,17 @@ def test_embedding_signals_together_gives_each_ones_embedding(reference_dir, enc
         if each is not None:
             np.testing.assert_allclose(each, encoder.embed_windows(signal, 16_000), atol=2e-6)
             np.testing.assert_allclose(np.linalg.norm(each, axis=1), 1.0, rtol=1e-5)
+
+
+def test_cached_condition_windows_are_keyed_by_the_window_layout(encoder, monkeypatch):
+    """Calibration reads each file's condition windows from the cache: windows cut with another length or hop must
+    not be reused when those constants change."""
+    from pipeline.privacy import encoder as encoders
+    from pipeline.privacy.reference import conditions_key
+
+    before = conditions_key(encoder)
+    monkeypatch.setattr(encoders, "WINDOW_HOP_S", encoders.WINDOW_HOP_S / 3)
+    assert conditions_key(encoder) != before
+    monkeypatch.undo()
+    monkeypatch.setattr(encoders, "WINDOW_S", encoders.WINDOW_S * 2)
+    assert conditions_key(encoder) != before
