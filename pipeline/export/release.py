@@ -180,7 +180,8 @@ def copy_check_report(ctx: RunContext, summaries: list[dict]) -> dict:
     return {
         "applies": True, "on_copy": ctx.config.privacy.on_copy,
         "measure": "distance to the closest training recording (RMS dB difference of 0.5 s log-mel windows, each "
-                   "relative to its loudest band), relative to the closest held-out recording's",
+                   "relative to its loudest band and smoothed over about a frame and a band), relative to the "
+                   "closest held-out recording's",
         "ratio": first["ratio"], "held_out_recordings": len(first["holdout_dcr"]),
         "clips_judged": int(relative.size),
         "rejected_first_pass": sum(s["first_pass_counts"].get("copy", 0) for s in summaries),
