@@ -46,7 +46,7 @@ HOP_S = 0.125  # clip windows; training windows are one frame apart
 FRAME_SAMPLES = 512  # spectrogram hop: 11.6 ms at 44.1 kHz
 N_MELS = 64
 DYNAMIC_DB = 40.0  # a window's bands are compared down to this far under its loudest
-BLUR = (1.0, 1.0)  # Gaussian sigma over (frames, bands) of each window: a copy moved a little in pitch or time still meets it
+BLUR = (1.0, 1.0)  # Gaussian sigma over (frames, bands): a copy moved a little in pitch or time still meets it
 QUIET_DBFS = -50.0  # windows of quieter audio are skipped
 RATE = 44_100
 VERSION = 3  # of the representation and records (a cached baseline of another version is rebuilt)
@@ -147,8 +147,8 @@ def clip_dcr(baseline: CopyBaseline, audio: np.ndarray) -> float | None:
 def baseline_key(train: list[str], holdout: list[str], ratio: float, model_sha256: str = "") -> str:
     """Cache name of a baseline: the recordings (sha256), the representation and the model that renders them."""
     digest = hashlib.sha256(
-        f"v{VERSION}|{WINDOW_S}|{HOP_S}|{FRAME_SAMPLES}|{N_MELS}|{DYNAMIC_DB}|{BLUR}|{QUIET_DBFS}|{ratio}|{model_sha256}"
-        .encode())
+        f"v{VERSION}|{WINDOW_S}|{HOP_S}|{FRAME_SAMPLES}|{N_MELS}|{DYNAMIC_DB}|{BLUR}|{QUIET_DBFS}|{ratio}|"
+        f"{model_sha256}".encode())
     for sha in sorted(train) + ["|"] + sorted(holdout):
         digest.update(sha.encode())
     return digest.hexdigest()[:24]

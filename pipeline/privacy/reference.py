@@ -339,7 +339,8 @@ def conditions_key(encoder: SpeakerEncoder) -> str:
     from pipeline.privacy import encoder as encoders
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 
-    names = ",".join(CALIBRATION_CONDITIONS) + f"|one-batch-per-file|windows {encoders.WINDOW_S}/{encoders.WINDOW_HOP_S}"
+    layout = f"windows {encoders.WINDOW_S}/{encoders.WINDOW_HOP_S}"
+    names = ",".join(CALIBRATION_CONDITIONS) + f"|one-batch-per-file|{layout}"
     return f"{encoder.version}-conditions-{hashlib.sha256(names.encode()).hexdigest()[:8]}"
 
 
