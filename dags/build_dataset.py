@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task, task_group
 
+from pipeline import alert_defaults  # constants only
 from pipeline.alerts import BuildNotifier  # Airflow's SDK only
 from pipeline.stages import SHARDED  # the registry only: it imports no stage and no heavy library
 
@@ -74,9 +75,9 @@ def notifier(dataset: str, alerts: dict | None) -> BuildNotifier | None:
     """The config's `alerts:` as a notifier (None without alerts)."""
     if not alerts:
         return None
-    return BuildNotifier(dataset, alerts["email"], alerts.get("from_email", "synthaudio@localhost"),
-                         alerts.get("smtp_conn_id", "smtp_default"),
-                         alerts.get("events", ["failure", "gate", "published"]))
+    return BuildNotifier(dataset, alerts["email"], alerts.get("from_email", alert_defaults.FROM_EMAIL),
+                         alerts.get("smtp_conn_id", alert_defaults.SMTP_CONN_ID),
+                         alerts.get("events", list(alert_defaults.EVENTS)))
 
 
 def task_defaults(alerts: BuildNotifier | None) -> dict:

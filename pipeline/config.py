@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline import alert_defaults
 from pipeline.errors import ConfigError
 from pipeline.files import canonical_json
 
@@ -265,10 +266,10 @@ class AlertsConfig(_Strict):
     email: list[str] = private(
         ..., min_length=1, description="Addresses notified (private: never published) through Airflow's SMTP "
                                        "notifier when a build fails, a gate trips or a release is published.")
-    from_email: str = private("synthaudio@localhost", description="Sender address of the notifications.")
-    smtp_conn_id: str = Field("smtp_default", description="Airflow connection of the SMTP server.")
+    from_email: str = private(alert_defaults.FROM_EMAIL, description="Sender address of the notifications.")
+    smtp_conn_id: str = Field(alert_defaults.SMTP_CONN_ID, description="Airflow connection of the SMTP server.")
     events: list[Literal["failure", "gate", "published"]] = Field(
-        ["failure", "gate", "published"], description="Which events notify: a failed task (after its retries), a "
+        list(alert_defaults.EVENTS), description="Which events notify: a failed task (after its retries), a "
                                                       "tripped gate (reject rate, detector self-test, copy check, "
                                                       "private data), a published release.")
 

@@ -62,3 +62,20 @@ def test_only_the_configured_events_notify(events, sent):
         notifier.notify({"ti": TaskInstance("leakcheck"), "exception": RuntimeError("a fault")})
         notifier.notify({"ti": TaskInstance("leakcheck"), "exception": _gate_exception()})
     assert len(mails) == sent
+
+
+def test_the_dags_notifier_takes_the_config_models_defaults(monkeypatch):
+    """The DAG file reads `alerts:` from the YAML itself (parsing may not import the config model); what it leaves
+    unset must mean what the config model documents."""
+    import sys
+
+    from pipeline.config import AlertsConfig
+    from pipeline.testing import REPO_ROOT
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "dags"))
+    monkeypatch.delitem(sys.modules, "build_dataset", raising=False)
+    from build_dataset import notifier
+
+    built, documented = notifier("default", {"email": ["owner@example.org"]}), AlertsConfig(email=["owner@example.org"])
+    assert (built.from_email, built.smtp_conn_id, built.events) == (
+        documented.from_email, documented.smtp_conn_id, set(documented.events))

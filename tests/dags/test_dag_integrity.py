@@ -150,10 +150,12 @@ def test_parsing_imports_nothing_heavy_and_warns_of_no_deprecation(default_parse
     heavy = ("torch", "transformers", "librosa", "resemblyzer", "numba", "pyarrow", "soundfile", "pydantic")
     loaded = [m for m in parsed["imported"] if m.split(".")[0] in heavy]
     assert loaded == [], f"parsing the DAG files imported {loaded[:10]}"
-    # Of the pipeline, only the stage registry (the flow written once), which imports no stage, and the alerts'
-    # notifier (Airflow's SDK only); `pipeline` itself may already be loaded by Airflow's provider discovery
-    # (pipeline.airflow_provider registers our asset URI schemes, pipeline.lineage names them for OpenLineage).
+    # Of the pipeline, only the stage registry (the flow written once), which imports no stage, the alerts'
+    # notifier (Airflow's SDK only) and their defaults (constants); `pipeline` itself may already be loaded by
+    # Airflow's provider discovery (pipeline.airflow_provider registers our asset URI schemes, pipeline.lineage
+    # names them for OpenLineage).
     ours = {m for m in parsed["imported"] if m.split(".")[0] == "pipeline"}
-    assert {"pipeline.alerts", "pipeline.stages"} <= ours <= {
-        "pipeline", "pipeline.airflow_provider", "pipeline.lineage", "pipeline.alerts", "pipeline.stages"}, sorted(ours)
+    assert {"pipeline.alerts", "pipeline.alert_defaults", "pipeline.stages"} <= ours <= {
+        "pipeline", "pipeline.airflow_provider", "pipeline.lineage", "pipeline.alerts", "pipeline.alert_defaults",
+        "pipeline.stages"}, sorted(ours)
     assert parsed["deprecations"] == []
