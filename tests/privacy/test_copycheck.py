@@ -66,7 +66,8 @@ def _sox(audio: np.ndarray, tmp_path, *effect: str) -> np.ndarray:
 
     source, target = tmp_path / "source.wav", tmp_path / "moved.wav"
     sf.write(source, audio, 44_100)
-    subprocess.run(["sox", str(source), str(target), *effect], check=True, capture_output=True)
+    # -R: sox's dither is random otherwise, and the test's copies would differ from run to run
+    subprocess.run(["sox", "-R", str(source), str(target), *effect], check=True, capture_output=True)
     return sf.read(target, dtype="float32")[0]
 
 
