@@ -180,8 +180,9 @@ def copy_check_report(ctx: RunContext, summaries: list[dict]) -> dict:
     return {
         "applies": True, "on_copy": ctx.config.privacy.on_copy,
         "measure": "distance to the closest training recording (RMS dB difference of 0.5 s log-mel windows, each "
-                   "relative to its loudest band and smoothed over about a frame and a band), relative to the "
-                   "closest held-out recording's",
+                   "relative to its loudest band and smoothed over about a frame and a band; averaged over the "
+                   "clip's closest 1.5 s, or its closest window against the held-out windows' own yardstick, "
+                   "whichever is closer), relative to the closest held-out recording's",
         "ratio": first["ratio"], "held_out_recordings": len(first["holdout_dcr"]),
         "clips_judged": int(relative.size),
         "rejected_first_pass": sum(s["first_pass_counts"].get("copy", 0) for s in summaries),
