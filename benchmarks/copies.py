@@ -17,6 +17,7 @@ other tools) was frozen after the first held-out figure had shown a flaw, before
 judges that change. Audio is synthesised once under
 OUT_DIR/<part>/ and reused; every tool is seeded or deterministic (sox -R), so a figure repeats exactly.
 The render step of a model (its VQ-VAE renditions) is not part of this measure: it tests the distance alone.
+Needs `rubberband` (Debian `rubberband-cli`) for the held-out parts, besides what `make deps` installs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -121,6 +123,8 @@ def tools(part: str, scratch: Path, other_speech: np.ndarray) -> dict[str, Calla
         "3 s of it inside new speech": inside_new_speech(3),
     }
     names = load_split()[part]["tools"]
+    if any(name.startswith("rubberband") for name in names) and shutil.which("rubberband") is None:
+        raise SystemExit(f"part {part!r} needs the rubberband command line tool: apt-get install rubberband-cli")
     unknown = [n for n in names if n not in every]
     if unknown:
         raise SystemExit(f"{SPLIT_FILE}: unknown tool(s) {unknown}; known: {sorted(every)}")
