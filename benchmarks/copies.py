@@ -109,15 +109,13 @@ def tools(part: str, scratch: Path, other_speech: np.ndarray) -> dict[str, Calla
         "rubberband time x1.05": rubberband("--time", "1.05"),
         "rubberband pitch +0.5 semitone": rubberband("--pitch", "0.5"),
         "rubberband pitch -1 semitone": rubberband("--pitch", "-1"),
-        "sox speed x1.03 (tape)": lambda audio, seed: _run(["sox", "-R", "IN", "OUT", "speed", "1.03", "rate",
-                                                            "-v", str(RATE)], audio, scratch),
+        "sox speed x1.03 (tape)": sox("speed", "1.03", "rate", "-v", str(RATE)),
         "mp3 64 kbit/s": lambda audio, seed: _run(["sox", "-R", "IN", "-C", "64", "OUT"], audio, scratch, ".mp3"),
         "12 dB quieter under pink noise at 25 dB SNR": _under_noise,
         "2 s of it inside new speech": inside_new_speech(2),
         "rubberband time x0.97, formants kept": rubberband("-F", "--time", "0.97"),
         "rubberband pitch +1 semitone, formants kept": rubberband("-F", "--pitch", "1"),
-        "sox speed x0.97 (tape)": lambda audio, seed: _run(["sox", "-R", "IN", "OUT", "speed", "0.97", "rate",
-                                                            "-v", str(RATE)], audio, scratch),
+        "sox speed x0.97 (tape)": sox("speed", "0.97", "rate", "-v", str(RATE)),
         "ogg vorbis q2": lambda audio, seed: _run(["sox", "-R", "IN", "-C", "2", "OUT"], audio, scratch, ".ogg"),
         "white noise at 20 dB SNR": white_noise,
         "3 s of it inside new speech": inside_new_speech(3),
@@ -171,8 +169,8 @@ def measure(out_dir: Path, part: str, ratio: float | None) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         part_tools = tools(part, Path(scratch), other_speech=fresh[0])
         for name, tool in part_tools.items():
-            relative = [clip_dcr(baseline, tool(audio, seed)) for seed, audio in enumerate(train)]
-            caught = sum(d is not None and d < baseline.threshold for d in relative)
+            measured = [clip_dcr(baseline, tool(audio, seed)) for seed, audio in enumerate(train)]
+            caught = sum(d is not None and d < baseline.threshold for d in measured)
             rows[f"copy: {name}"] = rate_entry(caught, len(train))
             if name.endswith("inside new speech"):
                 continue  # made of a training recording: not a new recording under the tool

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,7 @@ class CopyBaseline:
     train: np.ndarray  # (windows, width * N_MELS)
     holdout_dcr: np.ndarray  # (held-out recordings with a loud window,): their stretch distances
     ratio: float
-    holdout_window_dcr: np.ndarray = field(default_factory=lambda: np.zeros(0))  # their closest single windows
+    holdout_window_dcr: np.ndarray  # (held-out recordings with a loud window,): their closest single windows
 
     @property
     def threshold(self) -> float:
@@ -135,8 +135,10 @@ class CopyBaseline:
         if found is None:
             return None
         stretch, window = found
-        scale = float(np.min(self.holdout_dcr) / np.min(self.holdout_window_dcr))
-        return min(stretch, window * scale)
+        window_yardstick = float(np.min(self.holdout_window_dcr))
+        if window_yardstick == 0:  # a held-out window met a training one exactly: this half judges nothing
+            return stretch
+        return min(stretch, window * float(np.min(self.holdout_dcr)) / window_yardstick)
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
@@ -161,7 +163,7 @@ def build_baseline(train_audio: list[np.ndarray], holdout_audio: list[np.ndarray
     if not train:
         raise ValueError(f"no training recording holds a loud window of {WINDOW_S} s: the copy check has nothing "
                          "to compare with")
-    baseline = CopyBaseline(np.concatenate(train), np.zeros(0), ratio)
+    baseline = CopyBaseline(np.concatenate(train), np.zeros(0), ratio, np.zeros(0))
     held = []
     for audio in holdout_audio:
         found = [d for d in (baseline.distances(windows(version)) for version in
