@@ -247,10 +247,17 @@ class PrivacyConfig(_Strict):
     workers: int = Field(0, ge=0, le=256, description="Processes scoring clips in parallel; 0 = one per CPU core "
                                                       "(the shard's share of them when `run` runs shards in parallel).")
     on_leak: Literal["drop", "regenerate"] = Field(
-        "drop", description="A rejected clip: drop it, or generate it again with a new seed (up to "
-                            "max_regenerations times) to keep the requested count.")
+        "drop", description="A rejected clip: drop it, or generate it again with a new seed, each time "
+                            "regenerate_temperature_step hotter (up to max_regenerations times), to keep the requested "
+                            "count.")
     max_regenerations: int = Field(3, ge=1, le=20, description="Attempts per rejected clip when on_leak or on_copy "
                                                                 "is regenerate.")
+    regenerate_temperature_step: float = Field(
+        0.2, ge=0, le=1, description="Each regeneration samples every prior level this much hotter than the last "
+                                     "(up to 2.0): a model that learned its corpus well enough to copy it strays from "
+                                     "it only when sampled hotter, so each attempt trades some closeness for privacy. "
+                                     "0: only the seed changes. The release's level_temperatures say what each clip "
+                                     "was sampled at.")
     copy_ratio: float = Field(
         0.7, gt=0, le=1, description="Copy check (runs whose model learned from source.corpus): a clip closer to a "
                                      "training recording (or the model's rendition of one) than this share of the "
@@ -260,8 +267,8 @@ class PrivacyConfig(_Strict):
                                      "moved in pitch or time sat at most at 0.64 of that distance and new "
                                      "recordings at least at 0.74.")
     on_copy: Literal["drop", "regenerate"] = Field(
-        "drop", description="A clip the copy check rejects: drop it, or generate it again with a new seed (up to "
-                            "max_regenerations times).")
+        "drop", description="A clip the copy check rejects: drop it, or generate it again with a new seed, "
+                            "each time regenerate_temperature_step hotter (up to max_regenerations times).")
 
 
 class AlertsConfig(_Strict):

@@ -87,7 +87,7 @@ def gather(ctx: RunContext) -> tuple[list[dict], dict, dict]:
             "clip_id": cid, "ai_generated": True, "split": p["split"], "caption": p["caption"], "genre": p["genre"], "artist": p["artist"],
             "lyrics": p["lyrics"], "vocals": p["vocals"], "requested_duration_s": p["duration_s"], "model_preset": g["model_preset"],
             "model_weights_sha256": g["model_weights_sha256"], "levels_sampled": g["levels_sampled"],
-            "temperature": g["temperature"], "sampling_seed": g["sampling_seed"],
+            "temperature": g["level_temperatures"][0], "sampling_seed": g["sampling_seed"],  # as sampled
             "generation_mode": g["generation_mode"], "regenerations": verdict["attempts"], "num_samples": g["num_samples"],
             "leak_check": "pass", "leak_check_no_voice": verdict["no_voice"],
             **{k: v for k, v in f.items() if k != "clip_id"},

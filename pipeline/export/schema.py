@@ -30,13 +30,14 @@ BASE_COLUMNS: dict[str, tuple[pa.DataType, str, str]] = {
     "model_preset": (pa.string(), "", "model preset that generated the clip"),
     "model_weights_sha256": (pa.string(), "", "sha256 identifying the model weights"),
     "levels_sampled": (pa.int64(), "", "Jukebox prior levels sampled (3 = top, middle and bottom)"),
-    "temperature": (pa.float64(), "", "sampling temperature"),
+    "temperature": (pa.float64(), "", "sampling temperature of the top level, as sampled: a regenerated clip's is "
+                                      "raised by privacy.regenerate_temperature_step per regeneration"),
     "sampling_seed": (pa.int64(), "", "seed of the clip's sampling batch"),
     "generation_mode": (pa.string(), "", "prompt (new audio from the prompt), continue (a continuation of a private "
                                          "corpus clip, its prime cut) or rerender (a corpus clip's top-level codes "
                                          "with the finer levels sampled anew); nothing says which clip"),
     "regenerations": (pa.int64(), "", "times the clip was sampled again after a gate rejected it (0: first sample); "
-                                      "each time a corpus-derived clip keeps less of its source"),
+                                      "each time hotter, and a corpus-derived clip keeps less of its source"),
     "num_samples": (pa.int64(), "samples", "audio length in samples"),
     "leak_check": (pa.string(), "", "speaker-similarity leak check verdict; always 'pass' in a release"),
     "leak_check_no_voice": (pa.bool_(), "flag", "true when the leak check found no voiced speech in the clip"),

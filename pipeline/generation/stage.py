@@ -168,6 +168,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+MAX_REGENERATION_TEMPERATURE = 2.0  # the hottest a regeneration raises a level to (prompts.temperature's maximum)
+
+
 def _attempt(attempt: int) -> tuple:
     return ("attempt", attempt) if attempt else ()  # attempt 0 keeps the seeds of the first generation
 
@@ -189,13 +192,22 @@ class SamplingParams:
     mode: str = "prompt"  # "prompt", "continue" or "rerender" (generation.mode)
     prime_seconds: float = 1.0  # continue: the configured prime
     resample_top_fraction: float = 0.0  # rerender: the configured share of top-level codes resampled
+    temperature_step: float = 0.0  # every level's temperature is raised this much at each regeneration
 
     @classmethod
-    def from_config(cls, generation, run_seed: int, attempt: int = 0) -> "SamplingParams":
+    def from_config(cls, generation, run_seed: int, attempt: int = 0, temperature_step: float = 0.0) -> "SamplingParams":
         temperatures = generation.upsampler_temperatures
         return cls(generation.levels, tuple(temperatures) if temperatures else None, generation.top_k,
                    generation.top_p, generation.on_oom, run_seed, attempt, generation.sampler, generation.kernels,
-                   generation.mode, generation.prime_seconds, generation.resample_top_fraction)
+                   generation.mode, generation.prime_seconds, generation.resample_top_fraction, temperature_step)
+
+    def temperatures(self, prompt_temperature: float) -> list[float]:
+        """Every level's temperature (`level_temperatures`), raised by temperature_step at each regeneration (a
+        hotter sample strays further from what the model learned), up to MAX_REGENERATION_TEMPERATURE; a level
+        configured hotter than that keeps its own."""
+        raise_by = self.temperature_step * self.attempt
+        return [max(t, min(t + raise_by, MAX_REGENERATION_TEMPERATURE))
+                for t in level_temperatures(prompt_temperature, self.upsampler_temperatures)]
 
     def prime_samples(self) -> int:
         """continue: samples of the source used as the prime, whole top-level tokens; halved at each regeneration
@@ -256,9 +268,11 @@ def level_temperatures(prompt_temperature: float, upsampler_temperatures) -> lis
 
 
 def regenerate(ctx: RunContext, prompts: pa.Table, attempt: int, out_dir: Path) -> pa.Table:
-    """Generate `prompts` again, one clip per batch, with seeds drawn for `attempt` (>= 1): a new sample of
-    the same prompt. Writes `out_dir/audio/<clip_id>.flac`; returns their GENERATION_SCHEMA rows."""
-    sampling = SamplingParams.from_config(ctx.config.generation, ctx.seed, attempt)
+    """Generate `prompts` again, one clip per batch, with seeds drawn for `attempt` (>= 1) and every level
+    `privacy.regenerate_temperature_step` x attempt hotter (`SamplingParams.temperatures`): a new sample of the
+    same prompt, further from what the model learned. Writes `out_dir/audio/<clip_id>.flac`; returns their GENERATION_SCHEMA rows."""
+    sampling = SamplingParams.from_config(ctx.config.generation, ctx.seed, attempt,
+                                          ctx.config.privacy.regenerate_temperature_step)
     sources = corpus_sources(ctx, prompts)
     rows: list[dict] = []
     with torch_threads(1):
@@ -318,7 +332,7 @@ def generate_batch(generator: Generator, batch: pa.Table, sampling: SamplingPara
     n = len(clip_ids)
     length = total_samples(batch.column("duration_s")[0].as_py())
     temperature = batch.column("temperature")[0].as_py()
-    temperatures = level_temperatures(temperature, sampling.upsampler_temperatures)
+    temperatures = sampling.temperatures(temperature)
     labels_per_clip = [
         encode_labels(loaded.tokenizer, a, g, l)
         for a, g, l in zip(batch.column("artist").to_pylist(), batch.column("genre").to_pylist(),

@@ -264,10 +264,12 @@ def copy_checker(ctx: RunContext) -> CopyChecker | None:
 
 
 def regenerate_rejected(ctx: RunContext, shard: int, rows: list[dict], scorer: Scorer) -> list[Path]:
-    """on_leak / on_copy: regenerate. Sample every clip rejected for that reason again with a new seed, up to
-    max_regenerations times, until it passes both checks; `rows` (the audit) are updated in place. Passing
-    replacements are written under `regenerated/` with their generation rows (regenerated.parquet) and features
-    (regenerated_features.parquet), which export uses instead of the originals. Returns the files written."""
+    """on_leak / on_copy: regenerate. Sample every clip rejected for that reason again with a new seed, each attempt
+    hotter (privacy.regenerate_temperature_step; in continue and rerender also with a shorter prime or more top-level
+    codes resampled: `SamplingParams`), up to max_regenerations times, until it passes both checks; `rows` (the
+    audit) are updated in place. Passing replacements are written under `regenerated/` with their generation rows
+    (regenerated.parquet) and features (regenerated_features.parquet), which export uses instead of the originals.
+    Returns the files written."""
     from pipeline.features.stage import extract_rows, feature_set_of, write_feature_rows
     from pipeline.generation.stage import GENERATION_SCHEMA, regenerate
     from pipeline.prompts.stage import shard_prompts

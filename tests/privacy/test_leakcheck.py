@@ -313,6 +313,10 @@ def test_on_leak_regenerate_replaces_rejected_clips_with_new_samples(prepared_ru
     seeds = {r["clip_id"]: r["sampling_seed"] for r in original}
     assert rows[leaked.stem]["sampling_seed"] != seeds[leaked.stem]  # a new sample, not the leaked one
     assert rows[clean.stem]["sampling_seed"] == seeds[clean.stem]
+    # sampled hotter (privacy.regenerate_temperature_step, 0.2 by default), and the release says so
+    temperatures = {r["clip_id"]: r["temperature"] for r in original}
+    assert rows[leaked.stem]["temperature"] == pytest.approx(temperatures[leaked.stem] + 0.2)
+    assert rows[clean.stem]["temperature"] == temperatures[clean.stem]
     exported, exported_rate = sf.read(release / "audio" / f"{leaked.stem}.flac", dtype="float32")
     assert (release / "audio" / f"{leaked.stem}.flac").read_bytes() != leaked.read_bytes()
     assert exported_rate == 44_100 and exported.size == rows[leaked.stem]["num_samples"]

@@ -2,11 +2,15 @@
 
 Nothing is injected: the tiny preset learns four recordings of one voice (each shorter than the priors' window, so
 every step shows the priors one of four whole sequences) until every prior predicts its next token with under 0.2
-bits, then the build samples from it as any build does, with prompts as the corpus is labelled. Its clips come
-back close to its VQ-VAE's renditions of what it learned (0.32 and 0.66 of the closest held-out recording's distance
-on this machine; one of them copies in pieces shorter than the check's 1.5 s stretch and is caught by its closest
-window), so the copy check (which knows those renditions) rejects them, the build fails closed on the reject rate,
-and no copy reaches a release. Regeneration cannot help such a model (every seed copies): it is not tried here.
+bits, then the build samples from it as any build does, with prompts as the corpus is labelled. Every clip comes
+back closer to the VQ-VAE's renditions of what the model learned than any recording it never saw (a new recording
+of the same voice) came. How much closer depends on the machine (CPU kernels move the codes): 0.32 and 0.66 of the
+held-out distance on one machine, both copies; 0.67 and 0.87 on another, where one passes the copy gate's 0.7. So
+the test asks for what holds on both: at least one copy rejected, every clip closer than anything new, and a build
+that fails closed on the reject rate. `on_copy: regenerate` samples each rejected clip again, each attempt hotter
+(privacy.regenerate_temperature_step): the replacements stray from what the model learned (no longer copies), and
+the build still publishes nothing, because a model whose first samples copy its corpus is the problem the gate
+reports (max_reject_rate counts first-pass rejections).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
+import soundfile as sf
 
 from pipeline.testing import write_config
 
@@ -30,6 +35,7 @@ def test_a_model_trained_to_memorise_its_corpus_has_its_copies_rejected(tmp_path
     from pipeline.export.release import export
     from pipeline.features.stage import features
     from pipeline.generation.stage import generate
+    from pipeline.privacy.copycheck import clip_dcr
     from pipeline.privacy.leakcheck import copy_checker, leakcheck
     from pipeline.prompts.stage import plan
     from pipeline.runner import make_context
@@ -44,6 +50,7 @@ def test_a_model_trained_to_memorise_its_corpus_has_its_copies_rejected(tmp_path
     (corpus / "corpus.csv").write_text("\n".join(rows) + "\n")
     config = write_config(tmp_path, corpus / "corpus.csv", corpus=True, **{
         **MEMORISE, "n_clips": 2, "n_shards": 1, "prompts.duration_s": 2.5, "privacy.workers": 1,
+        "privacy.on_copy": "regenerate", "privacy.regenerate_temperature_step": 0.3,  # 1.28, 1.58, 1.88
         "privacy.target_recall": 0.8,  # one speaker's five recordings calibrate no more (this test is the copy gate's)
         # prompts as the corpus is labelled: what a user asking for "more like my recordings" would sample
         "prompts.artists": {"aurora_lane": 1}, "prompts.genres": {"pop": 1}, "prompts.lyrics": {"source": "instrumental"},
@@ -60,10 +67,20 @@ def test_a_model_trained_to_memorise_its_corpus_has_its_copies_rejected(tmp_path
     features(ctx, 0)
     leakcheck(ctx, 0)
     audit = pq.read_table(ctx.shard_dir("leakcheck", 0) / "audit.parquet").to_pylist()
+    summary = json.loads((ctx.shard_dir("leakcheck", 0) / "summary.json").read_text())
     baseline = copy_checker(ctx).baseline
-    assert [row["verdict"] for row in audit] == ["copy", "copy"]
-    # closer to what the model learned than any recording it never saw came: the copies the gate is for
-    assert all(row["copy_dcr"] < baseline.threshold < min(baseline.holdout_dcr) for row in audit)
-    with pytest.raises(LeakCheckFailed, match="max_reject_rate"):
+    first_samples = sorted((ctx.shard_dir("generate", 0) / "audio").iterdir())
+    first_dcr = [clip_dcr(baseline, sf.read(path, dtype="float32")[0]) for path in first_samples]
+    # closer to what the model learned than any recording it never saw came; the closest are the gate's copies
+    assert all(dcr < min(baseline.holdout_dcr) for dcr in first_dcr), (first_dcr, baseline.holdout_dcr)
+    assert summary["first_pass_counts"]["copy"] == sum(dcr < baseline.threshold for dcr in first_dcr) >= 1, first_dcr
+    # regenerate: every rejected clip sampled again, hotter, until it passed both checks
+    regenerated = [row for row in audit if row["attempts"] > 0]
+    assert len(regenerated) == summary["first_pass_counts"]["copy"]
+    assert all(row["verdict"] == "pass" and row["copy_dcr"] >= baseline.threshold for row in regenerated), audit
+    replacements = pq.read_table(ctx.shard_dir("leakcheck", 0) / "regenerated.parquet").to_pylist()
+    assert all(r["level_temperatures"][0] == pytest.approx(0.98 + 0.3 * a["attempts"])
+               for r, a in zip(replacements, regenerated))
+    with pytest.raises(LeakCheckFailed, match="max_reject_rate"):  # the model copies: nothing is published
         export(ctx)
     assert not list(ctx.loaded.releases_root.rglob("*.flac"))  # no copy reached a release
