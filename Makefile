@@ -58,7 +58,7 @@ consumer-env: $(CONSUMER_VENV)/.installed  ## a separate env with current Huggin
 APT_PACKAGES := chromium flite festival festival-ca festival-czech espeak-ng sox libsndfile1 festvox-kdlpc16k \
   festvox-italp16k festvox-itapc16k festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-ph festvox-czech-krb \
   festvox-ca-ona-hts festvox-ru festvox-czech-dita festvox-czech-machac \
-  festvox-kallpc16k festvox-us-slt-hts libsox-fmt-mp3
+  festvox-kallpc16k festvox-us-slt-hts libsox-fmt-mp3 libchromaprint1
 
 deps:  ## Debian packages: speech synthesisers for test voices, sox, libsndfile, chromium (release page test)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

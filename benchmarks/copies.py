@@ -17,6 +17,9 @@ other tools) was frozen after the first held-out figure had shown a flaw, before
 judges that change. Audio is synthesised once under
 OUT_DIR/<part>/ and reused; every tool is seeded or deterministic (sox -R), so a figure repeats exactly.
 The render step of a model (its VQ-VAE renditions) is not part of this measure: it tests the distance alone.
+Then the near-copy detector (Chromaprint fingerprints, `privacy/fingerprint.py`) on the same voices' recordings
+joined three at a time (it needs about 4.6 s of audio): corpus recordings through each tool caught, new recordings
+taken for copies (its MAX_BER was chosen on the test voices, the tuning part's).
 Needs `rubberband` (Debian `rubberband-cli`) for the held-out parts, besides what `make deps` installs.
 """
 
@@ -177,6 +180,7 @@ def measure(out_dir: Path, part: str, ratio: float | None) -> dict:
             judged = [clip_dcr(baseline, tool(audio, seed)) for seed, audio in enumerate(fresh)]
             wrong = sum(d is not None and d < baseline.threshold for d in judged)
             rows[f"new recording: {name}"] = rate_entry(wrong, len(fresh))
+        printed = fingerprint_rows(part_tools, train_files + holdout_files, list_corpus(new, "new recordings"))
     copies = [r for k, r in rows.items() if k.startswith("copy: ")]
     news = [r for k, r in rows.items() if k.startswith("new recording: ")]
     return {
@@ -186,8 +190,42 @@ def measure(out_dir: Path, part: str, ratio: float | None) -> dict:
         "rows": rows,
         "copies_caught": rate_entry(sum(r["hits"] for r in copies), sum(r["trials"] for r in copies)),
         "new_taken_for_copies": rate_entry(sum(r["hits"] for r in news), sum(r["trials"] for r in news)),
+        "fingerprint": printed,
         "seconds": round(time.perf_counter() - t, 1),
     }
+
+
+def _joined(files: list, per: int = 3) -> list[np.ndarray]:
+    """Each voice's recordings (in name order) joined `per` at a time: Chromaprint needs about 4.6 s."""
+    from pipeline.training.corpus import read_audio
+
+    by_voice: dict[str, list] = {}
+    for f in sorted(files, key=lambda f: str(f.path)):
+        by_voice.setdefault(f.speaker, []).append(read_audio(f.path))
+    return [np.concatenate(clips[k: k + per]) for clips in by_voice.values() for k in range(0, len(clips) - per + 1, per)]
+
+
+def fingerprint_rows(part_tools: dict, corpus_files: list, new_files: list) -> dict:
+    """The near-copy detector (privacy/fingerprint.py) on long recordings: every corpus recording (training and
+    held-out: the detector compares with both) through each tool, caught when its fingerprint comes within MAX_BER
+    of one; new recordings of the same voices through the same tools, taken for copies when they do. Audio too
+    short to fingerprint (the spliced tools' 3.5-5 s) is counted, not judged."""
+    from pipeline.privacy.calibration import rate_entry
+    from pipeline.privacy.fingerprint import MAX_BER, closest, fingerprint
+
+    corpus, fresh = _joined(corpus_files), _joined(new_files)
+    records = [fingerprint(audio, RATE) for audio in corpus]
+    rows: dict[str, dict] = {}
+    for name, tool in part_tools.items():
+        for kind, recordings in (("copy", corpus), ("new recording", fresh)):
+            if kind == "new recording" and name.endswith("inside new speech"):
+                continue
+            found = [closest(fingerprint(tool(audio, seed), RATE), records) for seed, audio in enumerate(recordings)]
+            judged = [ber for ber in found if ber is not None]
+            entry = rate_entry(sum(ber < MAX_BER for ber in judged), len(judged)) if judged else {"trials": 0}
+            rows[f"{kind}: {name}"] = {**entry, "too_short": len(found) - len(judged),
+                                       "ber_range": [round(min(judged), 3), round(max(judged), 3)] if judged else None}
+    return {"max_ber": MAX_BER, "corpus_recordings": len(corpus), "new_recordings": len(fresh), "rows": rows}
 
 
 def main() -> None:
@@ -207,6 +245,15 @@ def main() -> None:
     for key, label in (("copies_caught", "copies caught"), ("new_taken_for_copies", "new recordings taken for copies")):
         row = result[key]
         print(f"  {label}: {row['hits']} of {row['trials']} ({row['rate']:.3f}, 95% CI {row['ci95']})")
+    printed = result["fingerprint"]
+    print(f"near-copy detector (Chromaprint, BER < {printed['max_ber']}) on {printed['corpus_recordings']} corpus and "
+          f"{printed['new_recordings']} new recordings of three sentences each:")
+    for name, row in printed["rows"].items():
+        if not row["trials"]:
+            print(f"  {name:52} {'too short to fingerprint':>26} {row['too_short']:4d}")
+            continue
+        low, high = row["ci95"]
+        print(f"  {name:52} {row['rate']:6.3f} [{low:.3f}, {high:.3f}] {row['trials']:4d}  BER {row['ber_range']}")
     print(json.dumps(result))
 
 

@@ -149,14 +149,17 @@ def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...]
                       "max_similarity": 2.0 if verdict == "leak" else None,
                       "nearest_speaker": "spk_alpha" if verdict == "leak" else None, "windows": 1,
                       "error": "decode error" if verdict == "unscorable" else None, "attempts": 0,
-                      "copy_dcr": 0.1 if verdict == "copy" else 3.0 if copied else None})
+                      "copy_dcr": 0.1 if verdict == "copy" else 3.0 if copied else None,
+                      "copy_ber": 0.05 if verdict == "copy" else 0.31 if copied else None})
     write_table_atomic(gen_dir / "generation.parquet", pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA))
     ctx.mark_done("generate", 0, "fake", [gen_dir / "generation.parquet"])
     features(ctx, 0)
     write_table_atomic(check_dir / "audit.parquet", pa.Table.from_pylist(audit, schema=AUDIT_SCHEMA))
     counts = {v: sum(a["verdict"] == v for a in audit) for v in VERDICTS}
     copy_check = {"ratio": 0.5, "threshold": 1.0, "holdout_dcr": [2.0, 2.5],
-                  "dcr": [a["copy_dcr"] for a in audit if a["copy_dcr"] is not None]} if copied else None
+                  "dcr": [a["copy_dcr"] for a in audit if a["copy_dcr"] is not None],
+                  "fingerprint": {"max_ber": 0.13, "recordings": 7,
+                                  "ber": [a["copy_ber"] for a in audit if a["copy_ber"] is not None]}} if copied else None
     rate = {"rate": 1.0, "hits": 10, "trials": 10, "ci95": [0.72, 1.0]}
     write_json_atomic(check_dir / "summary.json", {
         "counts": counts, "first_pass_counts": counts, "regenerated": 0, "no_voice": counts["pass"],

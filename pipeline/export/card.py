@@ -171,4 +171,15 @@ def _copy_text(copy: dict | None, privacy: dict) -> str:
             f"a clip closer than {copy['ratio']} of the closest of {copy['held_out_recordings']} held-out recording(s) "
             f"is a copy; {copy['rejected_first_pass']} were rejected on first sampling (`on_copy: {copy['on_copy']}`) "
             f"and {privacy.get('copy', 0)} remain excluded. The judged clips' median relative distance is "
-            f"{spread.get('0.5', 'n/a')} (5th percentile {spread.get('0.05', 'n/a')}).")
+            f"{spread.get('0.5', 'n/a')} (5th percentile {spread.get('0.05', 'n/a')}).{_fingerprint_text(copy)}")
+
+
+def _fingerprint_text(copy: dict) -> str:
+    """The near-copy detector in one sentence (releases made before it existed have none)."""
+    printed = copy.get("near_copy_detector")
+    if not printed:
+        return ""
+    return (f" A clip whose audio fingerprint (Chromaprint) came within a bit error rate of {printed['max_ber']} of "
+            f"a corpus recording's over about 2 s would be a copy too: {printed['clips_fingerprinted']} clip(s) were "
+            f"long enough to fingerprint (about 4.6 s), against {printed['corpus_recordings_fingerprinted']} corpus "
+            "recording(s).")

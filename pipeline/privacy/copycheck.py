@@ -38,6 +38,11 @@ of the training recordings join them as records, and the yardstick takes each he
 the model renders it (a new clip is a rendition too), whichever comes closer: a memorised clip then meets its
 rendition at ~0 dB, while the held-out renditions stayed 3.7-4.2 dB away and other voices' 3.0-4.5 dB.
 
+Beside the distance, an exact/near-copy detector (fingerprint.py): each clip's Chromaprint fingerprint against
+every corpus recording's, training and held-out alike (a continuation or re-rendering may start from either, and
+both are private); a clip within fingerprint.MAX_BER of one over about 2 s is a copy too. It needs about 4.6 s of
+audio on both sides, so short clips and recordings are the distance's alone.
+
 Only aggregates leave the workspace: never a clip's nearest recording.
 """
 
@@ -61,7 +66,7 @@ DYNAMIC_DB = 40.0  # a window's bands are compared down to this far under its lo
 BLUR = (1.0, 1.0)  # Gaussian sigma over (frames, bands): a copy moved a little in pitch or time still meets it
 QUIET_DBFS = -50.0  # windows of quieter audio are skipped
 RATE = 44_100
-VERSION = 4  # of the representation and records (a cached baseline of another version is rebuilt)
+VERSION = 5  # of the representation and records (a cached baseline of another version is rebuilt)
 
 
 def stretch_windows() -> int:
@@ -109,6 +114,7 @@ class CopyBaseline:
     holdout_dcr: np.ndarray  # (held-out recordings with a loud window,): their stretch distances
     ratio: float
     holdout_window_dcr: np.ndarray  # (held-out recordings with a loud window,): their closest single windows
+    fingerprints: list[np.ndarray]  # every corpus recording long enough to have one (uint32 items); may be none
 
     @property
     def threshold(self) -> float:
@@ -140,30 +146,42 @@ class CopyBaseline:
             return stretch
         return min(stretch, window * float(np.min(self.holdout_dcr)) / window_yardstick)
 
+    def near_copy_ber(self, audio: np.ndarray) -> float | None:
+        """The clip's fingerprint distance (bit error rate) to its closest corpus recording; None when the clip or
+        every recording is too short to fingerprint."""
+        from pipeline.privacy.fingerprint import closest, fingerprint
+
+        return closest(fingerprint(audio, RATE), self.fingerprints) if self.fingerprints else None
+
     def save(self, path: Path) -> None:
+        bounds = np.cumsum([0] + [len(f) for f in self.fingerprints])
+        items = np.concatenate(self.fingerprints) if self.fingerprints else np.zeros(0, np.uint32)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, train=self.train, holdout_dcr=self.holdout_dcr, ratio=self.ratio,
-                         holdout_window_dcr=self.holdout_window_dcr)
+                         holdout_window_dcr=self.holdout_window_dcr, fingerprint_items=items,
+                         fingerprint_bounds=bounds)
 
     @classmethod
     def load(cls, path: Path) -> "CopyBaseline":
         with np.load(path) as stored:
-            return cls(stored["train"], stored["holdout_dcr"], float(stored["ratio"]), stored["holdout_window_dcr"])
+            items, bounds = stored["fingerprint_items"], stored["fingerprint_bounds"]
+            return cls(stored["train"], stored["holdout_dcr"], float(stored["ratio"]), stored["holdout_window_dcr"],
+                       [items[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
 
 
 def build_baseline(train_audio: list[np.ndarray], holdout_audio: list[np.ndarray], ratio: float,
                    render: Callable[[np.ndarray], np.ndarray] | None = None) -> CopyBaseline:
     """The baseline from a model's training and held-out recordings (mono, 44.1 kHz); `render` (audio -> the
     model's VQ-VAE rendition of it, same length) adds the model's renditions to the records and to the
-    yardstick. Raises ValueError when no training or no held-out recording has a loud window (the check could
-    not judge anything)."""
+    yardstick. Every recording long enough is fingerprinted for the near-copy detector. Raises ValueError when no
+    training or no held-out recording has a loud window (the check could not judge anything)."""
     sources = list(train_audio) + ([render(audio) for audio in train_audio] if render is not None else [])
     train = [w for w in (windows(audio, dense=True) for audio in sources) if len(w)]
     if not train:
         raise ValueError(f"no training recording holds a loud window of {WINDOW_S} s: the copy check has nothing "
                          "to compare with")
-    baseline = CopyBaseline(np.concatenate(train), np.zeros(0), ratio, np.zeros(0))
+    baseline = CopyBaseline(np.concatenate(train), np.zeros(0), ratio, np.zeros(0), [])
     held = []
     for audio in holdout_audio:
         found = [d for d in (baseline.distances(windows(version)) for version in
@@ -174,6 +192,10 @@ def build_baseline(train_audio: list[np.ndarray], holdout_audio: list[np.ndarray
         raise ValueError(f"no held-out recording holds a loud window of {WINDOW_S} s: the copy check has no yardstick")
     baseline.holdout_dcr = np.array([stretch for stretch, _ in held])
     baseline.holdout_window_dcr = np.array([window for _, window in held])
+    from pipeline.privacy.fingerprint import WINDOW_ITEMS, fingerprint
+
+    printed = (fingerprint(audio, RATE) for audio in list(train_audio) + list(holdout_audio))
+    baseline.fingerprints = [items for items in printed if len(items) >= WINDOW_ITEMS]  # shorter ones match nothing
     return baseline
 
 

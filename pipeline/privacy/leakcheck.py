@@ -36,6 +36,7 @@ from pipeline.errors import BadInput, LeakCheckFailed
 from pipeline.parallel import ordered_map
 from pipeline.privacy.calibration import Calibration, calibrate_index, recall_shortfall
 from pipeline.privacy.copycheck import RATE as COPY_RATE, CopyBaseline, baseline_key, build_baseline, clip_dcr
+from pipeline.privacy.fingerprint import MAX_BER as FINGERPRINT_MAX_BER
 from pipeline.privacy.encoder import SpeakerEncoder, encoder_version, load_encoder
 from pipeline.privacy.reference import BANK_TOP_N, ReferenceIndex, build_index, reference_files_fingerprint
 from pipeline.privacy.transforms import canaries
@@ -58,6 +59,7 @@ AUDIT_SCHEMA = pa.schema(
         pa.field("error", pa.string()),
         pa.field("attempts", pa.int64(), nullable=False),  # regenerations (on_leak/on_copy: regenerate); 0 = first
         pa.field("copy_dcr", pa.float64()),  # distance to the closest training recording; null: not checked / silent
+    pa.field("copy_ber", pa.float64()),  # fingerprint distance to the closest corpus recording; null: none / too short
     ]
 )
 
@@ -168,7 +170,8 @@ def _audit_row(clip_id: str, verdict: ClipVerdict, attempts: int) -> dict:
     """One AUDIT_SCHEMA row (the copy check, when it applies, fills copy_dcr and may turn a pass into a copy)."""
     return {"clip_id": clip_id, "verdict": verdict.verdict, "no_voice": verdict.no_voice,
             "max_similarity": verdict.score, "nearest_speaker": verdict.nearest_speaker,
-            "windows": verdict.windows, "error": verdict.error, "attempts": attempts, "copy_dcr": None}
+            "windows": verdict.windows, "error": verdict.error, "attempts": attempts, "copy_dcr": None,
+            "copy_ber": None}
 
 
 def judge_file(scorer: Scorer, clip_id: str, path: Path, attempts: int) -> dict:
@@ -204,15 +207,19 @@ class CopyChecker:
         return self.check_audio(row, audio.mean(axis=1), rate)
 
     def check_audio(self, row: dict, audio: np.ndarray, rate: int) -> dict:
-        """Fill `row`'s copy_dcr from mono audio; a voice pass closer to a training recording than the baseline
-        allows is a copy. Audio the check cannot measure is unscorable (fail closed)."""
+        """Fill `row`'s copy_dcr and copy_ber from mono audio; a voice pass closer to a training recording than the
+        baseline allows, or whose fingerprint meets a corpus recording's (fingerprint.MAX_BER), is a copy. Audio
+        the check cannot measure is unscorable (fail closed)."""
         try:
             if rate != COPY_RATE:
                 raise ValueError(f"sample rate {rate} Hz, the check compares at {COPY_RATE}")
             row["copy_dcr"] = clip_dcr(self.baseline, audio)
+            row["copy_ber"] = self.baseline.near_copy_ber(audio)
         except Exception as exc:  # noqa: BLE001 - what the copy check cannot measure is not known to be new
             return self._unscorable(row, exc)
-        if row["verdict"] == "pass" and row["copy_dcr"] is not None and row["copy_dcr"] < self.baseline.threshold:
+        close = row["copy_dcr"] is not None and row["copy_dcr"] < self.baseline.threshold
+        printed = row["copy_ber"] is not None and row["copy_ber"] < FINGERPRINT_MAX_BER
+        if row["verdict"] == "pass" and (close or printed):
             row["verdict"] = "copy"
         return row
 
@@ -384,7 +391,9 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
             "copy_check": None if copies is None else {
                 "ratio": copies.baseline.ratio,
                 "threshold": copies.baseline.threshold, "holdout_dcr": copies.baseline.holdout_dcr.tolist(),
-                "dcr": [r["copy_dcr"] for r in rows if r["copy_dcr"] is not None]},
+                "dcr": [r["copy_dcr"] for r in rows if r["copy_dcr"] is not None],
+                "fingerprint": {"max_ber": FINGERPRINT_MAX_BER, "recordings": len(copies.baseline.fingerprints),
+                                "ber": [r["copy_ber"] for r in rows if r["copy_ber"] is not None]}},
         })
         return [audit, summary, *extra]
 

@@ -42,6 +42,9 @@ def test_corpus_derived_releases_name_their_model_and_mode_and_nothing_of_the_so
         assert copy["applies"] and copy["clips_judged"] == len(rows) and copy["rejected_first_pass"] == 0
         assert copy["held_out_recordings"] == len(json.loads((Path(model["path"]) / "corpus.json").read_text())["holdout_sha256"])
         assert copy["relative_distance_quantiles"]["0.05"] > 1.0
+        # the fingerprint detector needs about 4.6 s on both sides: the 1 s clips and 2.0-3.2 s recordings have none
+        assert copy["near_copy_detector"]["clips_fingerprinted"] == 0
+        assert copy["near_copy_detector"]["corpus_recordings_fingerprinted"] == 0
         assert "checked for copies of it" in text
 
 
