@@ -100,7 +100,8 @@ the clip's score is the highest. The threshold {report['threshold']:.4f} was {re
 Clips at or above it (leaks), and clips that could not be scored, were removed; none of them is in
 this release. Of {privacy['clips']} generated clips, {privacy['rejected_first_pass']} were rejected on first
 sampling (rejection rate {report['rejection_rate']:.3f}, bound {report['max_reject_rate']}) and
-{privacy['regenerated']} of them were sampled again until they passed (`on_leak: {report['on_leak']}`);
+{privacy['regenerated']} of them were sampled again, each time {report.get('regenerate_temperature_step', 0)} hotter
+(the `temperature` column says how far), until they passed (`on_leak: {report['on_leak']}`);
 {privacy['leak']} leaks and {privacy['unscorable']} unscorable clips remain excluded;
 {privacy['no_voice']} contained no voiced speech. {_copy_text(report.get('copy_check'), privacy)} The detector caught
 {report['detector_self_test']['canaries_caught']} of {report['detector_self_test']['canaries_scored']}

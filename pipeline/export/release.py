@@ -141,6 +141,7 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
                    "regenerated": sum(s["regenerated"] for s in summaries),
                    "rejected_first_pass": first_pass},
         "on_leak": ctx.config.privacy.on_leak,
+        "regenerate_temperature_step": ctx.config.privacy.regenerate_temperature_step,
         "rejection_rate": first_pass / len(audit) if audit else 0.0,
         "max_reject_rate": ctx.config.privacy.max_reject_rate,
         "threshold": first.get("threshold"),
