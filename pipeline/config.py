@@ -178,8 +178,16 @@ class GenerationConfig(_Strict):
         "float32", description="Weights and activations on GPU (CPU always runs float32).")
     upsampler_temperatures: list[float] | None = Field(
         None, min_length=2, max_length=2,
-        description="Temperatures of the middle and bottom priors; null: the prompt's temperature at every level.")
+        description="Temperatures of the middle and bottom priors, each in (0, 2]; null: the prompt's temperature at "
+                    "every level.")
     top_k: int = Field(0, ge=0, description="Sample among the k most likely tokens (0: no limit).")
+
+    @field_validator("upsampler_temperatures")
+    @classmethod
+    def _temperatures_in_range(cls, value):
+        if value is not None and any(not 0 < t <= 2 for t in value):
+            raise ValueError(f"each temperature must be in (0, 2] (as prompts.temperature), got {value}")
+        return value
     top_p: float = Field(0.0, ge=0, le=1, description="Nucleus sampling mass (0: off).")
     on_oom: Literal["fail", "halve"] = Field(
         "fail", description="Out of GPU memory: fail with the batch size to try, or halve the batch and retry.")

@@ -33,6 +33,15 @@ def test_bad_value_names_key_and_value(tmp_path, reference_dir):
         load_config(path)
 
 
+def test_upsampler_temperatures_are_bounded_like_the_prompts(tmp_path, reference_dir):
+    for bad in ([0.9, 0.0], [-0.5, 0.9], [0.9, 2.5]):
+        path = write_config(tmp_path, reference_dir, **{"generation.upsampler_temperatures": bad})
+        with pytest.raises(ConfigError, match=r"generation.upsampler_temperatures: .*in \(0, 2\]"):
+            load_config(path)
+    path = write_config(tmp_path, reference_dir, **{"generation.upsampler_temperatures": [0.5, 2.0]})
+    assert load_config(path).config.generation.upsampler_temperatures == [0.5, 2.0]
+
+
 def test_the_gpu_step_is_chosen_by_name(tmp_path, reference_dir):
     path = write_config(tmp_path, reference_dir, **{"generation.kernels": "torch"})
     assert load_config(path).config.generation.kernels == "torch"

@@ -168,7 +168,7 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-MAX_REGENERATION_TEMPERATURE = 2.0  # the hottest a regeneration raises a level to (prompts.temperature's maximum)
+MAX_REGENERATION_TEMPERATURE = 2.0  # the hottest a regeneration raises a level to (the config's maximum)
 
 
 def _attempt(attempt: int) -> tuple:
@@ -203,10 +203,10 @@ class SamplingParams:
 
     def temperatures(self, prompt_temperature: float) -> list[float]:
         """Every level's temperature (`level_temperatures`), raised by temperature_step at each regeneration (a
-        hotter sample strays further from what the model learned), up to MAX_REGENERATION_TEMPERATURE; a level
-        configured hotter than that keeps its own."""
+        hotter sample strays further from what the model learned), up to MAX_REGENERATION_TEMPERATURE (the most
+        the config allows any level)."""
         raise_by = self.temperature_step * self.attempt
-        return [max(t, min(t + raise_by, MAX_REGENERATION_TEMPERATURE))
+        return [min(t + raise_by, MAX_REGENERATION_TEMPERATURE)
                 for t in level_temperatures(prompt_temperature, self.upsampler_temperatures)]
 
     def prime_samples(self) -> int:

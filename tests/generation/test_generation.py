@@ -188,14 +188,14 @@ def test_each_regeneration_samples_every_level_hotter_up_to_the_cap(small_config
     from pipeline.config import load_config
     from pipeline.generation.stage import MAX_REGENERATION_TEMPERATURE, SamplingParams
 
-    generation = load_config(small_config(**{"generation.upsampler_temperatures": [0.9, 2.5]})).config.generation
+    generation = load_config(small_config(**{"generation.upsampler_temperatures": [0.9, 1.9]})).config.generation
     first = SamplingParams.from_config(generation, run_seed=7, attempt=0, temperature_step=0.3)
-    assert first.temperatures(0.98) == [0.98, 0.9, 2.5]  # the first sample: as configured
+    assert first.temperatures(0.98) == [0.98, 0.9, 1.9]  # the first sample: as configured
     second = SamplingParams.from_config(generation, run_seed=7, attempt=2, temperature_step=0.3)
-    assert second.temperatures(0.98) == pytest.approx([1.58, 1.5, 2.5])  # 2 x 0.3 hotter; 2.5 already past the cap
+    assert second.temperatures(0.98) == pytest.approx([1.58, 1.5, MAX_REGENERATION_TEMPERATURE])  # 2 x 0.3 hotter
     assert SamplingParams.from_config(generation, run_seed=7, attempt=9, temperature_step=0.3).temperatures(0.98) == [
-        MAX_REGENERATION_TEMPERATURE, MAX_REGENERATION_TEMPERATURE, 2.5]
-    assert SamplingParams.from_config(generation, run_seed=7, attempt=2).temperatures(0.98) == [0.98, 0.9, 2.5]
+        MAX_REGENERATION_TEMPERATURE] * 3
+    assert SamplingParams.from_config(generation, run_seed=7, attempt=2).temperatures(0.98) == [0.98, 0.9, 1.9]
 
 
 def test_level_temperatures_and_sampling_limits_are_recorded(small_config):
