@@ -24,7 +24,6 @@ import numpy as np
 WINDOW_ITEMS = 16  # items compared at once: about 2 s
 MAX_BER = 0.13  # a clip this close (bit error rate) to a corpus recording over WINDOW_ITEMS is a near copy
 MIN_SECONDS = 2.6 + WINDOW_ITEMS / 8  # audio before chromaprint's first item, plus one window of items
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 def fingerprint(audio: np.ndarray, rate: int) -> np.ndarray:
@@ -40,9 +39,8 @@ def fingerprint(audio: np.ndarray, rate: int) -> np.ndarray:
 
 
 def bit_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Differing bits of each pair of items (equal lengths, uint32): (items,) int."""
-    differing = np.bitwise_xor(a, b).view(np.uint8)
-    return _POPCOUNT[differing].reshape(-1, 4).sum(axis=1)
+    """Differing bits of each pair of items (equal lengths, uint32): (items,) uint8."""
+    return np.bitwise_count(np.bitwise_xor(a, b))
 
 
 def distance(clip: np.ndarray, record: np.ndarray, window: int = WINDOW_ITEMS) -> float | None:
