@@ -182,5 +182,5 @@ def _fingerprint_text(copy: dict) -> str:
         return ""
     return (f" A clip whose audio fingerprint (Chromaprint) came within a bit error rate of {printed['max_ber']} of "
             f"a corpus recording's over about 2 s would be a copy too: {printed['clips_fingerprinted']} clip(s) were "
-            f"long enough to fingerprint (about 4.6 s), against {printed['corpus_recordings_fingerprinted']} corpus "
+            f"long enough to fingerprint ({printed.get('min_seconds', 4.6):.1f} s), against {printed['corpus_recordings_fingerprinted']} corpus "
             "recording(s).")

@@ -195,14 +195,17 @@ def copy_check_report(ctx: RunContext, summaries: list[dict]) -> dict:
 
 def near_copy_report(checks: list[dict]) -> dict | None:
     """Aggregates of the fingerprint near-copy detector (privacy/fingerprint.py); None for runs made before it."""
+    from pipeline.privacy.fingerprint import MIN_SECONDS
+
     printed = [c["fingerprint"] for c in checks if c.get("fingerprint")]
     if not printed:
         return None
     ber = np.array([b for p in printed for b in p["ber"]])
     return {
         "method": "Chromaprint fingerprints: the lowest bit error rate over about 2 s of a clip aligned with any "
-                  "corpus recording, training or held-out; clips and recordings shorter than about 4.6 s have none",
-        "max_ber": printed[0]["max_ber"], "corpus_recordings_fingerprinted": printed[0]["recordings"],
+                  f"corpus recording, training or held-out; clips and recordings shorter than {MIN_SECONDS:.1f} s "
+                  "have none",
+        "min_seconds": MIN_SECONDS, "max_ber": printed[0]["max_ber"], "corpus_recordings_fingerprinted": printed[0]["recordings"],
         "clips_fingerprinted": int(ber.size),
         "lowest_ber": round(float(ber.min()), 3) if ber.size else None,
     }

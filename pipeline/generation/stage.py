@@ -270,7 +270,8 @@ def level_temperatures(prompt_temperature: float, upsampler_temperatures) -> lis
 def regenerate(ctx: RunContext, prompts: pa.Table, attempt: int, out_dir: Path) -> pa.Table:
     """Generate `prompts` again, one clip per batch, with seeds drawn for `attempt` (>= 1) and every level
     `privacy.regenerate_temperature_step` x attempt hotter (`SamplingParams.temperatures`): a new sample of the
-    same prompt, further from what the model learned. Writes `out_dir/audio/<clip_id>.flac`; returns their GENERATION_SCHEMA rows."""
+    same prompt, further from what the model learned. Writes `out_dir/audio/<clip_id>.flac`; returns their
+    GENERATION_SCHEMA rows."""
     sampling = SamplingParams.from_config(ctx.config.generation, ctx.seed, attempt,
                                           ctx.config.privacy.regenerate_temperature_step)
     sources = corpus_sources(ctx, prompts)

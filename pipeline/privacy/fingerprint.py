@@ -7,12 +7,12 @@ error rate, BER) over each WINDOW_ITEMS (about 2 s) of overlapping items, and th
 Unrelated audio sits near 0.5. Measured on the test voices (16 recordings of 7-8 s, three sentences each; tuning
 data): mp3 64 kbit/s, sox tempo x0.95, white noise at 20 dB and 4 s spliced into other speech at most 0.086, a new
 recording of the same voice at least 0.182, another voice at least 0.314. Hence MAX_BER 0.13. Moving the pitch
-(sox pitch, speed) moves the chroma and escapes it (0.21-0.38): those copies are the log-mel distance's
-(copycheck.py).
+(sox pitch or speed, a phase vocoder) moves the chroma and escapes it (0.145-0.35 on the copy benchmark's tuning
+part): those copies are the log-mel distance's (copycheck.py).
 
-Chromaprint needs about 3 s of audio before its first item, so a clip or recording shorter than
-MIN_SECONDS has no fingerprint: the check does not apply to it (the log-mel copy check still does), and the run
-reports how many clips that was.
+Chromaprint's first item comes after about 2.6 s of audio, so a clip or recording shorter than MIN_SECONDS has no
+window of items to compare: the check does not apply to it (the log-mel copy check still does), and the run
+reports how many clips were fingerprinted.
 
 The library is Debian's libchromaprint1, through pyacoustid's ctypes binding (nothing is looked up online).
 """

@@ -36,8 +36,8 @@ from pipeline.errors import BadInput, LeakCheckFailed
 from pipeline.parallel import ordered_map
 from pipeline.privacy.calibration import Calibration, calibrate_index, recall_shortfall
 from pipeline.privacy.copycheck import RATE as COPY_RATE, CopyBaseline, baseline_key, build_baseline, clip_dcr
-from pipeline.privacy.fingerprint import MAX_BER as FINGERPRINT_MAX_BER
 from pipeline.privacy.encoder import SpeakerEncoder, encoder_version, load_encoder
+from pipeline.privacy.fingerprint import MAX_BER as FINGERPRINT_MAX_BER
 from pipeline.privacy.reference import BANK_TOP_N, ReferenceIndex, build_index, reference_files_fingerprint
 from pipeline.privacy.transforms import canaries
 from pipeline.progress import progress
@@ -59,7 +59,7 @@ AUDIT_SCHEMA = pa.schema(
         pa.field("error", pa.string()),
         pa.field("attempts", pa.int64(), nullable=False),  # regenerations (on_leak/on_copy: regenerate); 0 = first
         pa.field("copy_dcr", pa.float64()),  # distance to the closest training recording; null: not checked / silent
-    pa.field("copy_ber", pa.float64()),  # fingerprint distance to the closest corpus recording; null: none / too short
+        pa.field("copy_ber", pa.float64()),  # fingerprint distance to the closest corpus recording; null: too short
     ]
 )
 
@@ -167,7 +167,8 @@ def make_scorer(index: ReferenceIndex, threshold: float, copies: CopyChecker | N
 
 
 def _audit_row(clip_id: str, verdict: ClipVerdict, attempts: int) -> dict:
-    """One AUDIT_SCHEMA row (the copy check, when it applies, fills copy_dcr and may turn a pass into a copy)."""
+    """One AUDIT_SCHEMA row (the copy check, when it applies, fills copy_dcr and copy_ber and may turn a pass into
+    a copy)."""
     return {"clip_id": clip_id, "verdict": verdict.verdict, "no_voice": verdict.no_voice,
             "max_similarity": verdict.score, "nearest_speaker": verdict.nearest_speaker,
             "windows": verdict.windows, "error": verdict.error, "attempts": attempts, "copy_dcr": None,

@@ -40,7 +40,7 @@ def test_copies_never_reach_the_release_and_count_against_the_reject_rate(tmp_pa
     printed = copy["near_copy_detector"]  # the fingerprint detector: aggregates only
     assert (printed["max_ber"], printed["corpus_recordings_fingerprinted"], printed["clips_fingerprinted"],
             printed["lowest_ber"]) == (0.13, 7, 5, 0.05)
-    assert "5 clip(s) were long enough to fingerprint (about 4.6 s), against 7 corpus" in (release / "README.md").read_text()
+    assert "5 clip(s) were long enough to fingerprint (4.6 s), against 7 corpus" in (release / "README.md").read_text()
     assert "2 were rejected on first sampling (`on_copy: drop`) and 2 remain excluded" in (release / "README.md").read_text()
     strict = fake_finished_run(tmp_path / "strict", n_clips=5, copied=(0, 3), **{"privacy.max_reject_rate": 0.2})
     with pytest.raises(LeakCheckFailed, match="rejected 2 of 5 clips"):
