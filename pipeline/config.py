@@ -52,6 +52,7 @@ class StorageConfig(_Strict):
                                        "whose release was published this many days ago or more.")
 
 
+MAX_TEMPERATURE = 2.0  # the hottest any prior level is sampled (prompts, upsamplers, regenerations)
 CAPTION_FIELDS = ("genre", "artist", "vocals", "duration_s", "temperature", "lyrics")
 
 
@@ -119,10 +120,10 @@ class PromptConfig(_Strict):
     @field_validator("duration_s", "temperature")
     @classmethod
     def _one_or_more_in_range(cls, value, info):
-        high = {"duration_s": 600, "temperature": 2}[info.field_name]
+        high = {"duration_s": 600, "temperature": MAX_TEMPERATURE}[info.field_name]
         values = value if isinstance(value, list) else [value]
         if not values or any(not 0 < v <= high for v in values):
-            raise ValueError(f"{info.field_name} values must be in (0, {high}], got {value}")
+            raise ValueError(f"{info.field_name} values must be in (0, {high:g}], got {value}")
         return value
 
     @field_validator("caption_template")
@@ -181,13 +182,6 @@ class GenerationConfig(_Strict):
         description="Temperatures of the middle and bottom priors, each in (0, 2]; null: the prompt's temperature at "
                     "every level.")
     top_k: int = Field(0, ge=0, description="Sample among the k most likely tokens (0: no limit).")
-
-    @field_validator("upsampler_temperatures")
-    @classmethod
-    def _temperatures_in_range(cls, value):
-        if value is not None and any(not 0 < t <= 2 for t in value):
-            raise ValueError(f"each temperature must be in (0, 2] (as prompts.temperature), got {value}")
-        return value
     top_p: float = Field(0.0, ge=0, le=1, description="Nucleus sampling mass (0: off).")
     on_oom: Literal["fail", "halve"] = Field(
         "fail", description="Out of GPU memory: fail with the batch size to try, or halve the batch and retry.")
@@ -202,6 +196,14 @@ class GenerationConfig(_Strict):
     resample_top_fraction: float = Field(
         0.0, ge=0, le=1, description="rerender: share of the top-level codes resampled (the end of the clip); each "
                                      "regeneration of a rejected clip resamples a quarter more.")
+
+    @field_validator("upsampler_temperatures")
+    @classmethod
+    def _temperatures_in_range(cls, value):
+        if value is not None and any(not 0 < t <= MAX_TEMPERATURE for t in value):
+            raise ValueError(f"each temperature must be in (0, {MAX_TEMPERATURE:g}] (as prompts.temperature), "
+                             f"got {value}")
+        return value
 
 
 class QualityGates(_Strict):
@@ -264,8 +266,8 @@ class PrivacyConfig(_Strict):
         0.2, ge=0, le=1, description="Each regeneration samples every prior level this much hotter than the last "
                                      "(up to 2.0): a model that learned its corpus well enough to copy it strays from "
                                      "it only when sampled hotter, so each attempt trades some closeness for privacy. "
-                                     "0: only the seed changes. The release's level_temperatures say what each clip "
-                                     "was sampled at.")
+                                     "0: only the seed changes. The release's temperature column says what each clip's "
+                                     "top level was sampled at.")
     copy_ratio: float = Field(
         0.7, gt=0, le=1, description="Copy check (runs whose model learned from source.corpus): a clip closer to a "
                                      "training recording (or the model's rendition of one) than this share of the "

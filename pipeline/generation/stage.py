@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import soundfile as sf
 
+from pipeline.config import MAX_TEMPERATURE
 from pipeline.errors import BadInput, PipelineFailure
 from pipeline.generation.presets import HOP_LENGTHS, SAMPLE_RATE_HZ, load_preset
 from pipeline.generation.sampler import auto_batch_size, decode, encode_labels, sample_level, total_samples
@@ -168,9 +169,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-MAX_REGENERATION_TEMPERATURE = 2.0  # the hottest a regeneration raises a level to (the config's maximum)
-
-
 def _attempt(attempt: int) -> tuple:
     return ("attempt", attempt) if attempt else ()  # attempt 0 keeps the seeds of the first generation
 
@@ -203,10 +201,9 @@ class SamplingParams:
 
     def temperatures(self, prompt_temperature: float) -> list[float]:
         """Every level's temperature (`level_temperatures`), raised by temperature_step at each regeneration (a
-        hotter sample strays further from what the model learned), up to MAX_REGENERATION_TEMPERATURE (the most
-        the config allows any level)."""
+        hotter sample strays further from what the model learned), up to the config's MAX_TEMPERATURE."""
         raise_by = self.temperature_step * self.attempt
-        return [min(t + raise_by, MAX_REGENERATION_TEMPERATURE)
+        return [min(t + raise_by, MAX_TEMPERATURE)
                 for t in level_temperatures(prompt_temperature, self.upsampler_temperatures)]
 
     def prime_samples(self) -> int:

@@ -185,16 +185,16 @@ def test_primed_sampling_keeps_the_prime_and_continues_it(tiny):
 
 
 def test_each_regeneration_samples_every_level_hotter_up_to_the_cap(small_config):
-    from pipeline.config import load_config
-    from pipeline.generation.stage import MAX_REGENERATION_TEMPERATURE, SamplingParams
+    from pipeline.config import MAX_TEMPERATURE, load_config
+    from pipeline.generation.stage import SamplingParams
 
     generation = load_config(small_config(**{"generation.upsampler_temperatures": [0.9, 1.9]})).config.generation
     first = SamplingParams.from_config(generation, run_seed=7, attempt=0, temperature_step=0.3)
     assert first.temperatures(0.98) == [0.98, 0.9, 1.9]  # the first sample: as configured
     second = SamplingParams.from_config(generation, run_seed=7, attempt=2, temperature_step=0.3)
-    assert second.temperatures(0.98) == pytest.approx([1.58, 1.5, MAX_REGENERATION_TEMPERATURE])  # 2 x 0.3 hotter
+    assert second.temperatures(0.98) == pytest.approx([1.58, 1.5, MAX_TEMPERATURE])  # 2 x 0.3 hotter
     assert SamplingParams.from_config(generation, run_seed=7, attempt=9, temperature_step=0.3).temperatures(0.98) == [
-        MAX_REGENERATION_TEMPERATURE] * 3
+        MAX_TEMPERATURE] * 3
     assert SamplingParams.from_config(generation, run_seed=7, attempt=2).temperatures(0.98) == [0.98, 0.9, 1.9]
 
 
