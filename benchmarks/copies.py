@@ -10,7 +10,9 @@ check's baseline is built from it exactly as the copy gate builds it (`copycheck
 - copies: every training recording through each of the part's tools (`benchmarks/copies_split.json`), judged
   one by one; printed: the share caught (DCR under the threshold), with a Wilson 95% interval;
 - new recordings: the same voices reading `utterances.new` sentences the corpus does not hold, as they are and
-  through each tool (a new recording moved in pitch is still new); printed: the share taken for copies.
+  through each tool (a new recording moved in pitch is still new); printed: the share taken for copies. The held-out
+  parts also hold the split's `false_copies`: their voices reading more sentences no corpus holds, and the other
+  held-out part's voices reading this part's corpus sentences in order (the same words from other people).
 `held_out` (the reported figure: voices and tools the copy check was never tuned on) is the default; `tuning` is
 where its measure (the smoothing `copycheck.BLUR`, the window, the stretch) was chosen. `held_out_2` (other voices,
 other tools) was frozen after the first held-out figure had shown a flaw, before the change that answers it, and
@@ -18,8 +20,8 @@ judges that change. Audio is synthesised once under
 OUT_DIR/<part>/ and reused; every tool is seeded or deterministic (sox -R), so a figure repeats exactly.
 The render step of a model (its VQ-VAE renditions) is not part of this measure: it tests the distance alone.
 Then the near-copy detector (Chromaprint fingerprints, `privacy/fingerprint.py`) on the same voices' recordings
-joined three at a time (it needs about 4.6 s of audio): corpus recordings through each tool caught, new recordings
-taken for copies (its MAX_BER was chosen on the test voices, the tuning part's).
+joined three at a time (it needs about 4.6 s of audio): corpus recordings through each tool caught, recordings that
+are not copies taken for copies (its MAX_BER was chosen on the test voices, the tuning part's).
 Needs `rubberband` (Debian `rubberband-cli`) for the held-out parts, besides what `make deps` installs.
 """
 
@@ -34,6 +36,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -136,22 +139,68 @@ def load_split() -> dict:
     return json.loads(SPLIT_FILE.read_text())
 
 
-def build(out_dir: Path, part: str) -> tuple[Path, Path]:
-    """The part's corpus (<voice>/<nn>.wav) and new recordings, synthesised once; returns both folders."""
-    from privacy_corpus import SENTENCES, _synth
+# Harvard sentences (IEEE 1969, lists 3 and 4; public domain) that neither the corpus nor the new recordings read.
+MORE_SENTENCES = (
+    "The small pup gnawed a hole in the sock.", "The fish twisted and turned on the bent hook.",
+    "Press the pants and sew a button on the vest.", "The swan dive was far short of perfect.",
+    "The beauty of the view stunned the young boy.", "Two blue fish swam in the tank.",
+    "Her purse was full of useless trash.", "The colt reared and threw the tall rider.",
+    "It snowed, rained, and hailed the same morning.", "Read verse out loud for pleasure.",
+    "Hoist the load to your left shoulder.", "Take the winding path to reach the lake.",
+    "Note closely the size of the gas tank.", "Wipe the grease off his dirty face.",
+)
+
+
+@dataclass(frozen=True)
+class PartAudio:
+    """The folders of one part's audio (`<voice>/<nn>.wav` in each); the last two are empty for a part that
+    the split's `false_copies` does not extend."""
+
+    corpus: Path  # the part's voices reading the corpus sentences
+    new: Path  # the same voices reading `utterances.new` other sentences
+    more_new: Path  # the same voices reading `false_copies.new_sentences` MORE_SENTENCES
+    same_words: Path  # the partner part's voices reading this part's corpus sentences, in the corpus's order
+
+
+def build(out_dir: Path, part: str) -> PartAudio:
+    """The part's recordings (see PartAudio), synthesised once."""
+    from privacy_corpus import SENTENCES, synthesise
 
     split = load_split()
-    counts = split["utterances"]
-    if counts["corpus"] + counts["new"] > len(SENTENCES):
-        raise SystemExit(f"{SPLIT_FILE}: utterances ask for more than the {len(SENTENCES)} sentences there are")
-    corpus, new = out_dir / part / "corpus", out_dir / part / "new"
+    counts, extra = split["utterances"], split["false_copies"]
+    if counts["corpus"] + counts["new"] > len(SENTENCES) or extra["new_sentences"] > len(MORE_SENTENCES):
+        raise SystemExit(f"{SPLIT_FILE}: utterances ask for more sentences than there are")
+    root = out_dir / part
+    audio = PartAudio(root / "corpus", root / "new", root / "more_new", root / "same_words")
+    jobs = []
     for voice, (engine, name) in split[part]["voices"].items():
         for i, text in enumerate(SENTENCES[: counts["corpus"] + counts["new"]]):
-            folder, n = (corpus, i) if i < counts["corpus"] else (new, i - counts["corpus"])
-            path = folder / voice / f"{n:02d}.wav"
-            if not path.exists():
-                _synth(engine, name, text, path)
-    return corpus, new
+            folder, n = (audio.corpus, i) if i < counts["corpus"] else (audio.new, i - counts["corpus"])
+            jobs.append((engine, name, text, folder / voice / f"{n:02d}.wav"))
+    partner = extra["same_words_other_voices"].get(part)
+    if partner is not None:
+        for voice, (engine, name) in split[part]["voices"].items():
+            for n, text in enumerate(MORE_SENTENCES[: extra["new_sentences"]]):
+                jobs.append((engine, name, text, audio.more_new / voice / f"{n:02d}.wav"))
+        for voice, (engine, name) in split[partner]["voices"].items():
+            for n, text in enumerate(SENTENCES[: counts["corpus"]]):
+                jobs.append((engine, name, text, audio.same_words / voice / f"{n:02d}.wav"))
+    for engine, name, text, path in jobs:
+        if not path.exists():
+            synthesise(engine, name, text, path)
+    return audio
+
+
+def _files(folder: Path) -> list:
+    """The recordings under `folder` (a corpus layout), none when it does not exist."""
+    from pipeline.training.corpus import list_corpus
+
+    return list_corpus(folder, "benchmark recordings") if folder.is_dir() else []
+
+
+# What is not a copy, judged under every tool but the splices: (row label, PartAudio field).
+NOT_COPIES = (("new recording", "new"), ("new recording, more sentences", "more_new"),
+              ("same words, other voice", "same_words"))
 
 
 def measure(out_dir: Path, part: str, ratio: float | None) -> dict:
@@ -162,31 +211,36 @@ def measure(out_dir: Path, part: str, ratio: float | None) -> dict:
 
     spec = load_split()
     ratio = PrivacyConfig().copy_ratio if ratio is None else ratio
-    corpus, new = build(out_dir, part)
-    train_files, holdout_files = split(list_corpus(corpus), spec["holdout_fraction"])
+    audio = build(out_dir, part)
+    train_files, holdout_files = split(list_corpus(audio.corpus), spec["holdout_fraction"])
     train = [read_audio(f.path) for f in train_files]
     t = time.perf_counter()
     baseline = build_baseline(train, [read_audio(f.path) for f in holdout_files], ratio)
-    fresh = [read_audio(f.path) for f in list_corpus(new, "new recordings")]
+    not_copies = {label: _files(getattr(audio, field)) for label, field in NOT_COPIES}
+    recordings = {label: [read_audio(f.path) for f in files] for label, files in not_copies.items()}
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        part_tools = tools(part, Path(scratch), other_speech=fresh[0])
+        part_tools = tools(part, Path(scratch), other_speech=recordings["new recording"][0])
         for name, tool in part_tools.items():
-            measured = [clip_dcr(baseline, tool(audio, seed)) for seed, audio in enumerate(train)]
+            measured = [clip_dcr(baseline, tool(clip, seed)) for seed, clip in enumerate(train)]
             caught = sum(d is not None and d < baseline.threshold for d in measured)
             rows[f"copy: {name}"] = rate_entry(caught, len(train))
             if name.endswith("inside new speech"):
                 continue  # made of a training recording: not a new recording under the tool
-            judged = [clip_dcr(baseline, tool(audio, seed)) for seed, audio in enumerate(fresh)]
-            wrong = sum(d is not None and d < baseline.threshold for d in judged)
-            rows[f"new recording: {name}"] = rate_entry(wrong, len(fresh))
-        printed = fingerprint_rows(part_tools, train_files + holdout_files, list_corpus(new, "new recordings"))
+            for label, clips in recordings.items():
+                if not clips:
+                    continue
+                judged = [clip_dcr(baseline, tool(clip, seed)) for seed, clip in enumerate(clips)]
+                wrong = sum(d is not None and d < baseline.threshold for d in judged)
+                rows[f"{label}: {name}"] = rate_entry(wrong, len(clips))
+        printed = fingerprint_rows(part_tools, train_files + holdout_files, not_copies)
     copies = [r for k, r in rows.items() if k.startswith("copy: ")]
-    news = [r for k, r in rows.items() if k.startswith("new recording: ")]
+    news = [r for k, r in rows.items() if not k.startswith("copy: ")]
     return {
         "part": part, "split_sha256": hashlib.sha256(SPLIT_FILE.read_bytes()).hexdigest(), "ratio": ratio,
         "threshold_db": round(baseline.threshold, 4), "closest_held_out_db": round(float(baseline.holdout_dcr.min()), 4),
-        "training_recordings": len(train), "held_out_recordings": len(holdout_files), "new_recordings": len(fresh),
+        "training_recordings": len(train), "held_out_recordings": len(holdout_files),
+        "new_recordings": {label: len(clips) for label, clips in recordings.items()},
         "rows": rows,
         "copies_caught": rate_entry(sum(r["hits"] for r in copies), sum(r["trials"] for r in copies)),
         "new_taken_for_copies": rate_entry(sum(r["hits"] for r in news), sum(r["trials"] for r in news)),
@@ -205,27 +259,33 @@ def _joined(files: list, per: int = 3) -> list[np.ndarray]:
     return [np.concatenate(clips[k: k + per]) for clips in by_voice.values() for k in range(0, len(clips) - per + 1, per)]
 
 
-def fingerprint_rows(part_tools: dict, corpus_files: list, new_files: list) -> dict:
+def fingerprint_rows(part_tools: dict, corpus_files: list, not_copies: dict[str, list]) -> dict:
     """The near-copy detector (privacy/fingerprint.py) on long recordings: every corpus recording (training and
     held-out: the detector compares with both) through each tool, caught when its fingerprint comes within MAX_BER
-    of one; new recordings of the same voices through the same tools, taken for copies when they do. Audio too
-    short to fingerprint (the spliced tools' 3.5-5 s) is counted, not judged."""
+    of one; recordings that are not copies (`not_copies`: label -> files; new sentences of the same voices, the
+    same words from other voices) through the same tools, taken for copies when they do. Audio too short to
+    fingerprint (the spliced tools' 3.5-5 s) is counted, not judged."""
     from pipeline.privacy.calibration import rate_entry
     from pipeline.privacy.fingerprint import MAX_BER, closest, fingerprint
 
-    corpus, fresh = _joined(corpus_files), _joined(new_files)
+    corpus = _joined(corpus_files)
+    others = {label: _joined(files) for label, files in not_copies.items() if files}
     records = [fingerprint(audio, RATE) for audio in corpus]
     rows: dict[str, dict] = {}
     for name, tool in part_tools.items():
-        for kind, recordings in (("copy", corpus), ("new recording", fresh)):
-            if kind == "new recording" and name.endswith("inside new speech"):
+        for kind, recordings in (("copy", corpus), *others.items()):
+            if kind != "copy" and name.endswith("inside new speech"):
                 continue
             found = [closest(fingerprint(tool(audio, seed), RATE), records) for seed, audio in enumerate(recordings)]
             judged = [ber for ber in found if ber is not None]
             entry = rate_entry(sum(ber < MAX_BER for ber in judged), len(judged)) if judged else {"trials": 0}
             rows[f"{kind}: {name}"] = {**entry, "too_short": len(found) - len(judged),
                                        "ber_range": [round(min(judged), 3), round(max(judged), 3)] if judged else None}
-    return {"max_ber": MAX_BER, "corpus_recordings": len(corpus), "new_recordings": len(fresh), "rows": rows}
+    wrong = [r for k, r in rows.items() if not k.startswith("copy: ") and r["trials"]]
+    return {"max_ber": MAX_BER, "corpus_recordings": len(corpus),
+            "not_copies": {label: len(recordings) for label, recordings in others.items()}, "rows": rows,
+            "not_copies_taken_for_copies": rate_entry(sum(r["hits"] for r in wrong), sum(r["trials"] for r in wrong)),
+            "lowest_ber_of_a_non_copy": min((r["ber_range"][0] for r in wrong), default=None)}
 
 
 def main() -> None:
@@ -246,14 +306,18 @@ def main() -> None:
         row = result[key]
         print(f"  {label}: {row['hits']} of {row['trials']} ({row['rate']:.3f}, 95% CI {row['ci95']})")
     printed = result["fingerprint"]
-    print(f"near-copy detector (Chromaprint, BER < {printed['max_ber']}) on {printed['corpus_recordings']} corpus and "
-          f"{printed['new_recordings']} new recordings of three sentences each:")
+    others = ", ".join(f"{n} {label}" for label, n in printed["not_copies"].items())
+    print(f"near-copy detector (Chromaprint, BER < {printed['max_ber']}) on {printed['corpus_recordings']} corpus "
+          f"recordings and recordings that are not copies ({others}), three sentences each:")
     for name, row in printed["rows"].items():
         if not row["trials"]:
             print(f"  {name:52} {'too short to fingerprint':>26} {row['too_short']:4d}")
             continue
         low, high = row["ci95"]
         print(f"  {name:52} {row['rate']:6.3f} [{low:.3f}, {high:.3f}] {row['trials']:4d}  BER {row['ber_range']}")
+    row = printed["not_copies_taken_for_copies"]
+    print(f"  not copies taken for copies: {row['hits']} of {row['trials']} ({row['rate']:.3f}, 95% CI {row['ci95']}); "
+          f"lowest BER of a recording that is not a copy {printed['lowest_ber_of_a_non_copy']}")
     print(json.dumps(result))
 
 

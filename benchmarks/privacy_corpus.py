@@ -51,7 +51,8 @@ def load_split() -> dict:
     return json.loads(SPLIT_FILE.read_text())
 
 
-def _synth(engine: str, voice: str, text: str, path: Path) -> None:
+def synthesise(engine: str, voice: str, text: str, path: Path) -> None:
+    """`text` read by `voice` of `engine` (flite or festival's text2wave), written to `path` as 16 kHz mono 16-bit."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "raw.wav"
@@ -309,7 +310,7 @@ def build(out_dir: Path, part: str) -> Path:
                 for i, text in enumerate(texts[: counts["reference"]]):
                     path = root / "reference" / speaker / f"{i:02d}.wav"
                     if not path.is_file():
-                        _synth(engine, voice, text, path)
+                        synthesise(engine, voice, text, path)
                 probes = texts[counts["reference"]:]
             elif group == "another_synthesiser":
                 probes = texts[counts["reference"]:]
@@ -319,7 +320,7 @@ def build(out_dir: Path, part: str) -> Path:
             for i, text in enumerate(probes):
                 source = raw / group / speaker / f"{i:02d}.wav"
                 if not source.is_file():
-                    _synth(engine, voice, text, source)
+                    synthesise(engine, voice, text, source)
                 for name in transforms:
                     label = name if group != "another_synthesiser" else f"another synthesiser, {name}"
                     if group == "another_synthesiser" and name not in ("clean", "8 kHz band-limit", "telephone",
