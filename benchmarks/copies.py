@@ -16,7 +16,8 @@ check's baseline is built from it exactly as the copy gate builds it (`copycheck
 `held_out` (the reported figure: voices and tools the copy check was never tuned on) is the default; `tuning` is
 where its measure (the smoothing `copycheck.BLUR`, the window, the stretch) was chosen. `held_out_2` (other voices,
 other tools) was frozen after the first held-out figure had shown a flaw, before the change that answers it, and
-judges that change. Audio is synthesised once under
+judges that change; `held_out_3` (four more voices) was frozen likewise when the grown non-copies showed that a
+voice with no recording in the corpus's held-out part is outside the yardstick. Audio is synthesised once under
 OUT_DIR/<part>/ and reused; every tool is seeded or deterministic (sox -R), so a figure repeats exactly.
 The render step of a model (its VQ-VAE renditions) is not part of this measure: it tests the distance alone.
 Then the near-copy detector (Chromaprint fingerprints, `privacy/fingerprint.py`) on the same voices' recordings
@@ -291,7 +292,7 @@ def fingerprint_rows(part_tools: dict, corpus_files: list, not_copies: dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path, help="where the part's audio is synthesised (reused when there)")
-    parser.add_argument("--part", choices=("tuning", "held_out", "held_out_2"), default="held_out")
+    parser.add_argument("--part", choices=("tuning", "held_out", "held_out_2", "held_out_3"), default="held_out")
     parser.add_argument("--ratio", type=float, help="privacy.copy_ratio to judge at (default: the config default)")
     args = parser.parse_args()
     result = measure(args.out_dir, args.part, args.ratio)
