@@ -199,14 +199,6 @@ class CopyChecker:
 
     baseline: CopyBaseline
 
-    def check(self, row: dict, path: Path) -> dict:
-        """`check_audio` of an audio file; a file the check cannot read is unscorable (fail closed)."""
-        try:
-            audio, rate = sf.read(path, dtype="float32", always_2d=True)
-        except Exception as exc:  # noqa: BLE001 - what the copy check cannot read is not known to be new
-            return self._unscorable(row, exc)
-        return self.check_audio(row, audio.mean(axis=1), rate)
-
     def check_audio(self, row: dict, audio: np.ndarray, rate: int) -> dict:
         """Fill `row`'s copy_dcr and copy_ber from mono audio; a voice pass closer to a training recording than the
         baseline allows, or whose fingerprint meets a corpus recording's (fingerprint.MAX_BER), is a copy. Audio

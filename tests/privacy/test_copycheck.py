@@ -58,25 +58,20 @@ def test_a_baseline_without_a_loud_held_out_recording_is_refused(recordings):
         build_baseline(recordings[:3], [np.zeros(44_100, np.float32)], ratio=0.5)
 
 
-def test_the_gate_turns_a_copy_into_a_rejection_and_fails_closed(recordings, tmp_path):
-    """The leak-check stage's gate on files: a voice pass that is a training recording becomes `copy`, a held-out
-    recording stays `pass`, a voice leak stays `leak`, and audio the check cannot read is `unscorable`."""
-    import soundfile as sf
-
+def test_the_gate_turns_a_copy_into_a_rejection_and_fails_closed(recordings):
+    """The leak-check stage's gate on a decoded clip (`CopyChecker.check_audio`, what `judge_file` calls): a voice
+    pass that is a training recording becomes `copy`, a held-out recording stays `pass`, a voice leak stays `leak`,
+    and audio the check cannot measure (here: at another sample rate) is `unscorable`."""
     from pipeline.privacy.leakcheck import CopyChecker
 
     checker = CopyChecker(build_baseline(recordings[:7], recordings[7:], ratio=0.5))
-    files = {"copy": recordings[4], "new": recordings[8]}
-    for name, audio in files.items():
-        sf.write(tmp_path / f"{name}.flac", audio, 44_100)
-    (tmp_path / "broken.flac").write_bytes(b"not audio")
-    row = lambda verdict="pass": {"verdict": verdict, "copy_dcr": None, "error": None}  # noqa: E731
-    assert checker.check(row(), tmp_path / "copy.flac")["verdict"] == "copy"
-    new = checker.check(row(), tmp_path / "new.flac")
+    row = lambda verdict="pass": {"verdict": verdict, "copy_dcr": None, "copy_ber": None, "error": None}  # noqa: E731
+    assert checker.check_audio(row(), recordings[4], 44_100)["verdict"] == "copy"
+    new = checker.check_audio(row(), recordings[8], 44_100)
     assert new["verdict"] == "pass" and new["copy_dcr"] >= checker.baseline.threshold
-    assert checker.check(row("leak"), tmp_path / "copy.flac")["verdict"] == "leak"
-    broken = checker.check(row(), tmp_path / "broken.flac")
-    assert broken["verdict"] == "unscorable" and broken["error"].startswith("copy check:")
+    assert checker.check_audio(row("leak"), recordings[4], 44_100)["verdict"] == "leak"
+    other_rate = checker.check_audio(row(), recordings[4][::2], 22_050)
+    assert other_rate["verdict"] == "unscorable" and other_rate["error"].startswith("copy check:")
 
 
 def _sox(audio: np.ndarray, tmp_path, *effect: str) -> np.ndarray:
