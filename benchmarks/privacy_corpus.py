@@ -1,6 +1,6 @@
 """The privacy benchmark's audio: voices and transformed clips for one part of the frozen split.
 
-    python benchmarks/privacy_corpus.py OUT_DIR --part held_out|tuning
+    python benchmarks/privacy_corpus.py OUT_DIR --part held_out|held_out_espeak|tuning
 
 writes
   OUT_DIR/<part>/reference/<speaker>/<nn>.wav    the reference set (16 kHz, as a user would give it)
@@ -52,12 +52,15 @@ def load_split() -> dict:
 
 
 def synthesise(engine: str, voice: str, text: str, path: Path) -> None:
-    """`text` read by `voice` of `engine` (flite or festival's text2wave), written to `path` as 16 kHz mono 16-bit."""
+    """`text` read by `voice` of `engine` (flite, festival's text2wave or espeak-ng), written to `path` as 16 kHz mono
+    16-bit."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "raw.wav"
         if engine == "flite":
             subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(raw)], check=True, capture_output=True)
+        elif engine == "espeak-ng":
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
         else:
             txt = Path(scratch) / "t.txt"
             txt.write_text(text)
@@ -297,9 +300,10 @@ def build(out_dir: Path, part: str) -> Path:
     spec, counts = split[part], split["utterances"]
     root = out_dir / part
     rows = []
-    transforms = HELD_OUT_TRANSFORMS if part == "held_out" else (*CALIBRATION_CONDITIONS, *THIRD_FAMILY,
+    held_out = part.startswith("held_out")
+    transforms = HELD_OUT_TRANSFORMS if held_out else (*CALIBRATION_CONDITIONS, *THIRD_FAMILY,
                                                                                      *HARD_ROOMS)
-    transform = sox_transform if part == "held_out" else tuning_transform
+    transform = sox_transform if held_out else tuning_transform
     raw = root / "_voices"
     seed = third = hard = 0
     for group in ("reference", "another_synthesiser", "impostors"):
@@ -360,7 +364,7 @@ def _slug(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--part", choices=("tuning", "held_out"), required=True)
+    parser.add_argument("--part", choices=("tuning", "held_out", "held_out_espeak"), required=True)
     args = parser.parse_args()
     print(build(args.out_dir, args.part))
 
