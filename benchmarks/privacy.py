@@ -13,7 +13,8 @@ throughput of the scoring path, scoring scale.
    `held_out` (the reported figure: voices and sox implementations never used for tuning) is the
    default; `held_out_espeak` is a second held-out part (espeak-ng voices of other languages, the same sox
    transformations), added when the benchmark was found to hold no espeak-ng voice; `tuning` is the part
-   designs may be chosen on.
+   designs may be chosen on, and `tuning_espeak` (English espeak-ng variants, the tuning transformations)
+   another.
 2. Throughput of the whole scoring path (decode -> resample -> VAD -> windowed GE2E -> scores) over
    the stage's process pool, in audio-seconds per wall-second, on clips of concatenated speech.
 3. Scoring time of 100,000 clip windows against 10,000 reference utterances (cosine, blocked matmul).
@@ -150,7 +151,7 @@ def main() -> None:
     from pipeline.privacy.test_voices import synthesise
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("held_out", "held_out_espeak", "tuning"), default="held_out",
+    parser.add_argument("--part", choices=("held_out", "held_out_espeak", "tuning", "tuning_espeak"), default="held_out",
                         help="which part of the frozen split to measure (default held_out: the reported figure)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "privacy_bench", help="benchmark audio and caches")
     parser.add_argument("--voices", type=Path, default=REPO / "var" / "reference_voices_bench",

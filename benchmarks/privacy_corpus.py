@@ -1,6 +1,6 @@
 """The privacy benchmark's audio: voices and transformed clips for one part of the frozen split.
 
-    python benchmarks/privacy_corpus.py OUT_DIR --part held_out|held_out_espeak|tuning
+    python benchmarks/privacy_corpus.py OUT_DIR --part held_out|held_out_espeak|tuning|tuning_espeak
 
 writes
   OUT_DIR/<part>/reference/<speaker>/<nn>.wav    the reference set (16 kHz, as a user would give it)
@@ -364,7 +364,7 @@ def _slug(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--part", choices=("tuning", "held_out", "held_out_espeak"), required=True)
+    parser.add_argument("--part", choices=("tuning", "tuning_espeak", "held_out", "held_out_espeak"), required=True)
     args = parser.parse_args()
     print(build(args.out_dir, args.part))
 
