@@ -176,11 +176,11 @@ def _copy_text(copy: dict | None, privacy: dict) -> str:
 
 
 def _fingerprint_text(copy: dict) -> str:
-    """The near-copy detector in one sentence (releases made before it existed have none)."""
+    """The near-copy detector in one sentence (none when the run's leak check predates it)."""
     printed = copy.get("near_copy_detector")
     if not printed:
         return ""
     return (f" A clip whose audio fingerprint (Chromaprint) came within a bit error rate of {printed['max_ber']} of "
             f"a corpus recording's over about 2 s would be a copy too: {printed['clips_fingerprinted']} clip(s) were "
-            f"long enough to fingerprint ({printed.get('min_seconds', 4.6):.1f} s), against {printed['corpus_recordings_fingerprinted']} corpus "
-            "recording(s).")
+            f"long enough to fingerprint ({printed['min_seconds']:.1f} s), against "
+            f"{printed['corpus_recordings_fingerprinted']} corpus recording(s).")
