@@ -8,9 +8,11 @@ of the same voice) came. How much closer depends on the machine (CPU kernels mov
 held-out distance on one machine, both copies; 0.67 and 0.87 on another, where one passes the copy gate's 0.7. So
 the test asks for what holds on both: at least one copy rejected, every clip closer than anything new, and a build
 that fails closed on the reject rate. `on_copy: regenerate` samples each rejected clip again, each attempt hotter
-(privacy.regenerate_temperature_step): the replacements stray from what the model learned (no longer copies), and
-the build still publishes nothing, because a model whose first samples copy its corpus is the problem the gate
-reports (max_reject_rate counts first-pass rejections).
+(privacy.regenerate_temperature_step): replacements stray from what the model learned (no longer copies) — on a
+third machine (both first samples at 0.52 of the held-out distance) one clip passed at the second attempt and the
+other was still a copy at the third (0.63), so it stays out — and the build still publishes nothing, because a
+model whose first samples copy its corpus is the problem the gate reports (max_reject_rate counts first-pass
+rejections).
 """
 
 from __future__ import annotations
@@ -74,13 +76,19 @@ def test_a_model_trained_to_memorise_its_corpus_has_its_copies_rejected(tmp_path
     # closer to what the model learned than any recording it never saw came; the closest are the gate's copies
     assert all(dcr < min(baseline.holdout_dcr) for dcr in first_dcr), (first_dcr, baseline.holdout_dcr)
     assert summary["first_pass_counts"]["copy"] == sum(dcr < baseline.threshold for dcr in first_dcr) >= 1, first_dcr
-    # regenerate: every rejected clip sampled again, hotter, until it passed both checks
+    # regenerate: every rejected clip sampled again, hotter, until it passed both checks or max_regenerations (3) ran
+    # out; a clip still a copy then stays out (what each machine's model does at 1.88 differs: see the docstring)
     regenerated = [row for row in audit if row["attempts"] > 0]
     assert len(regenerated) == summary["first_pass_counts"]["copy"]
-    assert all(row["verdict"] == "pass" and row["copy_dcr"] >= baseline.threshold for row in regenerated), audit
+    replaced = [row for row in regenerated if row["verdict"] == "pass"]
+    assert replaced, audit  # hotter sampling strays from what the model learned
+    assert all(row["copy_dcr"] >= baseline.threshold for row in replaced), audit
+    assert all(row["verdict"] == "copy" and row["attempts"] == 3 and row["copy_dcr"] < baseline.threshold
+               for row in regenerated if row not in replaced), audit
     replacements = pq.read_table(ctx.shard_dir("leakcheck", 0) / "regenerated.parquet").to_pylist()
+    assert [r["clip_id"] for r in replacements] == sorted(row["clip_id"] for row in replaced)  # only what passed
     assert all(r["level_temperatures"][0] == pytest.approx(0.98 + 0.3 * a["attempts"])
-               for r, a in zip(replacements, regenerated))
+               for r, a in zip(replacements, sorted(replaced, key=lambda row: row["clip_id"])))
     with pytest.raises(LeakCheckFailed, match="max_reject_rate"):  # the model copies: nothing is published
         export(ctx)
     assert not list(ctx.loaded.releases_root.rglob("*.flac"))  # no copy reached a release
