@@ -9,7 +9,8 @@ throughput of the scoring path, scoring scale.
    the threshold the pipeline chooses by itself), then every clip (44.1 kHz) is scored through the
    run's own path (decode, resample, VAD, windows, normalised scores). Leaks: the reference speakers'
    other utterances under each transformation; non-leaks: other voices under the same transformations,
-   music only, noise only. Printed per transformation: recall or FPR with Wilson 95% intervals.
+   music only, noise only. Printed per transformation: recall or FPR with Wilson 95% intervals, and the share
+   of its clips the condition detector called reverberant (their scores got the calibrated room offset).
    `held_out` (the reported figure: voices and sox implementations never used for tuning) is the
    default; `held_out_espeak` is a second held-out part (espeak-ng voices of other languages, the same sox
    transformations), added when the benchmark was found to hold no espeak-ng voice; `tuning` is the part
@@ -66,17 +67,22 @@ def robustness(root: Path, part: str, cache: Path) -> dict:
         return result
     from pipeline.privacy.calibration import recall_shortfall
 
-    threshold = calibration.threshold
+    threshold, index = calibration.threshold, index.calibrated(calibration.condition_offsets)
     result["threshold"] = round(threshold, 4)
+    result["condition_offsets"] = calibration.condition_offsets
     result["recall_shortfall"] = recall_shortfall(calibration, len(index.enrolled) // len(index.speakers))
     result["calibration"] = {k: v for k, v in calibration.as_dict().items()
                              if k not in ("recall_by_condition", "fpr_by_kind")}
     rows = list(csv.DictReader(open(folder / "clips.csv")))
-    groups: dict[tuple[str, str], list[bool]] = {}
+    verdicts: dict[tuple[str, str], list] = {}
     for row in progress(rows, desc=f"scoring {part} clips", unit="clip"):
-        verdict = score_file(folder / row["path"], encoder, index, threshold)
-        groups.setdefault((row["kind"], row["transform"]), []).append(verdict.verdict != "pass")
-    result["rows"] = {f"{kind}: {name}": rate_entry(sum(flags), len(flags)) for (kind, name), flags in sorted(groups.items())}
+        verdicts.setdefault((row["kind"], row["transform"]), []).append(score_file(folder / row["path"], encoder, index,
+                                                                                   threshold))
+    groups = {key: [v.verdict != "pass" for v in found] for key, found in sorted(verdicts.items())}
+    result["rows"] = {f"{kind}: {name}": rate_entry(sum(flags), len(flags)) for (kind, name), flags in groups.items()}
+    # share of each row's clips the condition detector called reverberant (their score got that offset)
+    result["detected_reverberant"] = {f"{kind}: {name}": round(float(np.mean([v.condition == "reverberant" for v in found])), 3)
+                                      for (kind, name), found in sorted(verdicts.items())}
     leaks = [f for (kind, _), flags in groups.items() if kind == "leak" for f in flags]
     result["overall_recall"] = rate_entry(sum(leaks), len(leaks))
     result["seconds"] = round(time.perf_counter() - t, 1)
@@ -94,10 +100,11 @@ def print_table(result: dict) -> None:
           f"impostor condition of its calibration (calibration recall {cal['recall']}, EER {cal['equal_error_rate']})")
     if result.get("recall_shortfall"):
         print(f"  a run would fail here (on_recall_shortfall: fail) or warn: {result['recall_shortfall']}")
-    print(f"  {'clips':58} {'rate':>6} {'95% CI':>15} {'n':>4}")
+    print(f"  {'clips':58} {'rate':>6} {'95% CI':>15} {'n':>4} {'reverberant':>11}")
     for name, entry in result["rows"].items():
         label = ("recall " if name.startswith("leak") else "FPR    ") + name
-        print(f"  {label:58} {entry['rate']:>6.3f} [{entry['ci95'][0]:.3f}, {entry['ci95'][1]:.3f}] {entry['trials']:>4}")
+        print(f"  {label:58} {entry['rate']:>6.3f} [{entry['ci95'][0]:.3f}, {entry['ci95'][1]:.3f}] {entry['trials']:>4} "
+              f"{result['detected_reverberant'].get(name, 0):>11.2f}")
     overall = result["overall_recall"]
     print(f"  overall recall {overall['rate']:.3f} [{overall['ci95'][0]:.3f}, {overall['ci95'][1]:.3f}] of {overall['trials']}")
 
@@ -113,7 +120,8 @@ def throughput(voices: Path, cache: Path, clip_s: float, minutes: float, workers
 
     encoder = load_encoder()
     index = build_index(voices / "reference", encoder, cache, canaries_per_speaker=1)
-    threshold = calibrate_index(index, encoder, cache).threshold
+    calibration = calibrate_index(index, encoder, cache)
+    threshold, index = calibration.threshold, index.calibrated(calibration.condition_offsets)
     speech = np.concatenate([sf.read(p, dtype="float32")[0] for p in sorted((voices / "non_reference").rglob("*.wav"))])
     rate = sf.info(next((voices / "non_reference").rglob("*.wav"))).samplerate
     with tempfile.TemporaryDirectory() as tmp:

@@ -234,9 +234,10 @@ class PrivacyConfig(_Strict):
                           "with columns speaker_id,path; null: the corpus (`source.corpus`), whose every speaker is "
                           "protected.")
     threshold: float | Literal["auto"] = Field(
-        "auto", description="Leak score at or above which a clip is a leak; `auto`: the lowest threshold that keeps "
-                            "the false-positive rate within max_fpr for every impostor condition, on calibration "
-                            "trials that enrolment never saw (see pipeline/privacy/calibration.py).")
+        "auto", description="Leak score (less its detected condition's calibrated offset) at or above which a clip "
+                            "is a leak; `auto`: the lowest threshold that keeps the false-positive rate within max_fpr "
+                            "for every impostor condition, on calibration trials that enrolment never saw (see "
+                            "pipeline/privacy/calibration.py).")
     target_recall: float = Field(
         0.95, gt=0, lt=1, description="Share of held-out genuine calibration trials the threshold must flag; a run "
                                       "whose detector cannot reach it within max_fpr fails. Also judges the canaries.")

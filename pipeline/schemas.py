@@ -51,6 +51,8 @@ MANIFEST_JSON_SCHEMA = {
                                       "recall_at_fpr_1pct": {"type": "number"},
                                       "recall_at_fpr_01pct": {"type": "number"},
                                       "recall_target_met": {"type": "boolean"},
+                                      "condition_offsets": {"type": "object",
+                                                            "additionalProperties": {"type": "number"}},
                                       "reference_eer": {"type": "number"},
                                       "false_positive_rate_at_threshold": {"type": "number"},
                                       "canaries_caught": {"type": "integer"}, "canaries_scored": {"type": "integer"}}},

@@ -157,10 +157,24 @@ def _calibration_text(report: dict) -> str:
              "", "| calibration condition | recall | 95% interval | trials |", "| --- | --- | --- | --- |"]
     for name, entry in (calibration.get("recall_by_condition") or {}).items():
         lines.append(f"| {name} | {entry['rate']} | {entry['ci95'][0]}-{entry['ci95'][1]} | {entry['trials']} |")
+    lines += _condition_text(report)
     if not report.get("recall_target_met", True):
         lines += ["", f"**Target recall not reached.** {report['recall_shortfall']} This release was published "
                   "because the build config says `on_recall_shortfall: warn`."]
     return "\n".join(lines) + "\n"
+
+
+def _condition_text(report: dict) -> list[str]:
+    """A sentence on the condition offsets (none for a release whose leak check had no condition detector)."""
+    offsets = report["calibration"].get("condition_offsets") or {}
+    if not offsets:
+        return []
+    clips = report.get("clips_by_detected_condition") or {}
+    judged = "; ".join(f"{name}: offset {offset:+.4f}, {clips.get(name, 0)} clip(s) of this release"
+                       for name, offset in offsets.items())
+    return ["", "A clip whose voice is detected as reverberant (a linear detector on its speaker embedding, trained on "
+            "the impostor cohort's voices in synthetic rooms) is judged against what reverberant impostors score: its "
+            f"score less the calibrated offset (a negative one raises it) meets the threshold ({judged})."]
 
 
 def _copy_text(copy: dict | None, privacy: dict) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -150,7 +151,10 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
         "max_fpr": ctx.config.privacy.max_fpr,
         "calibration": {k: calibration.get(k) for k in (
             "recall", "false_positive_rate", "equal_error_rate", "recall_at_fpr_1pct", "recall_at_fpr_01pct",
-            "genuine_trials", "impostor_trials", "recall_by_condition", "fpr_by_kind", "score_histograms")},
+            "genuine_trials", "impostor_trials", "recall_by_condition", "fpr_by_kind", "score_histograms",
+            "condition_offsets", "detected_conditions")},
+        # clips per condition their voice was detected under (whose calibrated offset applied); aggregate only
+        "clips_by_detected_condition": dict(sorted(Counter(a["condition"] for a in audit if a.get("condition")).items())),
         "recall_target_met": first.get("recall_shortfall") is None,
         "recall_shortfall": first.get("recall_shortfall"),
         "score_normalisation": first.get("score_normalisation"),
@@ -355,6 +359,7 @@ def build_release(ctx: RunContext, rows: list[dict], report: dict, quality: dict
                        "max_fpr": report["max_fpr"], "calibration_recall": report["calibration"]["recall"],
                        "recall_at_fpr_1pct": report["calibration"]["recall_at_fpr_1pct"],
                        "recall_at_fpr_01pct": report["calibration"]["recall_at_fpr_01pct"],
+                       "condition_offsets": report["calibration"].get("condition_offsets") or {},
                        "recall_target_met": report["recall_target_met"],
                        "canaries_caught": report["detector_self_test"]["canaries_caught"],
                        "canaries_scored": report["detector_self_test"]["canaries_scored"]},

@@ -4,7 +4,8 @@ A clip is embedded in overlapping windows (so a few seconds of a leaked voice in
 not averaged away); each window is scored against every speaker's centroids, one per enrolment
 variant (clean, pitch-shifted, band-limited, under accompaniment), as a margin over the window's nearest
 embeddings of the synthesised impostor cohort (`ReferenceIndex.speaker_scores`); the clip's score is the
-maximum over windows and speakers.
+maximum over windows and speakers, less the calibrated offset of the condition its voice is detected under
+(`ReferenceIndex.clip_scores`: a reverberant clip is judged against what reverberant impostors score).
 Verdicts: `pass`, `leak` (score >= threshold) or `unscorable` (the clip could not be decoded or
 embedded), which export treats as a leak. A clip with no voiced speech passes with `no_voice`.
 
@@ -60,6 +61,7 @@ AUDIT_SCHEMA = pa.schema(
         pa.field("attempts", pa.int64(), nullable=False),  # regenerations (on_leak/on_copy: regenerate); 0 = first
         pa.field("copy_dcr", pa.float64()),  # distance to the closest training recording; null: not checked / silent
         pa.field("copy_ber", pa.float64()),  # fingerprint distance to the closest corpus recording; null: too short
+        pa.field("condition", pa.string()),  # the condition detected (reverberant / other); null when not scored
     ]
 )
 
@@ -72,6 +74,7 @@ class ClipVerdict:
     nearest_speaker: str | None = None
     windows: int | None = None
     error: str | None = None
+    condition: str | None = None  # the condition detected (conditions.ConditionDetector), whose offset applied
 
 
 def score_clip(audio: np.ndarray, rate: int, encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float) -> ClipVerdict:
@@ -82,12 +85,13 @@ def score_clip(audio: np.ndarray, rate: int, encoder: SpeakerEncoder, index: Ref
         return ClipVerdict("unscorable", error=f"{type(exc).__name__}: {exc}")
     if windows is None:
         return ClipVerdict("pass", no_voice=True)
-    scores = index.speaker_scores(windows)  # (speakers,)
+    scores, condition = index.clip_scores(windows)  # (speakers,), offset for the detected condition
     if not np.all(np.isfinite(scores)):
         return ClipVerdict("unscorable", error="non-finite similarity")
     best = int(np.argmax(scores))
     verdict = "leak" if scores[best] >= threshold else "pass"
-    return ClipVerdict(verdict, score=float(scores[best]), nearest_speaker=index.speakers[best], windows=len(windows))
+    return ClipVerdict(verdict, score=float(scores[best]), nearest_speaker=index.speakers[best], windows=len(windows),
+                       condition=condition)
 
 
 def score_file(path, encoder: SpeakerEncoder, index: ReferenceIndex, threshold: float) -> ClipVerdict:
@@ -99,12 +103,14 @@ def score_file(path, encoder: SpeakerEncoder, index: ReferenceIndex, threshold: 
     return score_clip(audio.mean(axis=1), rate, encoder, index, threshold)
 
 
-def resolve_threshold(privacy, index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path) -> tuple[float, Calibration]:
-    """The threshold to use (calibrated when `privacy.threshold` is "auto") and the calibration figures."""
+def resolve_threshold(privacy, index: ReferenceIndex, encoder: SpeakerEncoder,
+                      cache_dir: Path) -> tuple[float, Calibration, ReferenceIndex]:
+    """The threshold to use (calibrated when `privacy.threshold` is "auto"), the calibration figures, and the index
+    with the calibration's condition offsets (a configured threshold applies to offset scores too)."""
     configured = None if privacy.threshold == "auto" else float(privacy.threshold)
     calibration = calibrate_index(index, encoder, cache_dir, privacy.target_recall, privacy.max_fpr,
                                   canaries_per_speaker=privacy.canaries_per_speaker, threshold=configured)
-    return calibration.threshold, calibration
+    return calibration.threshold, calibration, index.calibrated(calibration.condition_offsets)
 
 
 def allowed_canary_misses(canaries: int, target_recall: float, alpha: float = CANARY_ALPHA) -> int:
@@ -172,7 +178,7 @@ def _audit_row(clip_id: str, verdict: ClipVerdict, attempts: int) -> dict:
     return {"clip_id": clip_id, "verdict": verdict.verdict, "no_voice": verdict.no_voice,
             "max_similarity": verdict.score, "nearest_speaker": verdict.nearest_speaker,
             "windows": verdict.windows, "error": verdict.error, "attempts": attempts, "copy_dcr": None,
-            "copy_ber": None}
+            "copy_ber": None, "condition": verdict.condition}
 
 
 def judge_file(scorer: Scorer, clip_id: str, path: Path, attempts: int) -> dict:
@@ -342,7 +348,7 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
         encoder = encoder or load_encoder()
         index = build_index(ctx.loaded.reference_dir, encoder, ctx.reference_cache, privacy.canaries_per_speaker,
                             cohort_dir=ctx.loaded.cohort_dir, skip_bad=privacy.skip_bad_reference_files)
-        threshold, calibration = resolve_threshold(privacy, index, encoder, ctx.reference_cache)
+        threshold, calibration, index = resolve_threshold(privacy, index, encoder, ctx.reference_cache)
         shortfall = None
         if privacy.threshold == "auto":
             shortfall = recall_shortfall(calibration, len(index.enrolled) // len(index.speakers))
@@ -378,7 +384,7 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
             "calibration": calibration.as_dict(), "recall_shortfall": shortfall,
             "score_normalisation": f"cohort margin (raw - near) / (1 - near), near = mean cosine to the "
                                    f"{BANK_TOP_N} nearest of {len(index.bank_voices)} cohort embeddings "
-                                   f"({len(index.cohort)} voices)",
+                                   f"({len(index.cohort)} voices), less the offset of the detected condition",
             "enrolment_variants": list(index.variants),
             "reference_fingerprint": index.fingerprint, "encoder": encoder.version,
             "copy_check": None if copies is None else {

@@ -23,6 +23,8 @@ benchmark's implementations. Measured with `benchmarks/privacy.py` at the thresh
 cohort's condition moves, ten directions and the margin scaled by (1 - near) instead of its square, the
 tuning part's third family of implementations (a Schroeder reverberator, FM-synth music) went from
 0.93 to 0.96, and the held-out part from 0.88 to 0.92.
+The cohort's raw embeddings, labelled by what made them, also train the condition detector
+(`conditions.ConditionDetector`) whose calibrated offsets `clip_scores` applies.
 None of this ever reaches a release: only `fingerprint` and aggregate figures do.
 """
 
@@ -30,13 +32,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from pipeline.errors import BadInput
+from pipeline.privacy.conditions import DEFAULT_CONDITION, DETECTOR_VERSION, ConditionDetector, fit_detector
 from pipeline.privacy.encoder import SpeakerEncoder
 from pipeline.privacy.transforms import ENROLMENT_VARIANTS
 from pipeline.files import atomic_path, exclusive
@@ -73,6 +76,9 @@ class ReferenceIndex:
     cohort: list = field(default_factory=list)  # CohortVoice of every bank voice
     # (dim, dim) nuisance projection applied to every embedding compared (None: raw embeddings, no cohort)
     projection: np.ndarray | None = None
+    detector: ConditionDetector | None = None  # the condition a clip's voice reached it under (None: no cohort)
+    # detected condition -> offset subtracted from a clip's scores (from calibration: `calibrated`); None before
+    offsets: dict[str, float] | None = None
 
     def project(self, embeddings: np.ndarray) -> np.ndarray:
         """Embeddings (..., dim) with the nuisance directions removed, unit norm again (as is without NAP)."""
@@ -102,6 +108,22 @@ class ReferenceIndex:
             near = np.sort(windows @ bank.T, axis=1)[:, -BANK_TOP_N:].mean(axis=1, keepdims=True)  # (windows, 1)
             raw = (raw - near) / np.maximum(1.0 - near, 1e-3)
         return raw.max(axis=0)
+
+    def condition(self, windows: np.ndarray) -> str:
+        """The condition a clip's voice reached it under, detected from its raw whole-clip embedding (windows[0])."""
+        return DEFAULT_CONDITION if self.detector is None else self.detector.detect(windows[0])
+
+    def clip_scores(self, windows: np.ndarray) -> tuple[np.ndarray, str]:
+        """(each speaker's leak score (speakers,), the detected condition): `speaker_scores` less the calibrated
+        offset of the clip's condition, so that one threshold serves every condition."""
+        if self.detector is not None and self.offsets is None:
+            raise RuntimeError("clip_scores on an index not calibrated yet: score clips with index.calibrated(...)")
+        condition = self.condition(windows)
+        return self.speaker_scores(windows) - (self.offsets or {}).get(condition, 0.0), condition
+
+    def calibrated(self, offsets: dict[str, float]) -> "ReferenceIndex":
+        """This index with the calibration's condition offsets (`Calibration.condition_offsets`)."""
+        return replace(self, offsets=dict(offsets))
 
 
 def list_reference_files(reference: Path, what: str = "privacy.reference_dir") -> list[ReferenceFile]:
@@ -203,7 +225,7 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
         speakers.append(speaker)
     digest = hashlib.sha256(variants_key(encoder).encode())
     if with_cohort:
-        digest.update(NAP_VERSION.encode())
+        digest.update(f"{NAP_VERSION}|{DETECTOR_VERSION}".encode())
     for file in files:
         digest.update(f"{file.speaker}\x1f{file.sha256}\n".encode())
     index = ReferenceIndex(speakers, tuple(ENROLMENT_VARIANTS), speaker_centroids(enrolled, len(speakers)),
@@ -234,21 +256,24 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
             voice = CohortVoice(voice.voice, tuple(file for file, _, _ in done))
             embedded.append((voice, np.stack([embeddings for _, embeddings, _ in done])))  # (files, variants, dim)
     kept = drop_reference_lookalikes(embedded, index.centroids)
-    rows, owners = [], []
+    rows, owners, made_under = [], [], []
     moves = [_variant_moves(embeddings) for _, embeddings in kept]  # (files * (variants - 1), dim) each
     moves += [_variant_moves(embeddings[None]) for _, embeddings in index.enrolled]
     for voice, embeddings in kept:
         rows.append(embeddings.reshape(-1, embeddings.shape[-1]))  # (files * variants, dim)
         owners += [voice.voice] * (embeddings.shape[0] * embeddings.shape[1])
+        made_under += list(index.variants) * embeddings.shape[0]
         for file, clean in zip(voice.files, embeddings[:, 0], strict=True):
-            for windows in condition_windows(encoder, file, cache_dir).values():
+            for name, windows in condition_windows(encoder, file, cache_dir).items():
                 if windows is not None:
                     rows.append(windows[:1])  # the whole clip's embedding
                     owners.append(voice.voice)
+                    made_under.append(name)
                     moves.append(windows[:1] - clean)
             digest.update(f"cohort\x1f{file.sha256}\n".encode())
     index.bank = np.concatenate(rows).astype(np.float32)
     index.bank_voices = np.array(owners)
+    index.detector = fit_detector(index.bank, made_under)  # raw embeddings: NAP removes what it looks at
     index.cohort = [voice for voice, _ in kept]
     _apply_projection(index, nap_projection(np.concatenate(moves)))
 
@@ -324,7 +349,7 @@ def reference_files_fingerprint(reference_dir: Path, cohort_dir: Path | None = N
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 
     digest = hashlib.sha256(",".join([*ENROLMENT_VARIANTS, "|", *CALIBRATION_CONDITIONS]).encode())
-    digest.update(f"cohort-v{COHORT_VERSION}:{COHORT_VOICES!r}|{NAP_VERSION}\n".encode())
+    digest.update(f"cohort-v{COHORT_VERSION}:{COHORT_VOICES!r}|{NAP_VERSION}|{DETECTOR_VERSION}\n".encode())
     for file in list_reference_files(reference_dir):
         digest.update(f"{file.speaker}\x1f{file.sha256}\n".encode())
     if cohort_dir is not None:

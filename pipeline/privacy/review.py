@@ -30,14 +30,15 @@ def _folder(path: Path | None, what: str) -> Path | None:
 def score_folder(reference: Path, clips: Path, threshold: float | None, target_recall: float = 0.95,
                  cache: Path | None = None, cohort: Path | None = None, max_fpr: float = 0.05) -> tuple[pa.Table, float]:
     """One row per audio file under `clips`: file name (relative), score, verdict (fail closed); and the
-    threshold used (calibrated as a run calibrates when `threshold` is None)."""
+    threshold used (calibrated as a run calibrates when `threshold` is None; the condition offsets always are)."""
     encoder = load_encoder()
     with tempfile.TemporaryDirectory() as scratch:
         cache_dir = cache or Path(scratch)
         index = build_index(_folder(reference, "--reference"), encoder, cache_dir, canaries_per_speaker=0,
                             cohort_dir=_folder(cohort, "--cohort"))
-        if threshold is None:
-            threshold = calibrate_index(index, encoder, cache_dir, target_recall, max_fpr).threshold
+        # a given threshold is applied as a run applies a configured one: to scores offset per detected condition
+        calibration = calibrate_index(index, encoder, cache_dir, target_recall, max_fpr, threshold=threshold)
+        threshold, index = calibration.threshold, index.calibrated(calibration.condition_offsets)
         files = sorted(p for p in _folder(clips, "--clips").rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
         if not files:
             raise BadInput(f"--clips: no .wav or .flac files under {clips}")

@@ -115,6 +115,14 @@ def test_privacy_report_holds_figures_only(cli_release):
     assert report["recall_target_met"] == (calibration["recall"] >= 0.95)
     counts = report["counts"]
     assert sum(report["score_histogram"]["counts"]) == counts["clips"] - counts["no_voice"] - counts["unscorable"]
+    # every scored clip was put through the condition detector; the cohort's rooms gave reverberant clips an offset
+    assert sum(report["clips_by_detected_condition"].values()) == sum(report["score_histogram"]["counts"])
+    assert set(calibration["condition_offsets"]) == {"reverberant"}
+    assert calibration["detected_conditions"]["clean"].get("reverberant", 0) <= 0.05
+    manifest = json.loads((cli_release / "manifest.json").read_text())
+    assert manifest["leak_check"]["condition_offsets"] == calibration["condition_offsets"]
+    offset = calibration["condition_offsets"]["reverberant"]
+    assert f"reverberant: offset {offset:+.4f}" in (cli_release / "README.md").read_text()
     assert "spk_" not in json.dumps(report)
 
 

@@ -41,6 +41,36 @@ def test_calibrate_bounds_every_impostor_kind_and_reports_recall_per_condition()
     assert fixed.threshold == 0.2 and fixed.recall == 1.0 and recall_shortfall(fixed, 5) is None
 
 
+def test_condition_offsets_judge_reverberant_clips_against_reverberant_impostors():
+    """Rooms lower every score; impostors detected as reverberant score lower than clean ones, so reverberant
+    clips get their own (lower) bar, while every impostor kind stays within the bound."""
+    rng = np.random.default_rng(1)
+    genuine = {"clean": rng.uniform(0.5, 0.9, 60), "room": rng.uniform(0.15, 0.5, 60)}
+    impostor = {"other voices, clean": rng.uniform(0.0, 0.4, 100), "other voices, room": rng.uniform(-0.2, 0.2, 100)}
+    detected = {"clean": ["other"] * 60, "room": ["reverberant"] * 50 + ["other"] * 10,
+                "other voices, clean": ["other"] * 100, "other voices, room": ["reverberant"] * 90 + ["other"] * 10}
+    plain = calibrate(genuine, impostor, 0.95, 0.05)
+    aware = calibrate(genuine, impostor, 0.95, 0.05, detected=detected)
+    labels = {k: np.array(v) for k, v in detected.items()}
+    reverberant = impostor["other voices, room"][labels["other voices, room"] == "reverberant"]
+    room_other = impostor["other voices, room"][labels["other voices, room"] == "other"]
+    # per condition, the strictest kind's bar among the trials detected under it; the offset is the difference
+    expected = threshold_for_fpr(reverberant, 0.05) - max(threshold_for_fpr(impostor["other voices, clean"], 0.05),
+                                                          threshold_for_fpr(room_other, 0.05))
+    assert aware.condition_offsets == {"reverberant": pytest.approx(expected, abs=1e-6)} and expected < -0.1
+    assert aware.recall_by_condition["room"]["rate"] > plain.recall_by_condition["room"]["rate"] + 0.2
+    assert all(entry["rate"] <= 0.05 for entry in aware.fpr_by_kind.values())  # the bound holds per kind
+    assert aware.detected_conditions["room"] == {"other": pytest.approx(10 / 60, abs=1e-4),
+                                                 "reverberant": pytest.approx(50 / 60, abs=1e-4)}
+    # the offset is applied to the scores before the threshold: a reverberant genuine trial at t + offset is a hit
+    shift = {k: np.where(labels[k] == "reverberant", aware.condition_offsets["reverberant"], 0.0) for k in labels}
+    hits = np.mean(genuine["room"] - shift["room"] >= aware.threshold)
+    assert aware.recall_by_condition["room"]["rate"] == pytest.approx(hits, abs=1e-4)
+    # a condition no impostor trial was detected under keeps the shared threshold
+    none = calibrate(genuine, impostor, 0.95, 0.05, detected={**detected, "other voices, room": ["other"] * 100})
+    assert none.condition_offsets == {} and none.threshold == plain.threshold
+
+
 def test_wilson_interval_matches_known_values():
     low, high = wilson_interval(36, 36)
     assert low == pytest.approx(0.9036, abs=1e-3) and high == 1.0

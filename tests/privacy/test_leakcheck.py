@@ -71,6 +71,12 @@ def threshold(calibration):
     return calibration.threshold
 
 
+@pytest.fixture(scope="module")
+def scoring(index, calibration):
+    """The index clips are scored with: its calibration's condition offsets applied."""
+    return index.calibrated(calibration.condition_offsets)
+
+
 def _few_files(reference_dir, folder, per_speaker=3):
     for speaker in sorted(p for p in reference_dir.iterdir() if p.is_dir()):
         (folder / speaker.name).mkdir(parents=True)
@@ -126,6 +132,24 @@ def test_calibrated_threshold_keeps_every_impostor_condition_within_the_fpr_boun
     assert entry["ci95"][0] <= entry["rate"] <= entry["ci95"][1] and entry["trials"] == 44
 
 
+def test_the_condition_detector_finds_rooms_and_nothing_else_and_clips_need_a_calibrated_index(
+        index, calibration, encoder, reference_dir):
+    """Trained on the cohort alone, the detector tells the reference voices' calibration rooms (a trial set it
+    never saw) from their clean, pitched, phone-band and music trials."""
+    shares = calibration.detected_conditions
+    assert shares["room"].get("reverberant", 0) >= 0.6
+    for name in ("clean", "pitch+2 (resampled)", "telephone", "music 0 dB"):
+        assert shares[name].get("reverberant", 0) <= 0.05, name
+    assert set(calibration.condition_offsets) <= {"reverberant"}
+    audio, rate = sf.read(sorted((reference_dir / "spk_slt").iterdir())[-1], dtype="float32")
+    windows = encoder.embed_windows(audio, rate)
+    with pytest.raises(RuntimeError, match="not calibrated"):
+        index.clip_scores(windows)  # offsets unknown: scoring would apply a threshold to the wrong scale
+    scored, condition = index.calibrated({"reverberant": -0.5, "other": 0.25}).clip_scores(windows)
+    assert condition == "other"  # a clean utterance; "other" never gets an offset from calibration, here forced
+    np.testing.assert_allclose(scored, index.speaker_scores(windows) - 0.25, atol=1e-6)
+
+
 def test_a_calibration_is_cached_under_its_inputs_and_a_recomputed_one_equals_it(index, encoder, reference_cache,
                                                                                  calibration):
     cached = reference_cache / "calibrations" / f"{calibration_key(index, encoder, 0.95, 0.05, None)}.json"
@@ -143,54 +167,54 @@ def test_a_calibration_is_cached_under_its_inputs_and_a_recomputed_one_equals_it
     assert calibration_key(fewer, encoder, 0.95, 0.05, None) not in keys
 
 
-def test_held_out_reference_utterances_are_leaks_and_their_speaker_is_nearest(index, encoder, threshold):
-    for speaker, audio in index.canaries:
-        verdict = score_clip(audio, index.canary_rate, encoder, index, threshold)
+def test_held_out_reference_utterances_are_leaks_and_their_speaker_is_nearest(scoring, encoder, threshold):
+    for speaker, audio in scoring.canaries:
+        verdict = score_clip(audio, scoring.canary_rate, encoder, scoring, threshold)
         assert verdict.verdict == "leak" and verdict.nearest_speaker == speaker
 
 
-def test_voices_outside_the_reference_set_pass(index, encoder, voices_root, threshold):
+def test_voices_outside_the_reference_set_pass(scoring, encoder, voices_root, threshold):
     verdicts = []
     for path in sorted((voices_root / "non_reference").rglob("*.wav")):
         audio, rate = sf.read(path, dtype="float32")
-        verdicts.append(score_clip(audio, rate, encoder, index, threshold).verdict)
+        verdicts.append(score_clip(audio, rate, encoder, scoring, threshold).verdict)
     assert len(verdicts) >= 6 and np.mean([v == "leak" for v in verdicts]) <= 0.05
 
 
-def test_a_few_seconds_of_a_leaked_voice_inside_a_long_clip_are_found(index, encoder, threshold, reference_dir):
+def test_a_few_seconds_of_a_leaked_voice_inside_a_long_clip_are_found(scoring, encoder, threshold, reference_dir):
     voice, rate = sf.read(reference_dir / "spk_rms" / "11.wav", dtype="float32")  # a held-out canary file
     rng = np.random.default_rng(0)
     clip = np.concatenate([0.05 * rng.standard_normal(8 * rate), voice, 0.05 * rng.standard_normal(8 * rate)])
-    verdict = score_clip(clip.astype(np.float32), rate, encoder, index, threshold)
+    verdict = score_clip(clip.astype(np.float32), rate, encoder, scoring, threshold)
     assert verdict.verdict == "leak" and verdict.nearest_speaker == "spk_rms" and verdict.windows > 1
 
 
-def test_unembeddable_audio_is_unscorable_never_a_pass(index, encoder, threshold):
+def test_unembeddable_audio_is_unscorable_never_a_pass(scoring, encoder, threshold):
     nan_audio = np.full(16000, np.nan, dtype=np.float32)
-    assert score_clip(nan_audio, 16000, encoder, index, threshold).verdict == "unscorable"
-    assert score_clip(np.zeros(0, dtype=np.float32), 16000, encoder, index, threshold).verdict == "unscorable"
+    assert score_clip(nan_audio, 16000, encoder, scoring, threshold).verdict == "unscorable"
+    assert score_clip(np.zeros(0, dtype=np.float32), 16000, encoder, scoring, threshold).verdict == "unscorable"
 
 
-def test_a_leaked_voice_under_noise_is_still_heard(index, encoder, threshold, reference_dir):
+def test_a_leaked_voice_under_noise_is_still_heard(scoring, encoder, threshold, reference_dir):
     from pipeline.testing import white_noise
 
     voice, rate = sf.read(reference_dir / "spk_rms" / "11.wav", dtype="float32")  # a held-out canary file
     noisy = voice + 0.3 * np.abs(voice).max() * white_noise(voice.size / rate, rate=rate, seed=2)[: voice.size]
-    verdict = score_clip(noisy.astype(np.float32), rate, encoder, index, threshold)
+    verdict = score_clip(noisy.astype(np.float32), rate, encoder, scoring, threshold)
     assert not verdict.no_voice and verdict.score is not None  # never waved through as "no voice"
 
 
-def test_silence_passes_with_no_voice_flag(index, encoder, threshold):
-    verdict = score_clip(np.zeros(32000, dtype=np.float32), 16000, encoder, index, threshold)
+def test_silence_passes_with_no_voice_flag(scoring, encoder, threshold):
+    verdict = score_clip(np.zeros(32000, dtype=np.float32), 16000, encoder, scoring, threshold)
     assert verdict.verdict == "pass" and verdict.no_voice and verdict.score is None
 
 
-def test_self_test_judges_canaries_as_a_sample_and_fails_a_detector_worse_than_its_target(index, encoder, threshold):
-    result = self_test(encoder, index, threshold, target_recall=0.95)
+def test_self_test_judges_canaries_as_a_sample_and_fails_a_detector_worse_than_its_target(scoring, encoder, threshold):
+    result = self_test(encoder, scoring, threshold, target_recall=0.95)
     assert result["canaries"] == 12 and result["allowed_misses"] == 4
     assert result["caught"] >= 12 - 4 and set(result["by_transform"]) == {"pitch±1", "mixed0db", "band8k"}
     with pytest.raises(LeakCheckFailed, match=r"detector self-test failed: 12 of 12 .* misses more than 4"):
-        self_test(encoder, index, 1e9, target_recall=0.95)
+        self_test(encoder, scoring, 1e9, target_recall=0.95)
 
 
 def test_allowed_canary_misses_follow_the_binomial_tail():
@@ -290,7 +314,7 @@ def test_a_run_rejecting_more_than_the_bound_publishes_nothing(prepared_run, ref
     assert not ctx.release_dir.exists()
 
 
-def test_on_leak_regenerate_replaces_rejected_clips_with_new_samples(prepared_run, reference_dir, index, threshold):
+def test_on_leak_regenerate_replaces_rejected_clips_with_new_samples(prepared_run, reference_dir, scoring, threshold):
     ctx = prepared_run(n_clips=3, **{"privacy.max_reject_rate": 1.0, "privacy.on_leak": "regenerate"})
     audio_dir = ctx.shard_dir("generate", 0) / "audio"
     leaked, broken, clean = sorted(audio_dir.iterdir())
@@ -320,7 +344,7 @@ def test_on_leak_regenerate_replaces_rejected_clips_with_new_samples(prepared_ru
     exported, exported_rate = sf.read(release / "audio" / f"{leaked.stem}.flac", dtype="float32")
     assert (release / "audio" / f"{leaked.stem}.flac").read_bytes() != leaked.read_bytes()
     assert exported_rate == 44_100 and exported.size == rows[leaked.stem]["num_samples"]
-    rescored = score_clip(exported, exported_rate, load_encoder(), index, threshold)
+    rescored = score_clip(exported, exported_rate, load_encoder(), scoring, threshold)
     assert rescored.verdict == "pass"  # the replacement carries no protected voice
     assert not rows[broken.stem]["is_silent"]  # features of the replacement, not of the silent stand-in
     report = json.loads((release / "privacy_report.json").read_text())
