@@ -105,7 +105,7 @@ celery-down:  ## stop exactly what celery-up started
 celery-down-if-running:
 	@[ ! -x $(BIN)/python ] || [ ! -d var/celery/pids ] || $(BIN)/python -m pipeline.deploy stop
 
-test-memorisation: deps $(VENV)/.installed  ## a model trained to memorise its corpus has its copies rejected (2 min)
+test-memorisation: deps $(VENV)/.installed  ## a model trained to memorise its corpus has its copies rejected (4 min)
 	$(BIN)/python -m pytest -q -m memorisation tests/training/test_memorisation.py
 
 test-celery: deps $(VENV)/.installed-celery  ## integration: the DAG through the scheduler and Celery workers

@@ -37,6 +37,9 @@ VQVAE_CROP_SAMPLES = 8 * 1024  # 0.19 s per VQ-VAE example: on 2 CPU cores, more
 # the corpus's spectrum faster than fewer on long ones (the three 44.1 kHz decoders dominate a step)
 MODEL_FILE = "model.json"
 MIN_TRAIN_SECONDS = {"tiny": 4.0}  # the tiny priors' window is 2.97 s: less audio than this and they learn padding
+# Part of the inputs' fingerprint: a change to what training computes must not find (and return, or resume) a model or
+# checkpoint made the old way. v2: each VQ-VAE level quantised with its own codebook (jukebox.vqvae_forward).
+TRAINING_RECIPE = "v2-own-codebooks"
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ def inputs_fingerprint(loaded: LoadedConfig, corpus: Corpus, base_weights_sha256
     config = loaded.config
     return fingerprint({"corpus": corpus.fingerprint, "preset": config.generation.preset, "base": base_weights_sha256,
                         "training": config.training.model_dump(), "holdout": config.source.holdout_fraction,
-                        "seed": config.seed, "code": __version__})
+                        "seed": config.seed, "code": __version__, "recipe": TRAINING_RECIPE})
 
 
 def model_folder(models_root: Path, dataset: str, version: str) -> Path:
@@ -189,7 +192,7 @@ def _publish(loaded: LoadedConfig, model, tokenizer, corpus: Corpus, key: str, c
             "inputs_sha256": key, "training": config.training.model_dump(), "device": device,
             "gradient_checkpointing": checkpointing, "files": {"train": len(corpus.train), "holdout": len(corpus.holdout)},
             "final_loss": {name: curve[-1]["loss"] for name, curve in curves.items() if curve},
-            "loss_curves": curves, "code_version": {"package": __version__},
+            "loss_curves": curves, "code_version": {"package": __version__, "training_recipe": TRAINING_RECIPE},
         })
         os.replace(staging, final)
     finally:
