@@ -20,10 +20,9 @@ and calibration gives each detected condition its own offset (`calibration.condi
 the calibration room alone, it also found the tuning parts' feedback-delay-network halls and Schroeder
 reverberators (67-98% of a row's clips on the espeak-ng tuning part, 16-100% on `tuning`), and none of the
 clean, pitched, band-limited or music clips; but only 12-42% of the held-out parts' sox-reverb leaks, which
-therefore mostly kept the shared threshold. A second, long and wet calibration room taught it more (92-98% on
-the espeak-ng tuning part) but its impostors score high, so the offset turned positive and rooms lost recall on
-`tuning` (README): not kept. What was kept: enrolment in two image-source rooms (`transforms.ROOM_VARIANTS`),
-whose centroids only a clip detected as reverberant meets, and whose cohort embeddings teach the detector too.
+therefore mostly kept the shared threshold. A second, long and
+wet calibration room taught it more (92-98% on the espeak-ng tuning part) but its impostors score high, so the
+offset turned positive and rooms lost recall on `tuning` (README): not kept.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.privacy.transforms import ROOM_VARIANTS, mix_at_snr
+from pipeline.privacy.transforms import mix_at_snr
 
 RATE = 16_000
 
@@ -162,9 +161,8 @@ def no_voice_clips(count: int, seed: int, seconds: float = 6.0) -> dict[str, lis
 
 DEFAULT_CONDITION = "other"
 # detected condition -> the calibration conditions whose embeddings teach the detector what it looks like
-# (the cohort's enrolment room variants teach it too: the detector gates those centroids, so it must know their rooms)
-DETECTED_CONDITIONS: dict[str, tuple[str, ...]] = {"reverberant": ("room", *ROOM_VARIANTS)}
-DETECTOR_VERSION = "reverberant-logistic-v2"  # part of the index's fingerprint
+DETECTED_CONDITIONS: dict[str, tuple[str, ...]] = {"reverberant": ("room",)}
+DETECTOR_VERSION = "reverberant-logistic-v1"  # part of the index's fingerprint
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ import soundfile as sf
 from pipeline.errors import BadInput
 from pipeline.privacy.conditions import DEFAULT_CONDITION, DETECTOR_VERSION, ConditionDetector, fit_detector
 from pipeline.privacy.encoder import SpeakerEncoder
-from pipeline.privacy.transforms import ENROLMENT_VARIANTS, ROOM_VARIANTS
+from pipeline.privacy.transforms import ENROLMENT_VARIANTS
 from pipeline.files import atomic_path, exclusive
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -99,12 +99,8 @@ class ReferenceIndex:
         window. (The square of the room, used before, over-rewarded phone-band impostors, whose `near` is
         high: on the held-out reference set they alone set the threshold, at 1.6 times the next condition's.)
         `exclude_voice` leaves one cohort voice out of the bank (when it is itself the probe).
-        The room centroids (`ROOM_VARIANTS`) count only for a clip the detector calls reverberant; every other
-        clip is scored as if they did not exist (NAP leaves their moves out too).
         `windows` are raw encoder embeddings; the index projects them as it projected its own (NAP)."""
         centroids = self.centroids if centroids is None else centroids
-        if self.condition(windows) != "reverberant":  # room centroids meet only clips heard in a room
-            centroids = centroids[:, [name not in ROOM_VARIANTS for name in self.variants]]
         windows = self.project(windows)
         raw = np.einsum("wd,svd->wsv", windows, centroids).max(axis=2)  # (windows, speakers)
         if self.bank is not None:
@@ -261,10 +257,8 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
             embedded.append((voice, np.stack([embeddings for _, embeddings, _ in done])))  # (files, variants, dim)
     kept = drop_reference_lookalikes(embedded, index.centroids)
     rows, owners, made_under = [], [], []
-    # NAP from the dry variants' moves: a clip no room was detected in is scored exactly as without room enrolment
-    dry = [name not in ROOM_VARIANTS for name in index.variants]
-    moves = [_variant_moves(embeddings[:, dry]) for _, embeddings in kept]  # (files * (dry variants - 1), dim) each
-    moves += [_variant_moves(embeddings[None][:, dry]) for _, embeddings in index.enrolled]
+    moves = [_variant_moves(embeddings) for _, embeddings in kept]  # (files * (variants - 1), dim) each
+    moves += [_variant_moves(embeddings[None]) for _, embeddings in index.enrolled]
     for voice, embeddings in kept:
         rows.append(embeddings.reshape(-1, embeddings.shape[-1]))  # (files * variants, dim)
         owners += [voice.voice] * (embeddings.shape[0] * embeddings.shape[1])

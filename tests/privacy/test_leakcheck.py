@@ -150,31 +150,6 @@ def test_the_condition_detector_finds_rooms_and_nothing_else_and_clips_need_a_ca
     np.testing.assert_allclose(scored, index.speaker_scores(windows) - 0.25, atol=1e-6)
 
 
-def test_room_centroids_meet_only_clips_the_detector_calls_reverberant(index, encoder, reference_dir):
-    """Every speaker is enrolled in two image-source rooms too, but a clip meets those centroids only when the
-    detector hears a room in it: a dry clip's scores are those of the dry centroids alone (reverberant centroids
-    of every speaker look alike, and would raise every impostor's score), a reverberant one's take the best of all."""
-    from dataclasses import replace
-
-    from pipeline.privacy.conditions import ConditionDetector, reverberate
-    from pipeline.privacy.transforms import ROOM_VARIANTS
-
-    assert set(ROOM_VARIANTS) < set(index.variants)
-    dry = [name not in ROOM_VARIANTS for name in index.variants]
-    audio, rate = sf.read(sorted((reference_dir / "spk_slt").iterdir())[-1], dtype="float32")
-    windows = encoder.embed_windows(reverberate(audio, seed=3), rate)
-    heard = {answer: replace(index, detector=ConditionDetector("reverberant", np.zeros(256, np.float32), bias))
-             for answer, bias in (("room", 1.0), ("dry", -1.0))}
-    assert heard["room"].condition(windows) == "reverberant" and heard["dry"].condition(windows) == "other"
-    dry_only = replace(heard["room"], centroids=index.centroids[:, dry],
-                       variants=tuple(name for name in index.variants if name not in ROOM_VARIANTS))
-    np.testing.assert_allclose(heard["dry"].speaker_scores(windows), dry_only.speaker_scores(windows), atol=1e-6)
-    in_room = heard["room"].speaker_scores(windows)
-    assert np.all(in_room >= heard["dry"].speaker_scores(windows) - 1e-6)
-    slt = index.speakers.index("spk_slt")
-    assert in_room[slt] > heard["dry"].speaker_scores(windows)[slt]  # its own voice in a room meets its room centroid
-
-
 def test_a_calibration_is_cached_under_its_inputs_and_a_recomputed_one_equals_it(index, encoder, reference_cache,
                                                                                  calibration):
     cached = reference_cache / "calibrations" / f"{calibration_key(index, encoder, 0.95, 0.05, None)}.json"
