@@ -81,8 +81,9 @@ def robustness(root: Path, part: str, cache: Path) -> dict:
     groups = {key: [v.verdict != "pass" for v in found] for key, found in sorted(verdicts.items())}
     result["rows"] = {f"{kind}: {name}": rate_entry(sum(flags), len(flags)) for (kind, name), flags in groups.items()}
     # share of each row's clips the condition detector called reverberant (their score got that offset)
-    result["detected_reverberant"] = {f"{kind}: {name}": round(float(np.mean([v.condition == "reverberant" for v in found])), 3)
-                                      for (kind, name), found in sorted(verdicts.items())}
+    result["detected_reverberant"] = {
+        f"{kind}: {name}": round(float(np.mean([v.condition == "reverberant" for v in found])), 3)
+        for (kind, name), found in sorted(verdicts.items())}
     leaks = [f for (kind, _), flags in groups.items() if kind == "leak" for f in flags]
     result["overall_recall"] = rate_entry(sum(leaks), len(leaks))
     result["seconds"] = round(time.perf_counter() - t, 1)

@@ -20,9 +20,9 @@ and calibration gives each detected condition its own offset (`calibration.condi
 the calibration room alone, it also found the tuning parts' feedback-delay-network halls and Schroeder
 reverberators (67-98% of a row's clips on the espeak-ng tuning part, 16-100% on `tuning`), and none of the
 clean, pitched, band-limited or music clips; but only 12-42% of the held-out parts' sox-reverb leaks, which
-therefore mostly kept the shared threshold. A second, long and
-wet calibration room taught it more (92-98% on the espeak-ng tuning part) but its impostors score high, so the
-offset turned positive and rooms lost recall on `tuning` (README): not kept.
+therefore mostly kept the shared threshold. A second, long and wet calibration room taught it more (92-98% on
+the espeak-ng tuning part) but its impostors score high, so the offset turned positive and rooms lost recall on
+`tuning` (README): not kept.
 """
 
 from __future__ import annotations

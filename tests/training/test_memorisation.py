@@ -52,8 +52,9 @@ def test_a_model_trained_to_memorise_its_corpus_has_its_copies_rejected(tmp_path
     (corpus / "corpus.csv").write_text("\n".join(rows) + "\n")
     config = write_config(tmp_path, corpus / "corpus.csv", corpus=True, **{
         **MEMORISE, "n_clips": 2, "n_shards": 1, "prompts.duration_s": 2.5, "privacy.workers": 1,
-        "privacy.on_copy": "regenerate", "privacy.on_leak": "regenerate", "privacy.regenerate_temperature_step": 0.3,  # 1.28, 1.58, 1.88
-        "privacy.target_recall": 0.8,  # one speaker's five recordings calibrate no more (this test is the copy gate's)
+        "privacy.on_copy": "regenerate", "privacy.on_leak": "regenerate",
+        "privacy.regenerate_temperature_step": 0.3,  # 1.28, 1.58, 1.88
+        "privacy.target_recall": 0.8,  # one speaker's five recordings calibrate no more (this test is the gates')
         # prompts as the corpus is labelled: what a user asking for "more like my recordings" would sample
         "prompts.artists": {"aurora_lane": 1}, "prompts.genres": {"pop": 1}, "prompts.lyrics": {"source": "instrumental"},
         "storage.reference_cache": str(reference_cache)})
