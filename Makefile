@@ -19,7 +19,7 @@ CONSUMER_VENV := .venv-consumer
 export SYNTHAUDIO_CONSUMER_PYTHON := $(CURDIR)/$(CONSUMER_VENV)/bin/python
 
 .PHONY: help install install-celery consumer-env deps voices airflow-init run run-cli test test-fast test-memorisation test-celery \
-  celery-up celery-down celery-down-if-running airflow bench lock schemas clean
+  celery-up celery-down celery-down-if-running airflow bench bench-deps lock schemas clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -114,6 +114,14 @@ test-celery: deps $(VENV)/.installed-celery  ## integration: the DAG through the
 airflow: voices airflow-init  ## the Airflow UI and scheduler: airflow standalone on http://localhost:8080
 	@mkdir -p $(dir $(LINEAGE_FILE))
 	$(BIN)/airflow standalone
+
+# The privacy benchmark's held_out_tools part: rubberband, FluidSynth and a General MIDI sound font, pyroomacoustics.
+BENCH_APT_PACKAGES := rubberband-cli fluidsynth fluid-soundfont-gm
+
+bench-deps: deps $(VENV)/.installed  ## tools of the privacy benchmark's held_out_tools part (apt and pip)
+	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  [ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
 
 bench: voices  ## every benchmark (on demand, not part of make test; several minutes)
 	$(BIN)/python benchmarks/generation.py

@@ -1,6 +1,6 @@
 """The privacy benchmark's audio: voices and transformed clips for one part of the frozen split.
 
-    python benchmarks/privacy_corpus.py OUT_DIR --part held_out|held_out_espeak|tuning|tuning_espeak
+    python benchmarks/privacy_corpus.py OUT_DIR --part held_out|held_out_espeak|held_out_tools|tuning|tuning_espeak
 
 writes
   OUT_DIR/<part>/reference/<speaker>/<nn>.wav    the reference set (16 kHz, as a user would give it)
@@ -12,7 +12,9 @@ calibration conditions (numpy/scipy) and with a third family that neither the pi
 part uses (`THIRD_FAMILY`: a Schroeder reverberator, FM-synth music with a square bass and noise drums;
 `HARD_ROOMS`: a feedback-delay-network hall as long and wet as the held-out part's sox reverbs), so tuning
 never sees a held-out implementation, and a design is not chosen only on the conditions its own
-calibration is made of.
+calibration is made of. `held_out_tools` puts the held-out voices under a fourth family made with tools
+nothing else here uses (`TOOLS_TRANSFORMS`: rubberband, pyroomacoustics, FluidSynth with a General MIDI sound
+font, sox's GSM codec; `make bench-deps` installs them).
 """
 
 from __future__ import annotations
@@ -292,6 +294,151 @@ def tuning_transform(name: str, source: Path, target: Path, seed: int) -> None:
     sf.write(target, librosa.resample(audio, orig_sr=16_000, target_sr=CLIP_RATE), CLIP_RATE, subtype="PCM_16")
 
 
+# held_out_tools: the held-out voices under a fourth family of implementations, tools none of the other parts,
+# the enrolment or the calibration use (rubberband, pyroomacoustics, FluidSynth with a General MIDI sound font,
+# sox's GSM codec): `make bench-deps` installs them.
+TOOLS_TRANSFORMS = ("clean", "pitch +1 (rubberband)", "pitch -1 (rubberband)", "pitch +2 (rubberband)",
+                    "pitch -2 (rubberband)", "tempo x0.9 (rubberband)", "room, small (pyroomacoustics)",
+                    "room, medium (pyroomacoustics)", "room, large (pyroomacoustics)", "gm music 0 dB",
+                    "gm music 6 dB", "3 s in 10 s of gm music", "gsm 06.10")
+SOUND_FONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian fluid-soundfont-gm
+# (room size range in metres, target RT60 in seconds) per room; the hybrid simulator (image sources and ray
+# tracing) measures somewhat longer tails than Sabine's formula targets
+TOOL_ROOMS = {"small": ((4.0, 5.5), (3.0, 4.5), (2.5, 3.0), 0.3),
+              "medium": ((8.0, 11.0), (6.0, 8.0), (3.0, 4.0), 0.6),
+              "large": ((18.0, 25.0), (12.0, 18.0), (6.0, 9.0), 1.0)}
+
+
+def _midi_file(events: list[tuple[int, bytes]], ticks_per_beat: int, tempo_us: int) -> bytes:
+    """A type-0 standard MIDI file of (tick, message) events."""
+    import struct
+
+    def vlq(value: int) -> bytes:
+        out = [value & 0x7F]
+        value >>= 7
+        while value:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        return bytes(reversed(out))
+
+    track, last = vlq(0) + b"\xff\x51\x03" + tempo_us.to_bytes(3, "big"), 0
+    for tick, message in sorted(events, key=lambda event: event[0]):
+        track += vlq(tick - last) + message
+        last = tick
+    track += vlq(0) + b"\xff\x2f\x00"
+    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks_per_beat) + b"MTrk" + struct.pack(">I", len(track)) + track
+
+
+def gm_music(seconds: float, seed: int) -> np.ndarray:
+    """Music with no voice, rendered by FluidSynth from a seeded General MIDI score: a chord instrument (piano,
+    electric piano or guitar), a bass, a string or synth pad and a drum kit, 90-130 bpm (16 kHz mono)."""
+    rng = random.Random(seed)
+    beat, bpm = 480, rng.randint(90, 130)
+    key = rng.randint(45, 56)
+    progression = rng.choice([(0, 5, 7, 3), (0, 7, 9, 5), (0, 3, 5, 7), (9, 5, 0, 7)])
+    chord_program, bass_program = rng.choice([0, 4, 24, 25]), rng.choice([32, 33, 34])
+    pad_program = rng.choice([48, 49, 89])
+    events: list[tuple[int, bytes]] = [(0, bytes([0xC0, chord_program])), (0, bytes([0xC1, bass_program])),
+                                       (0, bytes([0xC2, pad_program]))]
+
+    def note(tick: int, length: int, channel: int, pitch: int, velocity: int) -> None:
+        events.append((tick, bytes([0x90 | channel, pitch, velocity])))
+        events.append((tick + length, bytes([0x80 | channel, pitch, 0])))
+
+    bars = int(np.ceil(seconds * bpm / 60 / 4)) + 1
+    for bar in range(bars):
+        root = key + progression[bar % 4]
+        third = 3 if progression[bar % 4] in (9, 2, 4) else 4
+        start = bar * 4 * beat
+        for tone in (0, third, 7):
+            note(start, 4 * beat - 20, 2, root + 12 + tone, 50)  # pad
+        for step in range(4):
+            for tone in (0, third, 7, 12):
+                note(start + step * beat, beat - 60, 0, root + 12 + tone, rng.randint(60, 85))
+            note(start + step * beat, beat - 40, 9, 36 if step % 2 == 0 else 38, 100)  # kick / snare
+            for half in range(2):
+                note(start + step * beat + half * beat // 2, 60, 9, 42, rng.randint(50, 80))  # closed hi-hat
+        note(start, 2 * beat - 30, 1, root - 12, 95)
+        note(start + 2 * beat, 2 * beat - 30, 1, root - 12 + 7, 90)
+    with tempfile.TemporaryDirectory() as scratch:
+        midi, wav = Path(scratch) / "score.mid", Path(scratch) / "music.wav"
+        midi.write_bytes(_midi_file(events, beat, int(60e6 / bpm)))
+        subprocess.run(["fluidsynth", "-ni", "-g", "0.7", "-F", str(wav), "-r", "16000", "-T", "wav", str(SOUND_FONT),
+                        str(midi)], check=True, capture_output=True)
+        audio, rate = sf.read(wav, dtype="float32", always_2d=True)
+    assert rate == 16_000
+    music = audio.mean(axis=1)[: int(seconds * 16_000)]
+    return (music / max(1e-9, np.max(np.abs(music))) * 0.9).astype(np.float32)
+
+
+def pyroom(audio: np.ndarray, room: str, seed: int) -> np.ndarray:
+    """`audio` (16 kHz) played in a seeded shoebox room by pyroomacoustics' hybrid simulator (image sources,
+    then ray tracing for the late tail), heard by one microphone 1-4 m away; the tail is kept."""
+    import pyroomacoustics as pra
+
+    rng = np.random.default_rng(seed)
+    *ranges, rt60 = TOOL_ROOMS[room]
+    size = [float(rng.uniform(*extent)) for extent in ranges]
+    absorption, max_order = pra.inverse_sabine(rt60, size)
+    simulated = pra.ShoeBox(size, fs=16_000, materials=pra.Material(absorption), max_order=min(max_order, 17),
+                            air_absorption=True)
+    simulated.set_ray_tracing(receiver_radius=0.5, n_rays=5_000, energy_thres=1e-5)
+    while True:  # a talker and a microphone 0.5 m or more from every wall, 1-4 m apart
+        source = [float(rng.uniform(0.5, extent - 0.5)) for extent in size[:2]] + [float(rng.uniform(1.4, 1.8))]
+        microphone = [float(rng.uniform(0.5, extent - 0.5)) for extent in size[:2]] + [float(rng.uniform(0.8, 1.6))]
+        if 1.0 <= np.linalg.norm(np.subtract(source, microphone)) <= 4.0:
+            break
+    simulated.add_source(source, signal=audio.astype(np.float64))
+    simulated.add_microphone(microphone)
+    simulated.simulate()
+    wet = simulated.mic_array.signals[0]
+    return (wet / max(1e-9, np.max(np.abs(wet))) * 0.9).astype(np.float32)
+
+
+def _rubberband(source: Path, args: list[str]) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "out.wav"
+        subprocess.run(["rubberband", "-q", *args, str(source), str(out)], check=True, capture_output=True)
+        return _read(out)
+
+
+def tools_transform(name: str, source: Path, target: Path, seed: int) -> None:
+    """A held_out_tools transformation of `source` (16 kHz wav) into `target` (44.1 kHz wav)."""
+    import librosa
+
+    if name == "clean":
+        audio = _read(source)
+    elif name.startswith("pitch"):
+        audio = _rubberband(source, ["-p", name.split()[1]])
+    elif name.startswith("tempo"):
+        audio = _rubberband(source, ["-T", "0.9"])
+    elif name.startswith("room"):
+        audio = pyroom(_read(source), name.split(",")[1].split()[0], seed)
+    elif name in ("gm music 0 dB", "gm music 6 dB"):
+        voice = _read(source)
+        audio = _mix(voice, gm_music(voice.size / 16_000, seed), float(name.split()[2]))
+    elif name == "3 s in 10 s of gm music":
+        audio = _voice_inside(_read(source), gm_music(10.0, seed), seed).astype(np.float32)
+    elif name == "music only":
+        audio = gm_music(6.0, seed)
+    elif name == "noise only":
+        rng = np.random.default_rng(seed)
+        white = rng.standard_normal(6 * 16_000)
+        spectrum = np.fft.rfft(white) / np.maximum(1.0, np.arange(white.size // 2 + 1)) ** (0.5 * (seed % 3))
+        noise = np.fft.irfft(spectrum, n=white.size)  # white, pink or brown
+        audio = (noise / np.max(np.abs(noise)) * 0.3).astype(np.float32)
+    elif name == "gsm 06.10":
+        with tempfile.TemporaryDirectory() as scratch:
+            coded, back = Path(scratch) / "coded.gsm", Path(scratch) / "back.wav"
+            _sox([str(source), "-r", "8000", "-c", "1", str(coded)])
+            _sox([str(coded), "-r", "16000", "-b", "16", str(back)])
+            audio = _read(back)
+    else:
+        raise ValueError(f"unknown held_out_tools transform {name!r}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, librosa.resample(audio, orig_sr=16_000, target_sr=CLIP_RATE), CLIP_RATE, subtype="PCM_16")
+
+
 def build(out_dir: Path, part: str) -> Path:
     """Write one part of the benchmark (see the module docstring); returns its folder."""
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
@@ -300,10 +447,12 @@ def build(out_dir: Path, part: str) -> Path:
     spec, counts = split[part], split["utterances"]
     root = out_dir / part
     rows = []
-    held_out = part.startswith("held_out")
-    transforms = HELD_OUT_TRANSFORMS if held_out else (*CALIBRATION_CONDITIONS, *THIRD_FAMILY,
-                                                                                     *HARD_ROOMS)
-    transform = sox_transform if held_out else tuning_transform
+    if part == "held_out_tools":
+        transforms, transform = TOOLS_TRANSFORMS, tools_transform
+    elif part.startswith("held_out"):
+        transforms, transform = HELD_OUT_TRANSFORMS, sox_transform
+    else:
+        transforms, transform = (*CALIBRATION_CONDITIONS, *THIRD_FAMILY, *HARD_ROOMS), tuning_transform
     raw = root / "_voices"
     seed = third = hard = 0
     for group in ("reference", "another_synthesiser", "impostors"):
@@ -364,7 +513,8 @@ def _slug(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--part", choices=("tuning", "tuning_espeak", "held_out", "held_out_espeak"), required=True)
+    parser.add_argument("--part", choices=("tuning", "tuning_espeak", "held_out", "held_out_espeak", "held_out_tools"),
+                        required=True)
     args = parser.parse_args()
     print(build(args.out_dir, args.part))
 
