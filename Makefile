@@ -115,8 +115,9 @@ airflow: voices airflow-init  ## the Airflow UI and scheduler: airflow standalon
 	@mkdir -p $(dir $(LINEAGE_FILE))
 	$(BIN)/airflow standalone
 
-# The privacy benchmark's held_out_tools part: rubberband, FluidSynth and a General MIDI sound font, pyroomacoustics.
-BENCH_APT_PACKAGES := rubberband-cli fluidsynth fluid-soundfont-gm
+# The privacy benchmark's held_out_tools part and its tuning parts' sampled music: rubberband, FluidSynth, two General
+# MIDI sound fonts (FluidR3 for held_out_tools, csound's bank for tuning), pyroomacoustics.
+BENCH_APT_PACKAGES := rubberband-cli fluidsynth fluid-soundfont-gm csound-soundfont
 
 bench-deps: deps $(VENV)/.installed  ## tools of the privacy benchmark's held_out_tools part (apt and pip)
 	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

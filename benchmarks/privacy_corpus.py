@@ -14,7 +14,8 @@ part uses (`THIRD_FAMILY`: a Schroeder reverberator, FM-synth music with a squar
 never sees a held-out implementation, and a design is not chosen only on the conditions its own
 calibration is made of. `held_out_tools` puts the held-out voices under a fourth family made with tools
 nothing else here uses (`TOOLS_TRANSFORMS`: rubberband, pyroomacoustics, FluidSynth with a General MIDI sound
-font, sox's GSM codec; `make bench-deps` installs them).
+font, sox's GSM codec; `make bench-deps` installs them). The tuning parts also hold music played by sampled
+instruments from another sound font (`SAMPLED_FAMILY`, and "sampled music only" clips with no voice).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from dataclasses import dataclass
 import random
+import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -277,41 +281,20 @@ HARD_ROOMS = {
 }
 
 
-def tuning_transform(name: str, source: Path, target: Path, seed: int) -> None:
-    """A tuning transformation: the pipeline's calibration conditions (numpy/scipy), the third family or the
-    hard rooms, written at 44.1 kHz."""
-    import librosa
+# Music played by sampled instruments: seeded General MIDI scores rendered by FluidSynth from a sound font
+# (held_out_tools plays FluidR3, the tuning parts csound's GM bank, each with its own instruments).
+@dataclass(frozen=True)
+class Palette:
+    """General MIDI programs a score draws its instruments from (one of each per score)."""
 
-    from pipeline.privacy.conditions import CALIBRATION_CONDITIONS, no_voice_clips
-
-    if name in ("music only", "noise only"):
-        audio = no_voice_clips(1, seed)[name][0]
-    elif name in THIRD_FAMILY or name in HARD_ROOMS:
-        audio = {**THIRD_FAMILY, **HARD_ROOMS}[name](_read(source), seed)
-    else:
-        audio = CALIBRATION_CONDITIONS[name](_read(source), seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(target, librosa.resample(audio, orig_sr=16_000, target_sr=CLIP_RATE), CLIP_RATE, subtype="PCM_16")
+    chords: tuple[int, ...]
+    bass: tuple[int, ...]
+    pad: tuple[int, ...]
+    lead: tuple[int, ...] = ()  # empty: no lead line
 
 
-# held_out_tools: the held-out voices under a fourth family of implementations, tools none of the other parts,
-# the enrolment or the calibration use (rubberband, pyroomacoustics, FluidSynth with a General MIDI sound font,
-# sox's GSM codec): `make bench-deps` installs them.
-TOOLS_TRANSFORMS = ("clean", "pitch +1 (rubberband)", "pitch -1 (rubberband)", "pitch +2 (rubberband)",
-                    "pitch -2 (rubberband)", "tempo x0.9 (rubberband)", "room, small (pyroomacoustics)",
-                    "room, medium (pyroomacoustics)", "room, large (pyroomacoustics)", "gm music 0 dB",
-                    "gm music 6 dB", "3 s in 10 s of gm music", "gsm 06.10")
-SOUND_FONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian fluid-soundfont-gm
-# (room size range in metres, target RT60 in seconds) per room; the hybrid simulator (image sources and ray
-# tracing) measures somewhat longer tails than Sabine's formula targets
-TOOL_ROOMS = {"small": ((4.0, 5.5), (3.0, 4.5), (2.5, 3.0), 0.3),
-              "medium": ((8.0, 11.0), (6.0, 8.0), (3.0, 4.0), 0.6),
-              "large": ((18.0, 25.0), (12.0, 18.0), (6.0, 9.0), 1.0)}
-
-
-def _midi_file(events: list[tuple[int, bytes]], ticks_per_beat: int, tempo_us: int) -> bytes:
-    """A type-0 standard MIDI file of (tick, message) events."""
-    import struct
+def midi_file(events: list[tuple[int, bytes]], ticks_per_beat: int, tempo_us: int) -> bytes:
+    """A type-0 standard MIDI file of (tick, message) events, at `tempo_us` microseconds per beat."""
 
     def vlq(value: int) -> bytes:
         out = [value & 0x7F]
@@ -329,24 +312,26 @@ def _midi_file(events: list[tuple[int, bytes]], ticks_per_beat: int, tempo_us: i
     return b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks_per_beat) + b"MTrk" + struct.pack(">I", len(track)) + track
 
 
-def gm_music(seconds: float, seed: int) -> np.ndarray:
-    """Music with no voice, rendered by FluidSynth from a seeded General MIDI score: a chord instrument (piano,
-    electric piano or guitar), a bass, a string or synth pad and a drum kit, 90-130 bpm (16 kHz mono)."""
+def score(seconds: float, seed: int, palette: Palette, ticks_per_beat: int = 480) -> tuple[list, int]:
+    """A seeded pop score lasting at least `seconds`: (events, beats per minute). A four-chord progression in a
+    random key at 90-130 bpm; the chord instrument on every beat, a pad held over each bar, the bass on beats
+    one and three, a drum kit (kick, snare, eighth-note hi-hat) and, if the palette has one, a lead line of
+    chord tones and passing notes."""
     rng = random.Random(seed)
-    beat, bpm = 480, rng.randint(90, 130)
+    beat, bpm = ticks_per_beat, rng.randint(90, 130)
     key = rng.randint(45, 56)
     progression = rng.choice([(0, 5, 7, 3), (0, 7, 9, 5), (0, 3, 5, 7), (9, 5, 0, 7)])
-    chord_program, bass_program = rng.choice([0, 4, 24, 25]), rng.choice([32, 33, 34])
-    pad_program = rng.choice([48, 49, 89])
-    events: list[tuple[int, bytes]] = [(0, bytes([0xC0, chord_program])), (0, bytes([0xC1, bass_program])),
-                                       (0, bytes([0xC2, pad_program]))]
+    events: list[tuple[int, bytes]] = [(0, bytes([0xC0, rng.choice(palette.chords)])),
+                                       (0, bytes([0xC1, rng.choice(palette.bass)])),
+                                       (0, bytes([0xC2, rng.choice(palette.pad)]))]
+    if palette.lead:
+        events.append((0, bytes([0xC3, rng.choice(palette.lead)])))
 
     def note(tick: int, length: int, channel: int, pitch: int, velocity: int) -> None:
         events.append((tick, bytes([0x90 | channel, pitch, velocity])))
         events.append((tick + length, bytes([0x80 | channel, pitch, 0])))
 
-    bars = int(np.ceil(seconds * bpm / 60 / 4)) + 1
-    for bar in range(bars):
+    for bar in range(int(np.ceil(seconds * bpm / 60 / 4)) + 1):
         root = key + progression[bar % 4]
         third = 3 if progression[bar % 4] in (9, 2, 4) else 4
         start = bar * 4 * beat
@@ -360,29 +345,113 @@ def gm_music(seconds: float, seed: int) -> np.ndarray:
                 note(start + step * beat + half * beat // 2, 60, 9, 42, rng.randint(50, 80))  # closed hi-hat
         note(start, 2 * beat - 30, 1, root - 12, 95)
         note(start + 2 * beat, 2 * beat - 30, 1, root - 12 + 7, 90)
+        if palette.lead:
+            for step in range(8):
+                if rng.random() < 0.75:
+                    pitch = root + 24 + rng.choice((0, 2, third, 5, 7, 9, 12))
+                    note(start + step * beat // 2, beat // 2 - 20, 3, pitch, rng.randint(70, 100))
+    return events, bpm
+
+
+def render(events: list, bpm: int, sound_font: Path, seconds: float, ticks_per_beat: int = 480) -> np.ndarray:
+    """The score played by FluidSynth from `sound_font`: (seconds * 16 kHz,) float32 mono, peak 0.9."""
+    if shutil.which("fluidsynth") is None or not Path(sound_font).is_file():
+        raise SystemExit(f"sampled music needs FluidSynth and the sound font {sound_font}: make bench-deps")
     with tempfile.TemporaryDirectory() as scratch:
         midi, wav = Path(scratch) / "score.mid", Path(scratch) / "music.wav"
-        midi.write_bytes(_midi_file(events, beat, int(60e6 / bpm)))
-        subprocess.run(["fluidsynth", "-ni", "-g", "0.7", "-F", str(wav), "-r", "16000", "-T", "wav", str(SOUND_FONT),
-                        str(midi)], check=True, capture_output=True)
+        midi.write_bytes(midi_file(events, ticks_per_beat, int(60e6 / bpm)))
+        subprocess.run(["fluidsynth", "-ni", "-g", "0.7", "-F", str(wav), "-r", str(16_000), "-T", "wav",
+                        str(sound_font), str(midi)], check=True, capture_output=True)
         audio, rate = sf.read(wav, dtype="float32", always_2d=True)
-    assert rate == 16_000
+    if rate != 16_000:
+        raise RuntimeError(f"FluidSynth wrote {rate} Hz, asked for {16_000}")
     music = audio.mean(axis=1)[: int(seconds * 16_000)]
-    return (music / max(1e-9, np.max(np.abs(music))) * 0.9).astype(np.float32)
+    music = np.pad(music, (0, max(0, int(seconds * 16_000) - music.size)))
+    return (music / max(1e-9, float(np.max(np.abs(music)))) * 0.9).astype(np.float32)
+
+
+def sampled_band(n_samples: int, seed: int, palette: Palette, sound_font: Path) -> np.ndarray:
+    """`n_samples` (16 kHz) of a seeded score played by sampled instruments."""
+    seconds = n_samples / 16_000
+    events, bpm = score(seconds, seed, palette)
+    return render(events, bpm, sound_font, seconds)[:n_samples]
+
+
+# Tuning only, seeded apart: music played by sampled instruments, from another sound font (csound's GM bank) and
+# other instruments (with a lead line: brass, saxophone, clarinet) than held_out_tools' (FluidR3). Added when
+# held_out_tools showed sampled instruments to be what the leak check misses most; "sampled music only" clips
+# (no voice) show the other side: how often such music alone is taken for a reference voice.
+TUNING_SOUND_FONT = Path("/usr/share/sounds/sf2/sf_GMbank.sf2")  # Debian csound-soundfont (make bench-deps)
+TUNING_PALETTE = Palette(chords=(2, 7, 19, 27), bass=(33, 36), pad=(48, 91), lead=(57, 66, 71))
+
+
+def sampled_music(n_samples: int, seed: int) -> np.ndarray:
+    """`n_samples` (16 kHz) of a seeded score played from csound's GM bank."""
+    return sampled_band(n_samples, seed, TUNING_PALETTE, TUNING_SOUND_FONT)
+
+
+SAMPLED_FAMILY = {
+    "sampled music 0 dB": lambda audio, seed: _mix(audio, sampled_music(audio.size, seed), 0.0),
+    "sampled music 6 dB": lambda audio, seed: _mix(audio, sampled_music(audio.size, seed), 6.0),
+    "3 s in 10 s of sampled music": lambda audio, seed: _voice_inside(audio, sampled_music(10 * 16_000, seed + 1),
+                                                                      seed).astype(np.float32),
+}
+
+
+def tuning_transform(name: str, source: Path, target: Path, seed: int) -> None:
+    """A tuning transformation: the pipeline's calibration conditions (numpy/scipy), the third family or the
+    hard rooms, written at 44.1 kHz."""
+    import librosa
+
+    from pipeline.privacy.conditions import CALIBRATION_CONDITIONS, no_voice_clips
+
+    if name in ("music only", "noise only"):
+        audio = no_voice_clips(1, seed)[name][0]
+    elif name == "sampled music only":
+        audio = sampled_music(6 * 16_000, seed)
+    elif name in THIRD_FAMILY or name in HARD_ROOMS or name in SAMPLED_FAMILY:
+        audio = {**THIRD_FAMILY, **HARD_ROOMS, **SAMPLED_FAMILY}[name](_read(source), seed)
+    else:
+        audio = CALIBRATION_CONDITIONS[name](_read(source), seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, librosa.resample(audio, orig_sr=16_000, target_sr=CLIP_RATE), CLIP_RATE, subtype="PCM_16")
+
+
+# held_out_tools: the held-out voices under a fourth family of implementations, tools none of the other parts,
+# the enrolment or the calibration use (rubberband, pyroomacoustics, FluidSynth with a General MIDI sound font,
+# sox's GSM codec): `make bench-deps` installs them.
+TOOLS_TRANSFORMS = ("clean", "pitch +1 (rubberband)", "pitch -1 (rubberband)", "pitch +2 (rubberband)",
+                    "pitch -2 (rubberband)", "tempo x0.9 (rubberband)", "room, small (pyroomacoustics)",
+                    "room, medium (pyroomacoustics)", "room, large (pyroomacoustics)", "gm music 0 dB",
+                    "gm music 6 dB", "3 s in 10 s of gm music", "gsm 06.10")
+SOUND_FONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian fluid-soundfont-gm
+HELD_OUT_PALETTE = Palette(chords=(0, 4, 24, 25), bass=(32, 33, 34), pad=(48, 49, 89))  # no lead line
+# (room size ranges in metres, target RT60 in seconds) per room
+TOOL_ROOMS = {"small": ((4.0, 5.5), (3.0, 4.5), (2.5, 3.0), 0.3),
+              "medium": ((8.0, 11.0), (6.0, 8.0), (3.0, 4.0), 0.6),
+              "large": ((18.0, 25.0), (12.0, 18.0), (6.0, 9.0), 1.0)}
+
+
+def gm_music(seconds: float, seed: int) -> np.ndarray:
+    """Music with no voice, rendered by FluidSynth with the FluidR3 sound font from a seeded General MIDI score
+    (`pipeline.privacy.music.score`): a chord instrument (piano, electric piano or guitar), a bass, a string or
+    synth pad and a drum kit, 90-130 bpm (16 kHz mono)."""
+    return render(*score(seconds, seed, HELD_OUT_PALETTE), SOUND_FONT, seconds)
 
 
 def pyroom(audio: np.ndarray, room: str, seed: int) -> np.ndarray:
-    """`audio` (16 kHz) played in a seeded shoebox room by pyroomacoustics' hybrid simulator (image sources,
-    then ray tracing for the late tail), heard by one microphone 1-4 m away; the tail is kept."""
+    """`audio` (16 kHz) played in a seeded shoebox room by pyroomacoustics' image-source method (reflections up
+    to the order Sabine's formula asks for the target RT60, at most 60), heard by one microphone 1-4 m away; the
+    tail is kept. (Its ray tracer is not used: it draws from a generator nothing here can seed, so two builds
+    of the part differed.)"""
     import pyroomacoustics as pra
 
     rng = np.random.default_rng(seed)
     *ranges, rt60 = TOOL_ROOMS[room]
     size = [float(rng.uniform(*extent)) for extent in ranges]
     absorption, max_order = pra.inverse_sabine(rt60, size)
-    simulated = pra.ShoeBox(size, fs=16_000, materials=pra.Material(absorption), max_order=min(max_order, 17),
+    simulated = pra.ShoeBox(size, fs=16_000, materials=pra.Material(absorption), max_order=min(max_order, 60),
                             air_absorption=True)
-    simulated.set_ray_tracing(receiver_radius=0.5, n_rays=5_000, energy_thres=1e-5)
     while True:  # a talker and a microphone 0.5 m or more from every wall, 1-4 m apart
         source = [float(rng.uniform(0.5, extent - 0.5)) for extent in size[:2]] + [float(rng.uniform(1.4, 1.8))]
         microphone = [float(rng.uniform(0.5, extent - 0.5)) for extent in size[:2]] + [float(rng.uniform(0.8, 1.6))]
@@ -452,9 +521,9 @@ def build(out_dir: Path, part: str) -> Path:
     elif part.startswith("held_out"):
         transforms, transform = HELD_OUT_TRANSFORMS, sox_transform
     else:
-        transforms, transform = (*CALIBRATION_CONDITIONS, *THIRD_FAMILY, *HARD_ROOMS), tuning_transform
+        transforms, transform = (*CALIBRATION_CONDITIONS, *THIRD_FAMILY, *HARD_ROOMS, *SAMPLED_FAMILY), tuning_transform
     raw = root / "_voices"
-    seed = third = hard = 0
+    seed = third = hard = sampled = 0
     for group in ("reference", "another_synthesiser", "impostors"):
         for speaker, (engine, voice) in spec[group].items():
             rng = random.Random(f"{part}-{speaker}")
@@ -485,6 +554,9 @@ def build(out_dir: Path, part: str) -> Path:
                     elif name in HARD_ROOMS:  # likewise
                         hard += 1
                         clip_seed = 70_000 + hard
+                    elif name in SAMPLED_FAMILY:  # likewise
+                        sampled += 1
+                        clip_seed = 90_000 + sampled
                     else:
                         seed += 1
                         clip_seed = seed
@@ -492,12 +564,13 @@ def build(out_dir: Path, part: str) -> Path:
                     if not target.is_file():
                         transform(name, source, target, clip_seed)
                     rows.append((str(target.relative_to(root)), kind, label, speaker))
-    for name in ("music only", "noise only"):
+    no_voice = ("music only", "noise only") + (("sampled music only",) if transform is tuning_transform else ())
+    for name in no_voice:
         for i in range(36):
             seed += 1
             target = root / "clips" / "no_voice" / _slug(name) / f"{i:02d}.wav"
             if not target.is_file():
-                transform(name, target, target, 10_000 + i)
+                transform(name, target, target, (20_000 if name == "sampled music only" else 10_000) + i)
             rows.append((str(target.relative_to(root)), "no_voice", name, ""))
     with open(root / "clips.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
