@@ -54,11 +54,12 @@ $(CONSUMER_VENV)/.installed:
 consumer-env: $(CONSUMER_VENV)/.installed  ## a separate env with current Hugging Face datasets, for consumer tests
 
 # Speech synthesisers for the test voices (reference, non-reference), the leak check's impostor cohort
-# (flite, festival lp/ph, espeak-ng) and the privacy benchmark's voices; sox (with mp3) and libsndfile.
+# (flite, festival lp/ph, espeak-ng) and the privacy benchmark's voices; sox (with mp3) and libsndfile; FluidSynth
+# and the TimGM6mb sound font (the leak check's enrolment music, pipeline/privacy/music.py).
 APT_PACKAGES := chromium flite festival festival-ca festival-czech espeak-ng sox libsndfile1 festvox-kdlpc16k \
   festvox-italp16k festvox-itapc16k festvox-suopuhe-lj festvox-suopuhe-mv festvox-czech-ph festvox-czech-krb \
   festvox-ca-ona-hts festvox-ru festvox-czech-dita festvox-czech-machac \
-  festvox-kallpc16k festvox-us-slt-hts libsox-fmt-mp3 libchromaprint1
+  festvox-kallpc16k festvox-us-slt-hts libsox-fmt-mp3 libchromaprint1 fluidsynth timgm6mb-soundfont
 
 deps:  ## Debian packages: speech synthesisers for test voices, sox, libsndfile, chromium (release page test)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -250,7 +250,8 @@ def required_utterances(speakers: int, conditions: int, target_recall: float, ca
 ENOUGH_ENROLLED = 5
 
 # The modules whose code decides a calibration's figures: any change to them makes a new cache key.
-_CALIBRATION_CODE = ("calibration.py", "conditions.py", "reference.py", "transforms.py", "cohort.py", "encoder.py")
+_CALIBRATION_CODE = ("calibration.py", "conditions.py", "reference.py", "transforms.py", "cohort.py", "encoder.py",
+                     "music.py")
 
 
 def calibration_key(index, encoder, target_recall: float, max_fpr: float, threshold: float | None,
