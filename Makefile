@@ -62,7 +62,8 @@ APT_PACKAGES := chromium flite festival festival-ca festival-czech espeak-ng sox
   festvox-kallpc16k festvox-us-slt-hts libsox-fmt-mp3 libchromaprint1 fluidsynth timgm6mb-soundfont
 
 deps:  ## Debian packages: speech synthesisers for test voices, sox, libsndfile, chromium (release page test)
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@# installed means "install ok installed": a removed package whose configuration files remain passes dpkg -s
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	  [ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 
 voices: deps $(VENV)/.installed  ## synthesise the default reference voices into var/
@@ -121,7 +122,7 @@ airflow: voices airflow-init  ## the Airflow UI and scheduler: airflow standalon
 BENCH_APT_PACKAGES := rubberband-cli fluidsynth fluid-soundfont-gm csound-soundfont
 
 bench-deps: deps $(VENV)/.installed  ## tools of the privacy benchmark's held_out_tools part (apt and pip)
-	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(BENCH_APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	  [ -z "$$missing" ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[bench]"
 

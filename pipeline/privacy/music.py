@@ -101,13 +101,19 @@ def score(seconds: float, seed: int, palette: Palette, ticks_per_beat: int = 480
     return events, bpm
 
 
-def render(events: list, bpm: int, sound_font: Path, seconds: float, ticks_per_beat: int = 480) -> np.ndarray:
-    """The score played by FluidSynth from `sound_font`: (seconds * 16 kHz,) float32 mono, peak 0.9."""
+def require_fluidsynth(sound_font: Path = SOUND_FONT) -> None:
+    """Raise BadInput, saying what to install, unless FluidSynth and `sound_font` are on this machine (checked once,
+    before any file is embedded, so a missing tool is not reported as every reference file being unusable)."""
     if shutil.which("fluidsynth") is None or not Path(sound_font).is_file():
         from pipeline.errors import BadInput
 
         raise BadInput(f"the leak check's sampled music needs FluidSynth and the sound font {sound_font}: "
                        "`apt-get install fluidsynth timgm6mb-soundfont` (make deps)")
+
+
+def render(events: list, bpm: int, sound_font: Path, seconds: float, ticks_per_beat: int = 480) -> np.ndarray:
+    """The score played by FluidSynth from `sound_font`: (seconds * 16 kHz,) float32 mono, peak 0.9."""
+    require_fluidsynth(sound_font)
     import soundfile as sf
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -201,7 +201,11 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
                 cohort_dir: Path | None = None, skip_bad: bool = False, with_cohort: bool = True) -> ReferenceIndex:
     """Embed (or load cached embeddings of) every reference file; hold out canaries per speaker; embed the
     impostor cohort into the score-normalisation bank (`with_cohort=False`: raw cosine, for tests)."""
+    from pipeline.privacy.music import require_fluidsynth
+
     files = list_reference_files(reference_dir)
+    if any(not _is_cached(encoder, file, cache_dir) for file in files):
+        require_fluidsynth()  # enrolment plays sampled music (transforms.ENROLMENT_VARIANTS)
     if with_cohort:  # a run calibrates too: embed variants and conditions of every file in parallel first
         warm_embedding_cache(encoder, files, cache_dir)
     by_speaker: dict[str, list[tuple[ReferenceFile, np.ndarray, float]]] = {}
@@ -248,7 +252,12 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
         for file in list_reference_files(cohort_dir, "privacy.cohort_dir"):
             extra.setdefault(file.speaker, []).append(file)
         voices += [CohortVoice(f"user_{name}", tuple(files)) for name, files in extra.items()]
-    warm_embedding_cache(encoder, [file for voice in voices for file in voice.files], cache_dir)
+    cohort_files = [file for voice in voices for file in voice.files]
+    if any(not _is_cached(encoder, file, cache_dir) for file in cohort_files):
+        from pipeline.privacy.music import require_fluidsynth
+
+        require_fluidsynth()  # or every cohort file would be skipped as unusable
+    warm_embedding_cache(encoder, cohort_files, cache_dir)
     embedded = []
     for voice in voices:
         done = embed_files(encoder, list(voice.files), cache_dir, True, "impostor cohort")

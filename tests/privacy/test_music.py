@@ -47,3 +47,15 @@ def test_without_fluidsynth_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setattr(music.shutil, "which", lambda name: None)
     with pytest.raises(BadInput, match="fluidsynth timgm6mb-soundfont"):
         music.sampled_band(RATE, 1)
+
+
+def test_an_index_needing_enrolment_music_without_fluidsynth_fails_once_saying_what_to_install(
+        monkeypatch, reference_dir, tmp_path):
+    from pipeline.privacy.encoder import load_encoder
+    from pipeline.privacy.reference import build_index
+
+    monkeypatch.setattr(music.shutil, "which", lambda name: None)
+    with pytest.raises(BadInput) as raised:  # an empty cache: every file would need the music
+        build_index(reference_dir, load_encoder(), tmp_path / "cache", canaries_per_speaker=1, with_cohort=False)
+    assert "apt-get install fluidsynth timgm6mb-soundfont" in str(raised.value)
+    assert "unusable" not in str(raised.value)  # the tool is missing, not the files unusable
