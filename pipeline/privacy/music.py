@@ -107,8 +107,9 @@ def require_fluidsynth(sound_font: Path = SOUND_FONT) -> None:
     if shutil.which("fluidsynth") is None or not Path(sound_font).is_file():
         from pipeline.errors import BadInput
 
-        raise BadInput(f"the leak check's sampled music needs FluidSynth and the sound font {sound_font}: "
-                       "`apt-get install fluidsynth timgm6mb-soundfont` (make deps)")
+        hint = ("`apt-get install fluidsynth timgm6mb-soundfont` (make deps)" if Path(sound_font) == SOUND_FONT
+                else "the privacy benchmark's tools: make bench-deps")
+        raise BadInput(f"sampled music needs FluidSynth and the sound font {sound_font}: install {hint}")
 
 
 def render(events: list, bpm: int, sound_font: Path, seconds: float, ticks_per_beat: int = 480) -> np.ndarray:
