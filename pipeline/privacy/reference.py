@@ -160,7 +160,7 @@ def variants_key(encoder: SpeakerEncoder) -> str:
 
 def embed_variants(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> tuple[np.ndarray, float]:
     """((variants, dim) embeddings, voiced seconds) of one reference file, from the cache when present."""
-    cache = cache_dir / variants_key(encoder) / f"{file.sha256}.npz"
+    cache = _variants_cache(encoder, file, cache_dir)
     if cache.is_file():
         with np.load(cache) as stored:
             return stored["embeddings"], float(stored["speech_s"])
@@ -180,8 +180,18 @@ def embed_variants(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path
     return stacked, speech_s
 
 
+def _variants_cache(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> Path:
+    return cache_dir / variants_key(encoder) / f"{file.sha256}.npz"
+
+
 def embed_files(encoder, files, cache_dir, skip_bad: bool, what: str) -> list[tuple[ReferenceFile, np.ndarray, float]]:
-    """Embed every file; bad files are all listed in one error, or skipped with a warning if allowed."""
+    """Embed every file; bad files are all listed in one error, or skipped with a warning if allowed. A missing
+    tool that enrolment needs (FluidSynth: `music.py`) fails once, before any file, not as every file being bad
+    (or, where bad files are skipped, as every file left out)."""
+    from pipeline.privacy.music import require_fluidsynth
+
+    if any(not _variants_cache(encoder, file, cache_dir).is_file() for file in files):
+        require_fluidsynth()
     done, problems = [], []
     for file in files:
         try:
@@ -201,11 +211,7 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
                 cohort_dir: Path | None = None, skip_bad: bool = False, with_cohort: bool = True) -> ReferenceIndex:
     """Embed (or load cached embeddings of) every reference file; hold out canaries per speaker; embed the
     impostor cohort into the score-normalisation bank (`with_cohort=False`: raw cosine, for tests)."""
-    from pipeline.privacy.music import require_fluidsynth
-
     files = list_reference_files(reference_dir)
-    if any(not _is_cached(encoder, file, cache_dir) for file in files):
-        require_fluidsynth()  # enrolment plays sampled music (transforms.ENROLMENT_VARIANTS)
     if with_cohort:  # a run calibrates too: embed variants and conditions of every file in parallel first
         warm_embedding_cache(encoder, files, cache_dir)
     by_speaker: dict[str, list[tuple[ReferenceFile, np.ndarray, float]]] = {}
@@ -252,12 +258,7 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
         for file in list_reference_files(cohort_dir, "privacy.cohort_dir"):
             extra.setdefault(file.speaker, []).append(file)
         voices += [CohortVoice(f"user_{name}", tuple(files)) for name, files in extra.items()]
-    cohort_files = [file for voice in voices for file in voice.files]
-    if any(not _is_cached(encoder, file, cache_dir) for file in cohort_files):
-        from pipeline.privacy.music import require_fluidsynth
-
-        require_fluidsynth()  # or every cohort file would be skipped as unusable
-    warm_embedding_cache(encoder, cohort_files, cache_dir)
+    warm_embedding_cache(encoder, [file for voice in voices for file in voice.files], cache_dir)
     embedded = []
     for voice in voices:
         done = embed_files(encoder, list(voice.files), cache_dir, True, "impostor cohort")
@@ -322,8 +323,8 @@ def _apply_projection(index: ReferenceIndex, projection: np.ndarray) -> None:
 
 
 def _is_cached(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> bool:
-    return all((cache_dir / key / f"{file.sha256}.npz").is_file()
-               for key in (variants_key(encoder), conditions_key(encoder)))
+    return _variants_cache(encoder, file, cache_dir).is_file() and (
+        cache_dir / conditions_key(encoder) / f"{file.sha256}.npz").is_file()
 
 
 def _cache_embeddings(encoder: SpeakerEncoder, job: tuple[ReferenceFile, Path]) -> None:
