@@ -152,10 +152,23 @@ def read_voice(path: Path, rate: int) -> np.ndarray:
 
 
 def variants_key(encoder: SpeakerEncoder) -> str:
-    """Cache key of an embedding set: the encoder version and the enrolment variants (a file's variants are
-    embedded in one batch, whose float sums differ in the last bits from one variant at a time)."""
+    """Cache key of an embedding set: the encoder version, the enrolment variants (names and code: ENROLMENT_CODE)
+    and how they are embedded (a file's variants in one batch, whose float sums differ in the last bits from one
+    variant at a time)."""
     names = ",".join(ENROLMENT_VARIANTS) + "|one-batch-per-file"
-    return f"{encoder.version}-{hashlib.sha256(names.encode()).hexdigest()[:8]}"
+    return f"{encoder.version}-{hashlib.sha256(names.encode() + source(*ENROLMENT_CODE)).hexdigest()[:8]}"
+
+
+# The modules whose code decides a file's cached embeddings: its enrolment variants, and its calibration conditions'
+# windows (`condition_windows`). Part of their cache keys, so a changed transformation, condition or way of cutting
+# and embedding a signal is never served embeddings made the old way (a name alone does not change with its code).
+ENROLMENT_CODE = ("transforms.py", "music.py", "encoder.py")
+CONDITIONS_CODE = ("conditions.py", "transforms.py", "music.py", "encoder.py")
+
+
+def source(*modules: str) -> bytes:
+    """The source of these modules of `pipeline/privacy/`, concatenated."""
+    return b"".join((Path(__file__).parent / module).read_bytes() for module in modules)
 
 
 def embed_variants(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> tuple[np.ndarray, float]:
@@ -353,12 +366,13 @@ def warm_embedding_cache(encoder: SpeakerEncoder, files: list[ReferenceFile], ca
 
 def reference_files_fingerprint(reference_dir: Path, cohort_dir: Path | None = None) -> str:
     """A hash of everything the leak check's index is built from, read from file hashes alone (no encoder):
-    reference files (speaker, sha256), the user's cohort files, the enrolment variants, calibration
-    conditions and synthesised cohort version. Equal fingerprints give the same index."""
+    reference files (speaker, sha256), the user's cohort files, the enrolment variants and calibration conditions
+    (names and code), and synthesised cohort version. Equal fingerprints give the same index."""
     from pipeline.privacy.cohort import COHORT_VERSION, COHORT_VOICES
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 
     digest = hashlib.sha256(",".join([*ENROLMENT_VARIANTS, "|", *CALIBRATION_CONDITIONS]).encode())
+    digest.update(source(*sorted(set(ENROLMENT_CODE) | set(CONDITIONS_CODE))))
     digest.update(f"cohort-v{COHORT_VERSION}:{COHORT_VOICES!r}|{NAP_VERSION}|{DETECTOR_VERSION}\n".encode())
     for file in list_reference_files(reference_dir):
         digest.update(f"{file.speaker}\x1f{file.sha256}\n".encode())
@@ -369,14 +383,15 @@ def reference_files_fingerprint(reference_dir: Path, cohort_dir: Path | None = N
 
 
 def conditions_key(encoder: SpeakerEncoder) -> str:
-    """Cache key of a file's condition windows: the encoder version, the conditions and the window layout (the
-    windows are what is cached, so a new window length or hop must not meet windows cut the old way)."""
+    """Cache key of a file's condition windows: the encoder version, the conditions (names and code: CONDITIONS_CODE)
+    and the window layout (the windows are what is cached, so a new window length or hop must not meet windows cut
+    the old way)."""
     from pipeline.privacy import encoder as encoders
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 
     layout = f"windows {encoders.WINDOW_S}/{encoders.WINDOW_HOP_S}"
     names = ",".join(CALIBRATION_CONDITIONS) + f"|one-batch-per-file|{layout}"
-    return f"{encoder.version}-conditions-{hashlib.sha256(names.encode()).hexdigest()[:8]}"
+    return f"{encoder.version}-conditions-{hashlib.sha256(names.encode() + source(*CONDITIONS_CODE)).hexdigest()[:8]}"
 
 
 def condition_windows(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> dict[str, np.ndarray | None]:
