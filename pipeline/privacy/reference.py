@@ -182,7 +182,7 @@ def embed_variants(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path
     if speech is None:
         raise BadInput(f"{file.path}: holds no voiced speech (under {encoder.min_voiced_s} s after VAD)")
     embeddings = encoder.embed_many([transform(speech) for transform in ENROLMENT_VARIANTS.values()],
-                                    encoder.sample_rate)
+                                    encoder.sample_rate, known_speech=True)
     for name, embedding in zip(ENROLMENT_VARIANTS, embeddings):
         if embedding is None:
             raise BadInput(f"{file.path}: its {name} variant holds no voiced speech")

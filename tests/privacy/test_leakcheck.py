@@ -42,9 +42,9 @@ class CountingEncoder:
         self.calls += 1
         return self._encoder.embed_windows(audio, rate)
 
-    def embed_many(self, signals, rate):
+    def embed_many(self, signals, rate, known_speech=False):
         self.calls += len(signals)
-        return self._encoder.embed_many(signals, rate)
+        return self._encoder.embed_many(signals, rate, known_speech)
 
     def embed_windows_many(self, signals, rate):
         self.calls += len(signals)
@@ -207,6 +207,27 @@ def test_a_leaked_voice_under_noise_is_still_heard(scoring, encoder, threshold, 
 def test_silence_passes_with_no_voice_flag(scoring, encoder, threshold):
     verdict = score_clip(np.zeros(32000, dtype=np.float32), 16000, encoder, scoring, threshold)
     assert verdict.verdict == "pass" and verdict.no_voice and verdict.score is None
+
+
+def test_music_of_sampled_instruments_or_noise_alone_holds_no_voice(scoring, encoder, threshold):
+    """resemblyzer's webrtcvad took such music for speech, and GE2E then heard a reference voice in it."""
+    from pipeline.privacy.music import sampled_band
+    from pipeline.testing import white_noise
+
+    for seed in (31, 32, 33):
+        verdict = score_clip(sampled_band(10 * 16_000, seed), 16_000, encoder, scoring, threshold)
+        assert verdict.verdict == "pass" and verdict.no_voice, seed
+    noise = white_noise(10.0, rate=16_000, seed=4, dbfs=-20.0)
+    assert score_clip(noise, 16_000, encoder, scoring, threshold).no_voice
+
+
+def test_enrolment_variants_are_embedded_whatever_the_speech_detector_hears(encoder, reference_dir, monkeypatch):
+    voice, rate = sf.read(reference_dir / "spk_rms" / "11.wav", dtype="float32")
+    assert encoder.voiced(voice, rate) is not None
+    monkeypatch.setattr(encoder._speech, "hears_speech", lambda audio: False)  # a voice under loud music, say
+    assert encoder.voiced(voice, rate) is None and encoder.embed_many([voice], rate) == [None]  # as a clip
+    (variant,) = encoder.embed_many([voice], rate, known_speech=True)  # as an enrolled utterance's variant
+    assert variant.shape == (256,) and np.linalg.norm(variant) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_self_test_judges_canaries_as_a_sample_and_fails_a_detector_worse_than_its_target(scoring, encoder, threshold):
