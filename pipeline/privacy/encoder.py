@@ -180,6 +180,7 @@ def encoder_version(name: str = "resemblyzer-ge2e") -> str:
 
     if name != ResemblyzerEncoder.name:
         raise ValueError(f"unknown speaker encoder {name!r}; known: {ResemblyzerEncoder.name}")
+
     def installed(package: str) -> str:
         try:
             return version(package)

@@ -30,6 +30,7 @@ None of this ever reaches a release: only `fingerprint` and aggregate figures do
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field, replace
@@ -166,8 +167,10 @@ ENROLMENT_CODE = ("transforms.py", "music.py", "encoder.py")
 CONDITIONS_CODE = ("conditions.py", "transforms.py", "music.py", "encoder.py")
 
 
+@functools.lru_cache(maxsize=None)
 def source(*modules: str) -> bytes:
-    """The source of these modules of `pipeline/privacy/`, concatenated."""
+    """The source of these modules of `pipeline/privacy/`, concatenated (read once per process: every cache lookup
+    of every reference and cohort file asks for its key)."""
     return b"".join((Path(__file__).parent / module).read_bytes() for module in modules)
 
 
@@ -336,8 +339,7 @@ def _apply_projection(index: ReferenceIndex, projection: np.ndarray) -> None:
 
 
 def _is_cached(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> bool:
-    return _variants_cache(encoder, file, cache_dir).is_file() and (
-        cache_dir / conditions_key(encoder) / f"{file.sha256}.npz").is_file()
+    return _variants_cache(encoder, file, cache_dir).is_file() and _conditions_cache(encoder, file, cache_dir).is_file()
 
 
 def _cache_embeddings(encoder: SpeakerEncoder, job: tuple[ReferenceFile, Path]) -> None:
@@ -394,12 +396,16 @@ def conditions_key(encoder: SpeakerEncoder) -> str:
     return f"{encoder.version}-conditions-{hashlib.sha256(names.encode() + source(*CONDITIONS_CODE)).hexdigest()[:8]}"
 
 
+def _conditions_cache(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> Path:
+    return cache_dir / conditions_key(encoder) / f"{file.sha256}.npz"
+
+
 def condition_windows(encoder: SpeakerEncoder, file: ReferenceFile, cache_dir: Path) -> dict[str, np.ndarray | None]:
     """Condition name -> the file's window embeddings (windows, dim) under it, as a clip would be scored;
     None where no voice is left. Seeded by the file's sha256 and cached like enrolment embeddings."""
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 
-    cache = cache_dir / conditions_key(encoder) / f"{file.sha256}.npz"
+    cache = _conditions_cache(encoder, file, cache_dir)
     names = list(CALIBRATION_CONDITIONS)
     if cache.is_file():
         with np.load(cache) as stored:

@@ -26,4 +26,3 @@ def test_changing_the_code_behind_cached_embeddings_changes_their_keys(monkeypat
     assert (after[0] != before[0]) == (changed in reference.ENROLMENT_CODE)
     assert (after[1] != before[1]) == (changed in reference.CONDITIONS_CODE)
     assert after[0].startswith("resemblyzer-test-") and after[1].startswith("resemblyzer-test-conditions-")
-
