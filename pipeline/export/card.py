@@ -150,6 +150,8 @@ def _calibration_text(report: dict) -> str:
     how = (f"as the lowest that keeps the false-positive rate within {report['max_fpr']} for every kind of impostor "
            "trial (other voices under each condition, music, noise), on calibration trials that enrolment never saw"
            if report["threshold_source"] == "calibrated" else "by the build config")
+    if report["threshold_source"] == "calibrated" and calibration.get("threshold_set_by"):
+        how += f"; the impostor trials that set it: {', '.join(calibration['threshold_set_by'])}"
     lines = [f"{how}. On those trials: recall {calibration['recall']} of {calibration['genuine_trials']} genuine "
              f"trials, false-positive rate {calibration['false_positive_rate']} of {calibration['impostor_trials']} "
              f"impostor trials, equal error rate {calibration['equal_error_rate']}, recall "

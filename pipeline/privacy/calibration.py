@@ -19,7 +19,8 @@ the offset came out at -0.097 and recall in its five rooms went from 0.17-0.79 t
 flagged 0.28 clean: variants of the reference voices' own synthesiser); on `tuning` the offset came out at
 -0.0004 and nothing changed (overall 0.970).
 The threshold is the lowest one at which, in *every* impostor condition, at most `max_fpr` of the trials
-score (offset) at or above it: the most recall that the false-positive bound allows. Recall at that threshold
+score (offset) at or above it: the most recall that the false-positive bound allows. The kinds whose own bound
+it is are named (`threshold_set_by`): they are what holds it up. Recall at that threshold
 (pooled and per condition, with Wilson 95% intervals), the equal error rate and recall at 1% and 0.1% FPR
 are reported. A reference set too small to show the target recall, or a detector that cannot reach it
 within the bound, fails with a message that says what to add — a threshold is never picked silently.
@@ -82,6 +83,8 @@ class Calibration:
     condition_offsets: dict = field(default_factory=dict)  # detected condition -> offset subtracted from its scores
     # calibration condition -> share of its genuine trials detected under each condition ({} without a detector)
     detected_conditions: dict = field(default_factory=dict)
+    # the impostor kinds whose own false-positive bound is the threshold (the ones holding it up); [] if configured
+    threshold_set_by: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -147,8 +150,11 @@ def calibrate(genuine: dict[str, np.ndarray], impostor: dict[str, np.ndarray], t
         genuine = {k: v - shift[k] for k, v in genuine.items()}
         impostor = {k: v - shift[k] for k, v in impostor.items()}
         shares = {k: {c: round(float(np.mean(labels[k] == c)), 4) for c in sorted(set(labels[k]))} for k in genuine}
+    set_by = []
     if threshold is None:
-        threshold = max(threshold_for_fpr(scores, max_fpr) for scores in impostor.values())
+        bounds = {kind: threshold_for_fpr(scores, max_fpr) for kind, scores in impostor.items()}
+        threshold = max(bounds.values())
+        set_by = sorted(kind for kind, bound in bounds.items() if bound == threshold)
     pooled_genuine, pooled_impostor = np.concatenate(list(genuine.values())), np.concatenate(list(impostor.values()))
     return Calibration(
         threshold=threshold, target_recall=target_recall, max_fpr=max_fpr,
@@ -162,7 +168,7 @@ def calibrate(genuine: dict[str, np.ndarray], impostor: dict[str, np.ndarray], t
         fpr_by_kind={k: rate_entry(int(np.sum(v >= threshold)), v.size) for k, v in impostor.items()},
         score_histograms={"genuine": min_count_histogram(pooled_genuine),
                           "impostor": min_count_histogram(pooled_impostor)},
-        condition_offsets=offsets, detected_conditions=shares,
+        condition_offsets=offsets, detected_conditions=shares, threshold_set_by=set_by,
     )
 
 

@@ -63,6 +63,8 @@ def test_a_recall_shortfall_is_stated_in_the_card_and_the_report(tmp_path):
     assert report["recall_target_met"] is False and report["calibration"]["recall"] == 0.9
     assert json.loads((release / "manifest.json").read_text())["leak_check"]["recall_target_met"] is False
     assert "| clean | 1.0 | 0.72-1.0 | 10 |" in card
+    assert report["calibration"]["threshold_set_by"] == ["other voices, clean"]
+    assert "the impostor trials that set it: other voices, clean." in card
 
 
 def test_a_version_is_never_rewritten_and_private_strings_stop_publishing(tmp_path):

@@ -111,6 +111,8 @@ def test_privacy_report_holds_figures_only(cli_release):
     calibration = report["calibration"]
     assert report["threshold_source"] == "calibrated" and report["max_fpr"] == 0.05
     assert all(entry["rate"] <= 0.05 for entry in calibration["fpr_by_kind"].values())
+    # the impostor kinds named as setting the threshold are kinds that were scored
+    assert calibration["threshold_set_by"] and set(calibration["threshold_set_by"]) <= set(calibration["fpr_by_kind"])
     assert calibration["recall_by_condition"]["clean"]["rate"] >= 0.95
     assert report["recall_target_met"] == (calibration["recall"] >= 0.95)
     counts = report["counts"]

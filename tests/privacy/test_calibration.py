@@ -30,6 +30,9 @@ def test_calibrate_bounds_every_impostor_kind_and_reports_recall_per_condition()
     result = calibrate(genuine, impostor, target_recall=0.95, max_fpr=0.05)
     assert result.fpr_by_kind["music only"]["rate"] <= 0.05 and result.fpr_by_kind["other voices, clean"]["rate"] == 0
     assert result.threshold == threshold_for_fpr(impostor["music only"], 0.05)  # the stricter kind decides
+    assert result.threshold_set_by == ["music only"]  # and is named
+    tied = calibrate(genuine, {**impostor, "noise only": impostor["music only"].copy()}, 0.95, 0.05)
+    assert tied.threshold_set_by == ["music only", "noise only"]
     room = genuine["room"]
     assert result.recall_by_condition["room"]["rate"] == pytest.approx(np.mean(room >= result.threshold), abs=1e-4)
     assert result.recall_by_condition["clean"]["rate"] == 1.0
@@ -39,6 +42,7 @@ def test_calibrate_bounds_every_impostor_kind_and_reports_recall_per_condition()
     assert "about" not in enough and "at its limit under room" in enough  # more speech did not help past 5
     fixed = calibrate(genuine, impostor, 0.95, 0.05, threshold=0.2)
     assert fixed.threshold == 0.2 and fixed.recall == 1.0 and recall_shortfall(fixed, 5) is None
+    assert fixed.threshold_set_by == []  # configured: no impostor kind set it
 
 
 def test_condition_offsets_judge_reverberant_clips_against_reverberant_impostors():
