@@ -9,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-CONSUMER_PYTHON = os.environ.get("SYNTHAUDIO_CONSUMER_PYTHON", "")
+# `make test` names it; a plain `pytest` in the repository finds the one `make consumer-env` made
+CONSUMER_PYTHON = os.environ.get("SYNTHAUDIO_CONSUMER_PYTHON") or str(
+    Path(__file__).resolve().parents[2] / ".venv-consumer" / "bin" / "python")
 
 LOAD = textwrap.dedent("""
     import io, json, sys
