@@ -317,7 +317,10 @@ def recall_shortfall(calibration: Calibration, enrolled_per_speaker: int) -> str
         advice = (f"More enrolment speech is unlikely to help ({enrolled_per_speaker} utterances per speaker are "
                   f"enrolled; on the privacy benchmark's tuning voices recall stopped rising at {ENOUGH_ENROLLED}): "
                   f"the detector is at its limit under {worst[0]}. Judge that condition's risk for this data")
+    held_up = ("" if not calibration.threshold_set_by else " The threshold is where it is because of the impostor "
+               f"trials of {', '.join(repr(kind) for kind in calibration.threshold_set_by)}.")
     return (f"the leak check reaches recall {calibration.recall:.3f} (target {calibration.target_recall}) within "
             f"max_fpr {calibration.max_fpr}: at threshold {calibration.threshold:.4f} it flags "
             f"{calibration.recall:.3f} of {calibration.genuine_trials} held-out genuine trials (weakest: {worst[0]}, "
-            f"{worst[1]['rate']:.2f}). {advice}, or raise privacy.max_fpr / lower privacy.target_recall knowingly.")
+            f"{worst[1]['rate']:.2f}).{held_up} {advice}, or raise privacy.max_fpr / lower privacy.target_recall "
+            "knowingly.")

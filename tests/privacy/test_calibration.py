@@ -40,6 +40,7 @@ def test_calibrate_bounds_every_impostor_kind_and_reports_recall_per_condition()
     few, enough = recall_shortfall(result, 3), recall_shortfall(result, 5)
     assert "(weakest: room" in few and "about 7 utterances" in few  # too little speech: how much more to give
     assert "about" not in enough and "at its limit under room" in enough  # more speech did not help past 5
+    assert "because of the impostor trials of 'music only'." in enough  # what holds the bar up
     fixed = calibrate(genuine, impostor, 0.95, 0.05, threshold=0.2)
     assert fixed.threshold == 0.2 and fixed.recall == 1.0 and recall_shortfall(fixed, 5) is None
     assert fixed.threshold_set_by == []  # configured: no impostor kind set it
