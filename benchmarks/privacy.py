@@ -102,7 +102,7 @@ def print_table(result: dict) -> None:
     cal = result["calibration"]
     print(f"  threshold {result['threshold']} chosen by the pipeline: lowest with FPR <= {result['max_fpr']} in every "
           f"impostor condition of its calibration (calibration recall {cal['recall']}, EER {cal['equal_error_rate']}); "
-          f"set by {', '.join(cal.get('threshold_set_by') or ['a configured value'])}")
+          f"set by {', '.join(cal['threshold_set_by'])}")
     if result.get("recall_shortfall"):
         print(f"  a run would fail here (on_recall_shortfall: fail) or warn: {result['recall_shortfall']}")
     print(f"  {'clips':58} {'rate':>6} {'95% CI':>15} {'n':>4} {'reverberant':>11}")
