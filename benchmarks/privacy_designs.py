@@ -1,0 +1,363 @@
+"""Screen leak-check score designs on the privacy benchmark's tuning parts, in seconds per design.
+
+    python benchmarks/privacy_designs.py --part tuning|tuning_espeak [--out DIR] [--design NAME ...] [--json FILE]
+
+A design that changes only how embeddings are compared (the margin over the cohort, which centroids count, a
+trained backend, condition offsets) needs no new embedding. This tool embeds one part once — the raw window
+embeddings of every calibration trial (reference utterances left out of their speaker's centroids, cohort
+utterances, music and noise alone, under every calibration condition) and of every benchmark clip, as the
+pipeline's encoder gives them — and keeps them (`DIR/<part>/designs-windows-<key>.npz`, keyed by the index's
+fingerprint and the encoder). Each design then calibrates and judges exactly as a run does: the threshold is the
+lowest that holds `max_fpr` for every impostor kind (`calibration.calibrate`, with condition offsets where the
+design detects conditions), and a clip is flagged when its best speaker's score reaches it. The landed design
+(`landed`) reproduces `benchmarks/privacy.py --part P`'s recall; a design that needs new embeddings (other
+enrolment variants, another encoder, cutting signals) is measured with `benchmarks/privacy.py` instead.
+
+Held-out parts are refused: designs are chosen on the tuning parts only, and the held-out parts report a design
+already chosen (`benchmarks/PRIVACY.md`). Printed per design: the threshold and the impostor kinds that set it,
+calibration recall, the part's recall over its leaks, the share of other voices' clips flagged (pooled over their
+transformations: a design that raises recall by flagging more impostors shows it here) and the worst non-leak row;
+`--json` writes every row's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+TUNING_PARTS = ("tuning", "tuning_espeak")
+
+
+@dataclass
+class Trials:
+    """Raw window embeddings of a part's trials, flattened: trial i owns windows[bounds[i]:bounds[i + 1]]
+    (none: the encoder heard no voice). `group`: "genuine" (a calibration trial of reference file `loo`, scored
+    against centroids without it), "impostor" (a calibration impostor; `exclude` names its cohort voice, left out
+    of the bank while it is the probe) or "clip" (a benchmark clip; `kind` is its row, e.g. "leak: music 0 dB")."""
+
+    windows: np.ndarray  # (total windows, dim)
+    bounds: np.ndarray  # (trials + 1,)
+    group: np.ndarray  # (trials,) str
+    kind: np.ndarray  # (trials,) str
+    loo: np.ndarray  # (trials,) int, -1 where not a genuine trial
+    exclude: np.ndarray  # (trials,) str, "" where no cohort voice is left out
+
+    def of(self, i: int) -> np.ndarray | None:
+        return None if self.bounds[i] == self.bounds[i + 1] else self.windows[self.bounds[i]:self.bounds[i + 1]]
+
+    def save(self, path: Path) -> None:
+        from pipeline.files import atomic_path
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **self.__dict__)
+
+    @classmethod
+    def load(cls, path: Path) -> "Trials":
+        with np.load(path) as stored:
+            return cls(**{name: stored[name] for name in stored.files})
+
+
+def _embed_clip(encoder, path: str) -> np.ndarray | None:
+    import soundfile as sf
+
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    return encoder.embed_windows(audio.mean(axis=1), rate)
+
+
+def collect(index, encoder, cache: Path, folder: Path, workers: int = 0) -> Trials:
+    """Every calibration trial's and benchmark clip's raw windows (see `Trials`), as `calibration_trials` and
+    `benchmarks/privacy.py` embed them."""
+    from pipeline.parallel import ordered_map
+    from pipeline.privacy.calibration import NO_VOICE_CLIPS
+    from pipeline.privacy.conditions import RATE, no_voice_clips
+    from pipeline.privacy.encoder import load_encoder
+    from pipeline.privacy.reference import condition_windows
+    from pipeline.progress import progress
+
+    found: list[tuple[np.ndarray | None, str, str, int, str]] = []
+    for number, file in enumerate(index.enrolled_files):
+        for name, windows in condition_windows(encoder, file, cache).items():
+            found.append((windows, "genuine", name, number, ""))
+    for voice in index.cohort:
+        for file in voice.files:
+            for name, windows in condition_windows(encoder, file, cache).items():
+                found.append((windows, "impostor", f"other voices, {name}", -1, voice.voice))
+    for kind, clips in no_voice_clips(NO_VOICE_CLIPS, seed=7).items():
+        for clip in clips:
+            found.append((encoder.embed_windows(clip, RATE), "impostor", kind, -1, ""))
+    rows = list(csv.DictReader(open(folder / "clips.csv")))
+    paths = [str(folder / row["path"]) for row in rows]
+    embedded = ordered_map(_embed_clip, paths, workers, state=(load_encoder, ()), local_state=encoder)
+    for row, windows in zip(rows, progress(embedded, total=len(rows), desc="embedding clips", unit="clip")):
+        found.append((windows, "clip", f"{row['kind']}: {row['transform']}", -1, ""))
+    counts = [0 if windows is None else len(windows) for windows, *_ in found]
+    stacked = [windows for windows, *_ in found if windows is not None]
+    return Trials(np.concatenate(stacked).astype(np.float32), np.concatenate([[0], np.cumsum(counts)]),
+                  np.array([g for _, g, *_ in found]), np.array([k for _, _, k, *_ in found]),
+                  np.array([n for *_, n, _ in found]), np.array([e for *_, e in found]))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a trial is scored against: `centroids` (the index's, or its speaker's re-enrolled without the trial's
+    file), the enrolled file number left out (`leave_out`, genuine trials), the cohort voice left out of the bank."""
+
+    centroids: np.ndarray
+    leave_out: int | None = None
+    exclude: str | None = None
+
+
+# A design: design(index, raw windows (windows, dim), probe) -> (each speaker's score (speakers,), the detected
+# condition or None: no condition offsets). A design with `fit(index, trials, probes)` is trained on the calibration
+# trials (never on benchmark clips) before it scores anything.
+
+
+def landed(index, windows, probe: Probe):
+    """The pipeline's own score (`ReferenceIndex.speaker_scores`) and condition (`ReferenceIndex.condition`)."""
+    return index.speaker_scores(windows, probe.centroids, probe.exclude), index.condition(windows)
+
+
+def one_threshold(index, windows, probe: Probe):
+    """The landed score without condition offsets: one threshold for every clip."""
+    return index.speaker_scores(windows, probe.centroids, probe.exclude), None
+
+
+def _margin(index, projected: np.ndarray, raw: np.ndarray, exclude: str | None) -> np.ndarray:
+    """The landed margin (windows, speakers) of raw similarities (windows, speakers) over the cohort bank."""
+    from pipeline.privacy.reference import BANK_TOP_N
+
+    bank = index.bank if exclude is None else index.bank[index.bank_voices != exclude]
+    near = np.sort(projected @ bank.T, axis=1)[:, -BANK_TOP_N:].mean(axis=1, keepdims=True)
+    return (raw - near) / np.maximum(1.0 - near, 1e-3)
+
+
+def without_variant(name: str):
+    """The landed design with one enrolment variant's centroids left out of every speaker's best match."""
+
+    def design(index, windows, probe: Probe):
+        keep = [i for i, variant in enumerate(index.variants) if variant != name]
+        projected = index.project(windows)
+        raw = np.einsum("wd,svd->wsv", projected, probe.centroids[:, keep]).max(axis=2)
+        return _margin(index, projected, raw, probe.exclude).max(axis=0), index.condition(windows)
+
+    return design
+
+
+def nearest_utterances(k: int):
+    """A speaker's raw similarity is the mean of its k most similar enrolled utterances (each at its best variant),
+    instead of the best variant centroid; margin and offsets as landed."""
+
+    def design(index, windows, probe: Probe):
+        projected = index.project(windows)
+        similar = np.stack([(projected @ embeddings.T).max(axis=1) for _, embeddings in index.enrolled], axis=1)
+        owners = np.array([speaker for speaker, _ in index.enrolled])
+        raw = np.empty((len(projected), len(index.speakers)))
+        for speaker in range(len(index.speakers)):
+            mine = (owners == speaker) & (np.arange(len(owners)) != (-1 if probe.leave_out is None else probe.leave_out))
+            column = np.sort(similar[:, mine], axis=1)
+            raw[:, speaker] = column[:, -min(k, column.shape[1]):].mean(axis=1)
+        return _margin(index, projected, raw, probe.exclude).max(axis=0), index.condition(windows)
+
+    return design
+
+
+def symmetric_normalisation(weight: float):
+    """The landed margin mixed with one over the *speaker's* cohort neighbourhood (adaptive s-norm's enrolment side):
+    (1 - weight) * margin over the window's top cohort similarity + weight * margin over the matched centroid's."""
+    from pipeline.privacy.reference import BANK_TOP_N
+
+    def design(index, windows, probe: Probe):
+        projected = index.project(windows)
+        similar = np.einsum("wd,svd->wsv", projected, probe.centroids)
+        best = similar.argmax(axis=2)  # (windows, speakers): the variant each window meets best
+        raw = similar.max(axis=2)
+        bank = index.bank if probe.exclude is None else index.bank[index.bank_voices != probe.exclude]
+        crowd = np.sort(np.einsum("svd,bd->svb", probe.centroids, bank), axis=2)[:, :, -BANK_TOP_N:].mean(axis=2)
+        near = crowd[np.arange(crowd.shape[0])[None, :], best]  # (windows, speakers)
+        enrolment_side = (raw - near) / np.maximum(1.0 - near, 1e-3)
+        mixed = (1 - weight) * _margin(index, projected, raw, probe.exclude) + weight * enrolment_side
+        return mixed.max(axis=0), index.condition(windows)
+
+    return design
+
+
+def score_features(index, windows, probe: Probe) -> np.ndarray:
+    """(speakers, 3) features of a clip for a trained backend: the landed margin, the cohort similarity `near` of
+    the window where the margin peaks, and the condition detector's logit on the whole clip's raw embedding."""
+    from pipeline.privacy.reference import BANK_TOP_N
+
+    projected = index.project(windows)
+    raw = np.einsum("wd,svd->wsv", projected, probe.centroids).max(axis=2)  # (windows, speakers)
+    bank = index.bank if probe.exclude is None else index.bank[index.bank_voices != probe.exclude]
+    near = np.sort(projected @ bank.T, axis=1)[:, -BANK_TOP_N:].mean(axis=1, keepdims=True)
+    margin = (raw - near) / np.maximum(1.0 - near, 1e-3)
+    peak = margin.argmax(axis=0)
+    logit = float(windows[0] @ index.detector.weights + index.detector.bias)
+    return np.stack([margin.max(axis=0), near[peak, 0], np.full(raw.shape[1], logit)], axis=1)
+
+
+@dataclass
+class LogisticFusion:
+    """A logistic-regression backend over `score_features` (standardised; L2, C), trained on the calibration trials
+    (genuine against impostor, each trial kind weighted equally) of the speaker with the best landed margin; its
+    log-odds are the score. No condition offsets: the detector's logit is a feature instead."""
+
+    C: float = 0.1
+    model: object = None
+
+    def fit(self, index, trials: Trials, probes: dict[int, Probe | None]) -> "LogisticFusion":
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        rows, labels, kinds = [], [], []
+        for i in np.flatnonzero(np.isin(trials.group, ("genuine", "impostor"))):
+            windows, probe = trials.of(i), probes.get(i)
+            if windows is None or probe is None:
+                continue
+            features = score_features(index, windows, probe)
+            rows.append(features[features[:, 0].argmax()])
+            labels.append(trials.group[i] == "genuine")
+            kinds.append(f"{trials.group[i]}|{trials.kind[i]}")
+        kinds, labels = np.array(kinds), np.array(labels)
+        weights = np.array([1.0 / np.sum(kinds == kind) for kind in kinds])
+        weights[labels] *= weights[~labels].sum() / weights[labels].sum()
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=5000))
+        self.model.fit(np.array(rows), labels, logisticregression__sample_weight=weights / weights.mean())
+        return self
+
+    def __call__(self, index, windows, probe: Probe):
+        features = score_features(index, windows, probe)
+        scores = np.full(len(features), -np.inf)
+        best = int(features[:, 0].argmax())
+        scores[best] = self.model.decision_function(features[best:best + 1])[0]
+        return scores, None
+
+
+# name -> a new design. Besides the landed one, designs tried and not kept (benchmarks/PRIVACY.md, 2026-12-07).
+DESIGNS: dict[str, Callable[[], object]] = {
+    "landed": lambda: landed,
+    "one-threshold": lambda: one_threshold,
+    "logistic-fusion": LogisticFusion,
+    "nearest-3-utterances": lambda: nearest_utterances(3),
+    "nearest-5-utterances": lambda: nearest_utterances(5),
+    "symmetric-norm-0.25": lambda: symmetric_normalisation(0.25),
+    "without-noise0db": lambda: without_variant("noise0db"),
+}
+
+
+def probes(index, trials: Trials) -> dict[int, Probe | None]:
+    """Trial number -> what it is scored against; None for a genuine trial of a speaker's only enrolled file (no
+    centroid to score it against, as in `calibration_trials`)."""
+    from pipeline.privacy.calibration import leave_one_out
+
+    left_out = [centroids for _, _, centroids in leave_one_out(index)]
+    found = {}
+    for i, (group, number, exclude) in enumerate(zip(trials.group, trials.loo, trials.exclude)):
+        if group == "genuine":
+            found[i] = None if left_out[number] is None else Probe(left_out[number], int(number))
+        else:
+            found[i] = Probe(index.centroids, exclude=str(exclude) or None)
+    return found
+
+
+def evaluate(index, trials: Trials, design, max_fpr: float, target_recall: float) -> dict:
+    """Calibrate `design` on the calibration trials as a run does, then judge the benchmark clips at its threshold."""
+    from pipeline.privacy.calibration import calibrate, rate_entry
+    from pipeline.privacy.conditions import DEFAULT_CONDITION
+
+    against = probes(index, trials)
+    if hasattr(design, "fit"):
+        design = design.fit(index, trials, against)
+    genuine, impostor, detected = {}, {}, {}
+    clips: list[tuple[str, float, str | None]] = []
+    for i in range(len(trials.group)):
+        group, kind, windows = trials.group[i], str(trials.kind[i]), trials.of(i)
+        if against[i] is None:
+            continue
+        if windows is None:
+            score, condition = -np.inf, DEFAULT_CONDITION
+        else:
+            scores, condition = design(index, windows, against[i])
+            score = float(np.max(scores))
+        if group == "clip":
+            clips.append((kind, score, condition))
+            continue
+        (genuine if group == "genuine" else impostor).setdefault(kind, []).append(score)
+        detected.setdefault(kind, []).append(condition or DEFAULT_CONDITION)
+    uses_conditions = any(c != DEFAULT_CONDITION for labels in detected.values() for c in labels)
+    calibration = calibrate(genuine, impostor, target_recall, max_fpr, detected=detected if uses_conditions else None)
+    offsets = calibration.condition_offsets
+    judged = [score - offsets.get(condition or DEFAULT_CONDITION, 0.0) for _, score, condition in clips]
+    flags: dict[str, list[bool]] = {}
+    for (kind, _, _), score in zip(clips, judged):
+        flags.setdefault(kind, []).append(score >= calibration.threshold)
+    leaks = [flag for kind, found in flags.items() if kind.startswith("leak") for flag in found]
+    others = {kind: float(np.mean(found)) for kind, found in flags.items() if not kind.startswith("leak")}
+    impostors = [flag for kind, found in flags.items() if kind.startswith("other_voice") for flag in found]
+    return {"threshold": round(calibration.threshold, 4), "threshold_set_by": calibration.threshold_set_by,
+            "condition_offsets": offsets, "calibration_recall": round(calibration.recall, 4),
+            "overall_recall": rate_entry(sum(leaks), len(leaks)),
+            "other_voices_flagged": rate_entry(sum(impostors), len(impostors)),  # pooled over their rows
+            "worst_false_positive_row": max(others.items(), key=lambda kv: kv[1]),
+            "rows": {kind: rate_entry(sum(found), len(found)) for kind, found in sorted(flags.items())},
+            "clip_scores": judged}  # each clip's score as judged (offset), in clips.csv order; -inf: no voice
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=TUNING_PARTS, required=True,
+                        help="a tuning part (held-out parts only report a design already chosen: benchmarks/privacy.py)")
+    parser.add_argument("--out", type=Path, default=REPO / "var" / "privacy_bench", help="benchmark audio and caches")
+    parser.add_argument("--design", action="append", choices=sorted(DESIGNS),
+                        help=f"a design to measure (repeatable; default: all of {', '.join(DESIGNS)})")
+    parser.add_argument("--workers", type=int, default=0, help="embedding processes; 0 = one per core")
+    parser.add_argument("--json", type=Path, help="write every design's figures here")
+    args = parser.parse_args()
+
+    from privacy_corpus import build
+
+    from pipeline.config import PrivacyConfig
+    from pipeline.privacy.encoder import load_encoder
+    from pipeline.privacy.reference import build_index
+
+    folder = build(args.out, args.part)
+    defaults = PrivacyConfig(reference_dir=str(folder / "reference"))
+    encoder, cache = load_encoder(), args.out / "_cache"
+    index = build_index(folder / "reference", encoder, cache, defaults.canaries_per_speaker)
+    key = hashlib.sha256(f"{index.fingerprint}|{encoder.version}".encode()).hexdigest()[:12]
+    stored = folder / f"designs-windows-{key}.npz"
+    if stored.is_file():
+        trials = Trials.load(stored)
+    else:
+        trials = collect(index, encoder, cache, folder, args.workers)
+        trials.save(stored)
+    results = {}
+    for name in args.design or list(DESIGNS):
+        result = evaluate(index, trials, DESIGNS[name](), defaults.max_fpr, defaults.target_recall)
+        results[name] = {key: value for key, value in result.items() if key != "clip_scores"}
+        worst_kind, worst_rate = result["worst_false_positive_row"]
+        print(f"{args.part} {name:20s} recall {result['overall_recall']['rate']:.3f} of "
+              f"{result['overall_recall']['trials']}  threshold {result['threshold']:.4f} "
+              f"(set by {', '.join(result['threshold_set_by'])})  calibration recall "
+              f"{result['calibration_recall']:.3f}  other voices flagged {result['other_voices_flagged']['rate']:.3f}  "
+              f"worst non-leak row {worst_rate:.2f} ({worst_kind})", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"part": args.part, "designs": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""`benchmarks/privacy_designs.py` screens leak-check score designs from stored embeddings. Its figures are worth
+something only if its `landed` design calibrates and judges exactly as the pipeline does: the same threshold and
+offsets as `calibrate_index`, the same verdict on every clip as `score_file`."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipeline.config import PrivacyConfig
+from pipeline.privacy.calibration import calibrate_index
+from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
+from pipeline.privacy.encoder import load_encoder
+from pipeline.privacy.leakcheck import score_file
+from pipeline.privacy.reference import build_index, read_voice
+
+
+def _write_part(folder, voices_root) -> list[tuple[str, str]]:
+    """A small benchmark part: each reference speaker's first two files clean and under music at 0 dB (leaks), and
+    the non-reference voices' files under both (other voices); 44.1 kHz like the benchmark's clips."""
+    import librosa
+
+    rows = []
+    for kind, group, per_voice in (("leak", "reference", 2), ("other_voice", "non_reference", 3)):
+        for voice in sorted((voices_root / group).iterdir()):
+            for number, source in enumerate(sorted(voice.glob("*.wav"))[:per_voice]):
+                audio = read_voice(source, 16_000)
+                for name in ("clean", "music 0 dB"):
+                    changed = CALIBRATION_CONDITIONS[name](audio, number)
+                    path = folder / "clips" / kind / name.replace(" ", "_") / f"{voice.name}-{number}.wav"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    sf.write(path, librosa.resample(changed, orig_sr=16_000, target_sr=44_100), 44_100)
+                    rows.append((str(path.relative_to(folder)), kind, name))
+    with open(folder / "clips.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "kind", "transform", "speaker"])
+        writer.writerows([(*row, "") for row in rows])
+    return rows
+
+
+def test_the_landed_design_calibrates_and_judges_as_the_pipeline_does(voices_root, reference_dir, reference_cache,
+                                                                      tmp_path):
+    from benchmarks.privacy_designs import DESIGNS, Trials, collect, evaluate
+
+    defaults = PrivacyConfig(reference_dir=str(reference_dir))
+    encoder = load_encoder()
+    index = build_index(reference_dir, encoder, reference_cache, defaults.canaries_per_speaker)
+    calibration = calibrate_index(index, encoder, reference_cache, defaults.target_recall, defaults.max_fpr,
+                                  canaries_per_speaker=defaults.canaries_per_speaker)
+    folder = tmp_path / "part"
+    rows = _write_part(folder, voices_root)
+
+    collect(index, encoder, reference_cache, folder, workers=1).save(tmp_path / "windows.npz")
+    trials = Trials.load(tmp_path / "windows.npz")  # what a second screening reads
+    result = evaluate(index, trials, DESIGNS["landed"](), defaults.max_fpr, defaults.target_recall)
+
+    assert result["threshold"] == round(calibration.threshold, 4)
+    assert result["condition_offsets"] == calibration.condition_offsets
+    assert result["calibration_recall"] == round(calibration.recall, 4)
+    calibrated = index.calibrated(calibration.condition_offsets)
+    flagged: dict[str, list[bool]] = {}
+    for (path, kind, name), score in zip(rows, result["clip_scores"], strict=True):
+        verdict = score_file(folder / path, encoder, calibrated, calibration.threshold)
+        flagged.setdefault(f"{kind}: {name}", []).append(verdict.verdict != "pass")
+        assert score == (-np.inf if verdict.no_voice else pytest.approx(verdict.score, abs=1e-5)), path  # float32 sums
+    assert {row: entry["hits"] for row, entry in result["rows"].items()} == {row: sum(f) for row, f in flagged.items()}
+    assert result["overall_recall"]["trials"] == 4 * 2 * 2
+    assert result["overall_recall"]["hits"] >= 12  # clean leaks of enrolled files are caught: the check is live
+    # and a design that is not the landed one gives other figures from the same stored windows
+    single = evaluate(index, trials, DESIGNS["one-threshold"](), defaults.max_fpr, defaults.target_recall)
+    assert single["condition_offsets"] == {} and np.isfinite(single["threshold"])
