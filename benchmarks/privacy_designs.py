@@ -7,11 +7,12 @@ trained backend, condition offsets) needs no new embedding. This tool embeds one
 embeddings of every calibration trial (reference utterances left out of their speaker's centroids, cohort
 utterances, music and noise alone, under every calibration condition) and of every benchmark clip, as the
 pipeline's encoder gives them — and keeps them (`DIR/<part>/designs-windows-<key>.npz`, keyed by the index's
-fingerprint and the encoder). Each design then calibrates and judges exactly as a run does: the threshold is the
-lowest that holds `max_fpr` for every impostor kind (`calibration.calibrate`, with condition offsets where the
-design detects conditions), and a clip is flagged when its best speaker's score reaches it. The landed design
-(`landed`) reproduces `benchmarks/privacy.py --part P`'s recall; a design that needs new embeddings (other
-enrolment variants, another encoder, cutting signals) is measured with `benchmarks/privacy.py` instead.
+fingerprint, the calibration conditions' code and the part's clip list). Each design then calibrates and judges
+exactly as a run does: the threshold is the lowest that holds `max_fpr` for every impostor kind
+(`calibration.calibrate`, with condition offsets where the design detects conditions), and a clip is flagged when
+its best speaker's score reaches it. The landed design (`landed`) reproduces `benchmarks/privacy.py --part P`'s
+recall; a design that needs new embeddings (other enrolment variants, another encoder, cutting signals) is measured
+with `benchmarks/privacy.py` instead.
 
 Held-out parts are refused: designs are chosen on the tuning parts only, and the held-out parts report a design
 already chosen (`benchmarks/PRIVACY.md`). Printed per design: the threshold and the impostor kinds that set it,
@@ -332,13 +333,16 @@ def main() -> None:
 
     from pipeline.config import PrivacyConfig
     from pipeline.privacy.encoder import load_encoder
-    from pipeline.privacy.reference import build_index
+    from pipeline.privacy.calibration import NO_VOICE_CLIPS
+    from pipeline.privacy.reference import build_index, conditions_key
 
     folder = build(args.out, args.part)
     defaults = PrivacyConfig(reference_dir=str(folder / "reference"))
     encoder, cache = load_encoder(), args.out / "_cache"
     index = build_index(folder / "reference", encoder, cache, defaults.canaries_per_speaker)
-    key = hashlib.sha256(f"{index.fingerprint}|{encoder.version}".encode()).hexdigest()[:12]
+    # the index (reference and cohort files, enrolment code, encoder), how calibration trials are made, the clips
+    key = hashlib.sha256(f"{index.fingerprint}|{conditions_key(encoder)}|{NO_VOICE_CLIPS}".encode()
+                         + (folder / "clips.csv").read_bytes()).hexdigest()[:12]
     stored = folder / f"designs-windows-{key}.npz"
     if stored.is_file():
         trials = Trials.load(stored)
