@@ -136,12 +136,17 @@ def one_threshold(index, windows, probe: Probe):
     return index.speaker_scores(windows, probe.centroids, probe.exclude), None
 
 
-def _margin(index, projected: np.ndarray, raw: np.ndarray, exclude: str | None) -> np.ndarray:
-    """The landed margin (windows, speakers) of raw similarities (windows, speakers) over the cohort bank."""
+def _near(index, projected: np.ndarray, exclude: str | None) -> np.ndarray:
+    """(windows, 1): each projected window's mean similarity to its BANK_TOP_N nearest cohort embeddings."""
     from pipeline.privacy.reference import BANK_TOP_N
 
     bank = index.bank if exclude is None else index.bank[index.bank_voices != exclude]
-    near = np.sort(projected @ bank.T, axis=1)[:, -BANK_TOP_N:].mean(axis=1, keepdims=True)
+    return np.sort(projected @ bank.T, axis=1)[:, -BANK_TOP_N:].mean(axis=1, keepdims=True)
+
+
+def _margin(index, projected: np.ndarray, raw: np.ndarray, exclude: str | None) -> np.ndarray:
+    """The landed margin (windows, speakers) of raw similarities (windows, speakers) over the cohort bank."""
+    near = _near(index, projected, exclude)
     return (raw - near) / np.maximum(1.0 - near, 1e-3)
 
 
@@ -186,6 +191,7 @@ def symmetric_normalisation(weight: float):
         best = similar.argmax(axis=2)  # (windows, speakers): the variant each window meets best
         raw = similar.max(axis=2)
         bank = index.bank if probe.exclude is None else index.bank[index.bank_voices != probe.exclude]
+        # (speakers, variants): each centroid's own mean similarity to its BANK_TOP_N nearest cohort embeddings
         crowd = np.sort(np.einsum("svd,bd->svb", probe.centroids, bank), axis=2)[:, :, -BANK_TOP_N:].mean(axis=2)
         near = crowd[np.arange(crowd.shape[0])[None, :], best]  # (windows, speakers)
         enrolment_side = (raw - near) / np.maximum(1.0 - near, 1e-3)
@@ -198,12 +204,9 @@ def symmetric_normalisation(weight: float):
 def score_features(index, windows, probe: Probe) -> np.ndarray:
     """(speakers, 3) features of a clip for a trained backend: the landed margin, the cohort similarity `near` of
     the window where the margin peaks, and the condition detector's logit on the whole clip's raw embedding."""
-    from pipeline.privacy.reference import BANK_TOP_N
-
     projected = index.project(windows)
     raw = np.einsum("wd,svd->wsv", projected, probe.centroids).max(axis=2)  # (windows, speakers)
-    bank = index.bank if probe.exclude is None else index.bank[index.bank_voices != probe.exclude]
-    near = np.sort(projected @ bank.T, axis=1)[:, -BANK_TOP_N:].mean(axis=1, keepdims=True)
+    near = _near(index, projected, probe.exclude)
     margin = (raw - near) / np.maximum(1.0 - near, 1e-3)
     peak = margin.argmax(axis=0)
     logit = float(windows[0] @ index.detector.weights + index.detector.bias)
