@@ -136,18 +136,11 @@ def one_threshold(index, windows, probe: Probe):
     return index.speaker_scores(windows, probe.centroids, probe.exclude), None
 
 
-def _near(index, projected: np.ndarray, exclude: str | None) -> np.ndarray:
-    """(windows, 1): each projected window's mean similarity to its BANK_TOP_N nearest cohort embeddings."""
-    from pipeline.privacy.reference import BANK_TOP_N
-
-    bank = index.bank if exclude is None else index.bank[index.bank_voices != exclude]
-    return np.sort(projected @ bank.T, axis=1)[:, -BANK_TOP_N:].mean(axis=1, keepdims=True)
-
-
 def _margin(index, projected: np.ndarray, raw: np.ndarray, exclude: str | None) -> np.ndarray:
     """The landed margin (windows, speakers) of raw similarities (windows, speakers) over the cohort bank."""
-    near = _near(index, projected, exclude)
-    return (raw - near) / np.maximum(1.0 - near, 1e-3)
+    from pipeline.privacy.reference import cohort_margin
+
+    return cohort_margin(raw, index.cohort_near(projected, exclude))
 
 
 def without_variant(name: str):
@@ -183,19 +176,18 @@ def nearest_utterances(k: int):
 def symmetric_normalisation(weight: float):
     """The landed margin mixed with one over the *speaker's* cohort neighbourhood (adaptive s-norm's enrolment side):
     (1 - weight) * margin over the window's top cohort similarity + weight * margin over the matched centroid's."""
-    from pipeline.privacy.reference import BANK_TOP_N
+    from pipeline.privacy.reference import cohort_margin
 
     def design(index, windows, probe: Probe):
         projected = index.project(windows)
         similar = np.einsum("wd,svd->wsv", projected, probe.centroids)
         best = similar.argmax(axis=2)  # (windows, speakers): the variant each window meets best
         raw = similar.max(axis=2)
-        bank = index.bank if probe.exclude is None else index.bank[index.bank_voices != probe.exclude]
-        # (speakers, variants): each centroid's own mean similarity to its BANK_TOP_N nearest cohort embeddings
-        crowd = np.sort(np.einsum("svd,bd->svb", probe.centroids, bank), axis=2)[:, :, -BANK_TOP_N:].mean(axis=2)
-        near = crowd[np.arange(crowd.shape[0])[None, :], best]  # (windows, speakers)
-        enrolment_side = (raw - near) / np.maximum(1.0 - near, 1e-3)
-        mixed = (1 - weight) * _margin(index, projected, raw, probe.exclude) + weight * enrolment_side
+        speakers, variants, dim = probe.centroids.shape
+        # (speakers, variants): each centroid's own mean similarity to its nearest cohort embeddings
+        crowd = index.cohort_near(probe.centroids.reshape(-1, dim), probe.exclude).reshape(speakers, variants)
+        near = crowd[np.arange(speakers)[None, :], best]  # (windows, speakers)
+        mixed = (1 - weight) * _margin(index, projected, raw, probe.exclude) + weight * cohort_margin(raw, near)
         return mixed.max(axis=0), index.condition(windows)
 
     return design
@@ -204,10 +196,12 @@ def symmetric_normalisation(weight: float):
 def score_features(index, windows, probe: Probe) -> np.ndarray:
     """(speakers, 3) features of a clip for a trained backend: the landed margin, the cohort similarity `near` of
     the window where the margin peaks, and the condition detector's logit on the whole clip's raw embedding."""
+    from pipeline.privacy.reference import cohort_margin
+
     projected = index.project(windows)
     raw = np.einsum("wd,svd->wsv", projected, probe.centroids).max(axis=2)  # (windows, speakers)
-    near = _near(index, projected, probe.exclude)
-    margin = (raw - near) / np.maximum(1.0 - near, 1e-3)
+    near = index.cohort_near(projected, probe.exclude)
+    margin = cohort_margin(raw, near)
     peak = margin.argmax(axis=0)
     logit = float(windows[0] @ index.detector.weights + index.detector.bias)
     return np.stack([margin.max(axis=0), near[peak, 0], np.full(raw.shape[1], logit)], axis=1)

@@ -105,10 +105,14 @@ class ReferenceIndex:
         windows = self.project(windows)
         raw = np.einsum("wd,svd->wsv", windows, centroids).max(axis=2)  # (windows, speakers)
         if self.bank is not None:
-            bank = self.bank if exclude_voice is None else self.bank[self.bank_voices != exclude_voice]
-            near = np.sort(windows @ bank.T, axis=1)[:, -BANK_TOP_N:].mean(axis=1, keepdims=True)  # (windows, 1)
-            raw = (raw - near) / np.maximum(1.0 - near, 1e-3)
+            raw = cohort_margin(raw, self.cohort_near(windows, exclude_voice))
         return raw.max(axis=0)
+
+    def cohort_near(self, projected: np.ndarray, exclude_voice: str | None = None) -> np.ndarray:
+        """(n, 1): each projected embedding's mean similarity to its BANK_TOP_N nearest cohort embeddings (those of
+        `exclude_voice` left out)."""
+        bank = self.bank if exclude_voice is None else self.bank[self.bank_voices != exclude_voice]
+        return np.sort(projected @ bank.T, axis=1)[:, -BANK_TOP_N:].mean(axis=1, keepdims=True)
 
     def condition(self, windows: np.ndarray) -> str:
         """The condition a clip's voice reached it under, detected from its raw whole-clip embedding (windows[0])."""
@@ -125,6 +129,12 @@ class ReferenceIndex:
     def calibrated(self, offsets: dict[str, float]) -> "ReferenceIndex":
         """This index with the calibration's condition offsets (`Calibration.condition_offsets`)."""
         return replace(self, offsets=dict(offsets))
+
+
+def cohort_margin(raw: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """The margin of raw similarities over the cohort's `near` as a share of the room left above it (see
+    `ReferenceIndex.speaker_scores`); arrays broadcast."""
+    return (raw - near) / np.maximum(1.0 - near, 1e-3)
 
 
 def list_reference_files(reference: Path, what: str = "privacy.reference_dir") -> list[ReferenceFile]:

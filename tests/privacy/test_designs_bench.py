@@ -18,7 +18,7 @@ from pipeline.privacy.leakcheck import score_file
 from pipeline.privacy.reference import build_index, read_voice
 
 
-def _write_part(folder, voices_root) -> list[tuple[str, str]]:
+def _write_part(folder, voices_root) -> list[tuple[str, str, str]]:
     """A small benchmark part: each reference speaker's first two files clean and under music at 0 dB (leaks), and
     the non-reference voices' files under both (other voices); 44.1 kHz like the benchmark's clips."""
     import librosa
