@@ -82,23 +82,13 @@ def collect(index, encoder, cache: Path, folder: Path, workers: int = 0) -> Tria
     """Every calibration trial's and benchmark clip's raw windows (see `Trials`), as `calibration_trials` and
     `benchmarks/privacy.py` embed them."""
     from pipeline.parallel import ordered_map
-    from pipeline.privacy.calibration import NO_VOICE_CLIPS
-    from pipeline.privacy.conditions import RATE, no_voice_clips
+    from pipeline.privacy.calibration import trial_windows
     from pipeline.privacy.encoder import load_encoder
-    from pipeline.privacy.reference import condition_windows
     from pipeline.progress import progress
 
-    found: list[tuple[np.ndarray | None, str, str, int, str]] = []
-    for number, file in enumerate(index.enrolled_files):
-        for name, windows in condition_windows(encoder, file, cache).items():
-            found.append((windows, "genuine", name, number, ""))
-    for voice in index.cohort:
-        for file in voice.files:
-            for name, windows in condition_windows(encoder, file, cache).items():
-                found.append((windows, "impostor", f"other voices, {name}", -1, voice.voice))
-    for kind, clips in no_voice_clips(NO_VOICE_CLIPS, seed=7).items():
-        for clip in clips:
-            found.append((encoder.embed_windows(clip, RATE), "impostor", kind, -1, ""))
+    found: list[tuple[np.ndarray | None, str, str, int, str]] = [
+        (trial.windows, trial.group, trial.name, trial.enrolled, trial.exclude_voice or "")
+        for trial in trial_windows(index, encoder, cache)]
     rows = list(csv.DictReader(open(folder / "clips.csv")))
     paths = [str(folder / row["path"]) for row in rows]
     embedded = ordered_map(_embed_clip, paths, workers, state=(load_encoder, ()), local_state=encoder)
@@ -260,13 +250,14 @@ DESIGNS: dict[str, Callable[[], object]] = {
 def probes(index, trials: Trials) -> dict[int, Probe | None]:
     """Trial number -> what it is scored against; None for a genuine trial of a speaker's only enrolled file (no
     centroid to score it against, as in `calibration_trials`)."""
-    from pipeline.privacy.calibration import leave_one_out
+    from pipeline.privacy.calibration import LeaveOneOut
 
-    left_out = [centroids for _, _, centroids in leave_one_out(index)]
+    left_out = LeaveOneOut(index)
     found = {}
     for i, (group, number, exclude) in enumerate(zip(trials.group, trials.loo, trials.exclude)):
         if group == "genuine":
-            found[i] = None if left_out[number] is None else Probe(left_out[number], int(number))
+            centroids = left_out.without(int(number))
+            found[i] = None if centroids is None else Probe(centroids, int(number))
         else:
             found[i] = Probe(index.centroids, exclude=str(exclude) or None)
     return found

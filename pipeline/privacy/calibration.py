@@ -172,21 +172,66 @@ def calibrate(genuine: dict[str, np.ndarray], impostor: dict[str, np.ndarray], t
     )
 
 
-def leave_one_out(index) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    """For each enrolled file, in order: (speaker, its (variants, dim) embeddings, the index's centroids
-    with that speaker re-enrolled without the file), or None for centroids when it is the speaker's only file."""
-    sums = np.zeros(index.centroids.shape, dtype=np.float64)  # (speakers, variants, dim)
-    counts = np.zeros(len(index.speakers), dtype=int)
-    for speaker, embeddings in index.enrolled:
-        sums[speaker] += embeddings
-        counts[speaker] += 1
-    for speaker, embeddings in index.enrolled:
-        centroids = None
-        if counts[speaker] > 1:
-            others = sums[speaker] - embeddings  # (variants, dim)
-            centroids = index.centroids.copy()
-            centroids[speaker] = others / np.linalg.norm(others, axis=-1, keepdims=True)
-        yield speaker, embeddings, centroids
+class LeaveOneOut:
+    """The index's centroids with the speaker of one enrolled file re-enrolled without it: `without(number)` for
+    file `number` of `index.enrolled_files`, or None when it is its speaker's only file (no centroid is left to
+    score it against, so it makes no genuine trial)."""
+
+    def __init__(self, index):
+        self.index = index
+        self.sums = np.zeros(index.centroids.shape, dtype=np.float64)  # (speakers, variants, dim)
+        self.counts = np.zeros(len(index.speakers), dtype=int)
+        for speaker, embeddings in index.enrolled:
+            self.sums[speaker] += embeddings
+            self.counts[speaker] += 1
+        self._last: tuple[int, np.ndarray | None] | None = None  # a file's trials come one after another
+
+    def without(self, number: int) -> np.ndarray | None:
+        if self._last is None or self._last[0] != number:
+            speaker, embeddings = self.index.enrolled[number]
+            centroids = None
+            if self.counts[speaker] > 1:
+                others = self.sums[speaker] - embeddings  # (variants, dim)
+                centroids = self.index.centroids.copy()
+                centroids[speaker] = others / np.linalg.norm(others, axis=-1, keepdims=True)
+            self._last = (number, centroids)
+        return self._last[1]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One calibration trial before it is scored: `group` "genuine" (enrolled file `enrolled`, to be scored against
+    its speaker's centroids without it) or "impostor" (`exclude_voice`: the cohort voice to leave out of the
+    normalisation bank while its own utterance is the probe); `name` its condition or impostor kind; `windows` the
+    encoder's (windows, dim) embeddings, None where it heard no voice."""
+
+    group: str
+    name: str
+    windows: np.ndarray | None
+    enrolled: int = -1
+    exclude_voice: str | None = None
+
+
+def trial_windows(index, encoder, cache_dir, outsiders=()) -> Iterator[Trial]:
+    """Every calibration trial's windows, in a fixed order (see the module docstring): each enrolled file under
+    every calibration condition, then each cohort and outsider file under every condition, then the clips of music
+    and noise alone. `calibration_trials` scores them; the design-screening benchmark keeps them."""
+    from pipeline.privacy.conditions import RATE, no_voice_clips
+    from pipeline.privacy.reference import condition_windows
+
+    for number, file in enumerate(index.enrolled_files):
+        for name, windows in condition_windows(encoder, file, cache_dir).items():
+            yield Trial("genuine", name, windows, enrolled=number)
+    # Not an impostor trial: a reference utterance close to *another* reference speaker is flagged as that
+    # speaker's leak, rightly. Impostors are voices outside the reference set: the cohort's, and `outsiders`.
+    probes = [(voice.voice, file) for voice in index.cohort for file in voice.files]
+    probes += [(None, file) for file in outsiders]
+    for voice, file in probes:
+        for name, windows in condition_windows(encoder, file, cache_dir).items():
+            yield Trial("impostor", f"other voices, {name}", windows, exclude_voice=voice)
+    for kind, clips in no_voice_clips(NO_VOICE_CLIPS, seed=7).items():
+        for clip in clips:
+            yield Trial("impostor", kind, encoder.embed_windows(clip, RATE))
 
 
 def calibration_trials(index, encoder, cache_dir, outsiders=()) -> tuple[dict, dict, dict]:
@@ -194,36 +239,26 @@ def calibration_trials(index, encoder, cache_dir, outsiders=()) -> tuple[dict, d
     trial of both the condition the index's detector found (DEFAULT_CONDITION for a trial with no voice: it
     scores -inf, a miss or a sure pass, whatever its offset). `outsiders`: extra ReferenceFiles of voices known
     not to be in the reference set, scored under every condition too. Scores are not offset (`speaker_scores`)."""
-    from pipeline.privacy.conditions import DEFAULT_CONDITION, RATE, no_voice_clips
-    from pipeline.privacy.reference import condition_windows
+    from pipeline.privacy.conditions import DEFAULT_CONDITION
 
     genuine: dict[str, list[float]] = {}
     impostor: dict[str, list[float]] = {}
     detected: dict[str, list[str]] = {}
-
-    def add(trials: dict, name: str, score: float, windows) -> None:
-        trials.setdefault(name, []).append(score)
-        detected.setdefault(name, []).append(DEFAULT_CONDITION if windows is None else index.condition(windows))
-
-    for file, (_, _, centroids) in zip(index.enrolled_files, leave_one_out(index), strict=True):
-        for name, windows in condition_windows(encoder, file, cache_dir).items():
-            if windows is None:
-                add(genuine, name, -np.inf, None)  # a leak the check would not even hear: a miss
-                continue
-            if centroids is not None:
-                add(genuine, name, float(index.speaker_scores(windows, centroids).max()), windows)
-            # Not an impostor trial: a clip close to *another* reference speaker is flagged as that speaker's
-            # leak, rightly. Impostors are voices outside the reference set: the cohort's, and `outsiders`.
-    probes = [(voice.voice, file) for voice in index.cohort for file in voice.files]
-    probes += [(None, file) for file in outsiders]
-    for voice, file in probes:
-        for name, windows in condition_windows(encoder, file, cache_dir).items():
-            score = -np.inf if windows is None else float(index.speaker_scores(windows, exclude_voice=voice).max())
-            add(impostor, f"other voices, {name}", score, windows)
-    for kind, clips in no_voice_clips(NO_VOICE_CLIPS, seed=7).items():
-        for clip in clips:
-            windows = encoder.embed_windows(clip, RATE)
-            add(impostor, kind, -np.inf if windows is None else float(index.speaker_scores(windows).max()), windows)
+    left_out = LeaveOneOut(index)
+    for trial in trial_windows(index, encoder, cache_dir, outsiders):
+        if trial.group == "genuine":
+            centroids = left_out.without(trial.enrolled)
+            if centroids is None:
+                continue  # its speaker's only file: no centroid to score it against (`genuine_trial_count`)
+            trials, scores = genuine, (None if trial.windows is None
+                                       else index.speaker_scores(trial.windows, centroids))
+        else:
+            trials, scores = impostor, (None if trial.windows is None
+                                        else index.speaker_scores(trial.windows, exclude_voice=trial.exclude_voice))
+        # no voice heard: a leak the check would miss, an impostor it would pass
+        trials.setdefault(trial.name, []).append(-np.inf if scores is None else float(scores.max()))
+        detected.setdefault(trial.name, []).append(
+            DEFAULT_CONDITION if trial.windows is None else index.condition(trial.windows))
     return genuine, impostor, detected
 
 

@@ -140,3 +140,52 @@ def test_score_cli_fails_closed_on_any_folder(voices_root, tmp_path, reference_c
     assert "1 pass, 1 leak, 1 unscorable" in result.stdout
     missing = run_cli("privacy", "score", "--reference", str(tmp_path / "nope"), "--clips", str(clips), "--out", str(out))
     assert missing.returncode == 2 and "--reference" in missing.stderr
+
+
+class _TrialIndex:
+    """Just what `calibration_trials` reads of a ReferenceIndex: two enrolled files of speaker 0, one of speaker 1,
+    and a score that is each speaker's best cosine to its first variant centroid."""
+
+    def __init__(self):
+        rng = np.random.default_rng(3)
+        unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+        self.speakers = ["a", "b"]
+        self.enrolled = [(0, unit(rng.normal(size=(2, 4)))), (0, unit(rng.normal(size=(2, 4)))),
+                         (1, unit(rng.normal(size=(2, 4))))]
+        self.enrolled_files = ["a1", "a2", "b1"]
+        sums = np.stack([self.enrolled[0][1] + self.enrolled[1][1], self.enrolled[2][1]])
+        self.centroids = unit(sums)
+        self.cohort = []
+
+    def speaker_scores(self, windows, centroids=None, exclude_voice=None):
+        centroids = self.centroids if centroids is None else centroids
+        return np.einsum("wd,sd->ws", windows, centroids[:, 0]).max(axis=0)
+
+    def condition(self, windows):
+        return "other"
+
+
+def test_calibration_trials_score_each_file_without_itself_and_skip_a_speakers_only_file(monkeypatch):
+    """A file is scored against its speaker re-enrolled without it; a speaker's only file makes no genuine trial,
+    even where its condition left no voice to hear (it used to be counted as a miss, which made the trial count
+    disagree with `genuine_trial_count` and failed the calibration)."""
+    from pipeline.privacy import calibration, conditions, reference
+
+    index = _TrialIndex()
+    heard = {"a1": np.array([[1.0, 0, 0, 0]]), "a2": np.array([[0, 1.0, 0, 0]]), "b1": np.array([[0, 0, 1.0, 0]])}
+    clean, *others, unheard = CALIBRATION_CONDITIONS  # the last condition leaves no voice to hear
+    monkeypatch.setattr(reference, "condition_windows", lambda encoder, file, cache: {
+        **{name: heard[file] for name in (clean, *others)}, unheard: None})
+    monkeypatch.setattr(conditions, "no_voice_clips", lambda count, seed: {})
+    genuine, impostor, detected = calibration.calibration_trials(index, encoder=None, cache_dir=None)
+
+    assert sum(len(scores) for scores in genuine.values()) == genuine_trial_count(index) \
+        == 2 * len(CALIBRATION_CONDITIONS)
+    assert genuine[unheard] == [-np.inf, -np.inf]  # no voice heard: a miss
+    alone = [index.enrolled[1][1][0] / np.linalg.norm(index.enrolled[1][1][0]),  # a1 against a2 alone, and back
+             index.enrolled[0][1][0] / np.linalg.norm(index.enrolled[0][1][0])]
+    expected = [max(heard["a1"][0] @ alone[0], heard["a1"][0] @ index.centroids[1, 0]),
+                max(heard["a2"][0] @ alone[1], heard["a2"][0] @ index.centroids[1, 0])]
+    np.testing.assert_allclose(genuine[clean], expected)
+    assert impostor == {} and detected[clean] == ["other", "other"]
+    assert calibration.LeaveOneOut(index).without(2) is None
