@@ -284,7 +284,7 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
         for file in list_reference_files(cohort_dir, "privacy.cohort_dir"):
             extra.setdefault(file.speaker, []).append(file)
         voices += [CohortVoice(f"user_{name}", tuple(files)) for name, files in extra.items()]
-    warm_embedding_cache(encoder, [file for voice in voices for file in voice.files], cache_dir)
+    warm_embedding_cache(encoder, [file for voice in voices for file in voice.files], cache_dir, what="cohort")
     embedded = []
     for voice in voices:
         done = embed_files(encoder, list(voice.files), cache_dir, True, "impostor cohort")
@@ -362,17 +362,20 @@ def _cache_embeddings(encoder: SpeakerEncoder, job: tuple[ReferenceFile, Path]) 
 
 
 def warm_embedding_cache(encoder: SpeakerEncoder, files: list[ReferenceFile], cache_dir: Path,
-                         workers: int = 0) -> None:
+                         workers: int = 0, what: str = "reference") -> None:
     """Embed the files not cached yet (every variant and calibration condition) over a process pool (one
-    worker per core by default, each loading its own encoder); the sequential readers then hit the cache."""
+    worker per core by default, each loading its own encoder); the sequential readers then hit the cache. The
+    first run on a reference set spends its minutes here, so it shows a progress bar (`what` names the files)."""
     from pipeline.parallel import ordered_map
     from pipeline.privacy.encoder import load_encoder
+    from pipeline.progress import progress
 
     if all(_is_cached(encoder, file, cache_dir) for file in files):
         return
     with exclusive(cache_dir / ".embedding.lock"):  # concurrent leak checks sharing a cache embed each file once
         pending = [(file, cache_dir) for file in files if not _is_cached(encoder, file, cache_dir)]
-        for _ in ordered_map(_cache_embeddings, pending, workers, state=(load_encoder, ()), local_state=encoder):
+        embedded = ordered_map(_cache_embeddings, pending, workers, state=(load_encoder, ()), local_state=encoder)
+        for _ in progress(embedded, total=len(pending), desc=f"embedding {what} audio", unit="file"):
             pass
 
 

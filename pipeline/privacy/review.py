@@ -12,6 +12,7 @@ from pipeline.privacy.calibration import Calibration, calibrate_index
 from pipeline.privacy.encoder import load_encoder
 from pipeline.privacy.leakcheck import score_file
 from pipeline.privacy.reference import AUDIO_SUFFIXES, build_index, list_reference_files
+from pipeline.progress import progress
 
 SCORES_SCHEMA = pa.schema([
     pa.field("file", pa.string(), nullable=False),
@@ -43,7 +44,7 @@ def score_folder(reference: Path, clips: Path, threshold: float | None, target_r
         if not files:
             raise BadInput(f"--clips: no .wav or .flac files under {clips}")
         rows = []
-        for path in files:
+        for path in progress(files, desc="scoring clips", unit="clip"):
             verdict = score_file(path, encoder, index, threshold)
             rows.append({"file": str(path.relative_to(clips)), "score": verdict.score, "verdict": verdict.verdict,
                          "no_voice": verdict.no_voice})

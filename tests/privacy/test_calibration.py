@@ -132,8 +132,9 @@ def test_score_cli_fails_closed_on_any_folder(voices_root, tmp_path, reference_c
     (clips / "broken.flac").write_bytes(b"not audio")
     out = tmp_path / "scores.parquet"
     result = run_cli("privacy", "score", "--reference", str(voices_root / "reference"), "--clips", str(clips),
-                     "--out", str(out), "--cache", str(reference_cache))
+                     "--out", str(out), "--cache", str(reference_cache), env={"SYNTHAUDIO_QUIET": "0"})
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "scoring clips" in result.stderr and "/3 [" in result.stderr  # a long folder shows how far it got
     rows = {r["file"]: r for r in pq.read_table(out).to_pylist()}
     assert rows["rms.wav"]["verdict"] == "leak" and rows["ked.wav"]["verdict"] == "pass"
     assert rows["broken.flac"]["verdict"] == "unscorable" and rows["broken.flac"]["score"] is None
