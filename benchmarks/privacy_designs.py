@@ -1,18 +1,20 @@
 """Screen leak-check score designs on the privacy benchmark's tuning parts, in seconds per design.
 
-    python benchmarks/privacy_designs.py --part tuning|tuning_espeak [--out DIR] [--design NAME ...] [--json FILE]
+    python benchmarks/privacy_designs.py --part tuning|tuning_espeak [--out DIR] [--design NAME ...]
+                                         [--nap-directions N[,N...]] [--json FILE]
 
-A design that changes only how embeddings are compared (the margin over the cohort, which centroids count, a
-trained backend, condition offsets) needs no new embedding. This tool embeds one part once — the raw window
-embeddings of every calibration trial (reference utterances left out of their speaker's centroids, cohort
-utterances, music and noise alone, under every calibration condition) and of every benchmark clip, as the
-pipeline's encoder gives them — and keeps them (`DIR/<part>/designs-windows-<key>.npz`, keyed by the index's
-fingerprint, the calibration conditions' code and the part's clip list). Each design then calibrates and judges
-exactly as a run does: the threshold is the lowest that holds `max_fpr` for every impostor kind
-(`calibration.calibrate`, with condition offsets where the design detects conditions), and a clip is flagged when
-its best speaker's score reaches it. The landed design (`landed`) reproduces `benchmarks/privacy.py --part P`'s
-recall; a design that needs new embeddings (other enrolment variants, another encoder, cutting signals) is measured
-with `benchmarks/privacy.py` instead.
+A design that changes only how embeddings are compared (the margin over the cohort, which centroids count, a trained
+backend, condition offsets) needs no new embedding. This tool embeds one part once — the raw window embeddings of
+every calibration trial (reference utterances left out of their speaker's centroids, cohort utterances, music and
+noise alone, under every calibration condition) and of every benchmark clip, as the pipeline's encoder gives them —
+and keeps them (`DIR/<part>/designs-windows-<key>.npz`, keyed by the index's fingerprint, the calibration
+conditions' code and the part's clip list). Each design then calibrates and judges exactly as a run does: the
+threshold is the lowest that holds `max_fpr` for every impostor kind (`calibration.calibrate`, with condition
+offsets where the design detects conditions), and a clip is flagged when its best speaker's score reaches it. The
+landed design (`landed`) reproduces `benchmarks/privacy.py --part P`'s recall. The nuisance projection's direction
+count is screened the same way (`--nap-directions`: the stored windows are raw, so only the index is rebuilt, from
+cached embeddings). A design that needs new embeddings (other enrolment variants, another encoder, cutting signals)
+is measured with `benchmarks/privacy.py` instead.
 
 Held-out parts are refused: designs are chosen on the tuning parts only, and the held-out parts report a design
 already chosen (`benchmarks/PRIVACY.md`). Printed per design: the threshold and the impostor kinds that set it,
@@ -313,6 +315,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "var" / "privacy_bench", help="benchmark audio and caches")
     parser.add_argument("--design", action="append", choices=sorted(DESIGNS),
                         help=f"a design to measure (repeatable; default: all of {', '.join(DESIGNS)})")
+    parser.add_argument("--nap-directions", type=lambda text: [int(n) for n in text.split(",")], default=None,
+                        metavar="N[,N...]", help="judge each design with the index's nuisance projection removing N "
+                                                 "directions (default: the pipeline's); designs are named '<design>, "
+                                                 "NAP N' for any other count")
     parser.add_argument("--workers", type=int, default=0, help="embedding processes; 0 = one per core")
     parser.add_argument("--json", type=Path, help="write every design's figures here")
     args = parser.parse_args()
@@ -322,7 +328,7 @@ def main() -> None:
     from pipeline.config import PrivacyConfig
     from pipeline.privacy.encoder import load_encoder
     from pipeline.privacy.calibration import NO_VOICE_CLIPS
-    from pipeline.privacy.reference import build_index, conditions_key
+    from pipeline.privacy.reference import NAP_DIRECTIONS, build_index, conditions_key
 
     folder = build(args.out, args.part)
     defaults = PrivacyConfig(reference_dir=str(folder / "reference"))
@@ -338,15 +344,20 @@ def main() -> None:
         trials = collect(index, encoder, cache, folder, args.workers)
         trials.save(stored)
     results = {}
-    for name in args.design or list(DESIGNS):
-        result = evaluate(index, trials, DESIGNS[name](), defaults.max_fpr, defaults.target_recall)
-        results[name] = {key: value for key, value in result.items() if key != "clip_scores"}
-        worst_kind, worst_rate = result["worst_false_positive_row"]
-        print(f"{args.part} {name:20s} recall {result['overall_recall']['rate']:.3f} of "
-              f"{result['overall_recall']['trials']}  threshold {result['threshold']:.4f} "
-              f"(set by {', '.join(result['threshold_set_by'])})  calibration recall "
-              f"{result['calibration_recall']:.3f}  other voices flagged {result['other_voices_flagged']['rate']:.3f}  "
-              f"worst non-leak row {worst_rate:.2f} ({worst_kind})", flush=True)
+    for directions in args.nap_directions or [NAP_DIRECTIONS]:
+        # the stored windows are raw: another direction count rebuilds only the index (from cached embeddings)
+        judged = index if directions == NAP_DIRECTIONS else build_index(
+            folder / "reference", encoder, cache, defaults.canaries_per_speaker, nap_directions=directions)
+        for design in args.design or list(DESIGNS):
+            name = design if directions == NAP_DIRECTIONS else f"{design}, NAP {directions}"
+            result = evaluate(judged, trials, DESIGNS[design](), defaults.max_fpr, defaults.target_recall)
+            results[name] = {key: value for key, value in result.items() if key != "clip_scores"}
+            worst_kind, worst_rate = result["worst_false_positive_row"]
+            print(f"{args.part} {name:20s} recall {result['overall_recall']['rate']:.3f} of "
+                  f"{result['overall_recall']['trials']}  threshold {result['threshold']:.4f} "
+                  f"(set by {', '.join(result['threshold_set_by'])})  calibration recall "
+                  f"{result['calibration_recall']:.3f}  other voices flagged {result['other_voices_flagged']['rate']:.3f}  "
+                  f"worst non-leak row {worst_rate:.2f} ({worst_kind})", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"part": args.part, "designs": results}, indent=1) + "\n")
 

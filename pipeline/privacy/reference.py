@@ -48,8 +48,16 @@ from pipeline.files import atomic_path, exclusive
 AUDIO_SUFFIXES = (".wav", ".flac")
 MIN_SPEAKER_SPEECH_S = 5.0  # less voiced speech than this per speaker makes a noisy centroid: warned about
 BANK_TOP_N = 20  # a window is compared with the mean of its 20 nearest cohort embeddings
-NAP_DIRECTIONS = 10  # nuisance directions projected out (10-12 best on the tuning part; 6 and 14+ cost recall)
-NAP_VERSION = f"nap{NAP_DIRECTIONS}-variants-and-cohort-conditions-v2"  # part of every fingerprint of the index
+NAP_DIRECTIONS = 10  # nuisance directions projected out (swept on the tuning parts: benchmarks/PRIVACY.md)
+
+
+def nap_version(directions: int = NAP_DIRECTIONS) -> str:
+    """The NAP's part of every fingerprint of the index: what it learns from, and how many directions it removes."""
+    return f"nap{directions}-variants-and-cohort-conditions-v2"
+
+
+NAP_VERSION = nap_version()
+
 log = logging.getLogger("synthaudio.privacy")
 
 
@@ -234,9 +242,11 @@ def embed_files(encoder, files, cache_dir, skip_bad: bool, what: str) -> list[tu
 
 
 def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, canaries_per_speaker: int, *,
-                cohort_dir: Path | None = None, skip_bad: bool = False, with_cohort: bool = True) -> ReferenceIndex:
+                cohort_dir: Path | None = None, skip_bad: bool = False, with_cohort: bool = True,
+                nap_directions: int = NAP_DIRECTIONS) -> ReferenceIndex:
     """Embed (or load cached embeddings of) every reference file; hold out canaries per speaker; embed the
-    impostor cohort into the score-normalisation bank (`with_cohort=False`: raw cosine, for tests)."""
+    impostor cohort into the score-normalisation bank (`with_cohort=False`: raw cosine, for tests).
+    `nap_directions`: the nuisance directions projected out (another count only to screen it: benchmarks)."""
     files = list_reference_files(reference_dir)
     if with_cohort:  # a run calibrates too: embed variants and conditions of every file in parallel first
         warm_embedding_cache(encoder, files, cache_dir)
@@ -261,20 +271,20 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
         speakers.append(speaker)
     digest = hashlib.sha256(variants_key(encoder).encode())
     if with_cohort:
-        digest.update(f"{NAP_VERSION}|{DETECTOR_VERSION}".encode())
+        digest.update(f"{nap_version(nap_directions)}|{DETECTOR_VERSION}".encode())
     for file in files:
         digest.update(f"{file.speaker}\x1f{file.sha256}\n".encode())
     index = ReferenceIndex(speakers, tuple(ENROLMENT_VARIANTS), speaker_centroids(enrolled, len(speakers)),
                            enrolled, canaries, encoder.sample_rate, "", speech_s=speech_s,
                            enrolled_files=enrolled_files)
     if with_cohort:
-        _add_cohort(index, encoder, cache_dir, cohort_dir, digest)
+        _add_cohort(index, encoder, cache_dir, cohort_dir, digest, nap_directions)
     index.fingerprint = digest.hexdigest()
     return index
 
 
 def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path, cohort_dir: Path | None,
-                digest) -> None:
+                digest, nap_directions: int = NAP_DIRECTIONS) -> None:
     """Embed the impostor cohort (every variant and calibration condition) into `index.bank`."""
     from pipeline.privacy.cohort import CohortVoice, drop_reference_lookalikes, synthesise_cohort
 
@@ -311,7 +321,7 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
     index.bank_voices = np.array(owners)
     index.detector = fit_detector(index.bank, made_under)  # raw embeddings: NAP removes what it looks at
     index.cohort = [voice for voice, _ in kept]
-    _apply_projection(index, nap_projection(np.concatenate(moves)))
+    _apply_projection(index, nap_projection(np.concatenate(moves), nap_directions))
 
 
 def _variant_moves(embeddings: np.ndarray) -> np.ndarray:

@@ -107,6 +107,17 @@ def test_nap_removes_the_directions_variants_move_along_and_keeps_the_rest():
     assert np.trace(projection) == pytest.approx(dim - 2)
 
 
+def test_another_nap_direction_count_projects_that_many_out_under_another_fingerprint(index, encoder, reference_dir,
+                                                                                      reference_cache):
+    """The benchmark screens other counts (`benchmarks/privacy_designs.py --nap-directions`): the index then removes
+    that many directions, and its fingerprint (which keys calibrations) is not the default index's."""
+    assert np.trace(np.eye(256) - index.projection) == pytest.approx(NAP_DIRECTIONS, abs=1e-3)
+    other = build_index(reference_dir, encoder, reference_cache, canaries_per_speaker=1, nap_directions=4)
+    assert np.trace(np.eye(256) - other.projection) == pytest.approx(4, abs=1e-3)
+    assert other.fingerprint != index.fingerprint
+    np.testing.assert_array_equal(other.bank_voices, index.bank_voices)  # the same cohort, projected otherwise
+
+
 def test_the_index_compares_projected_embeddings_everywhere(index, encoder, reference_dir):
     """Enrolment, bank and a scored clip all live in the projected space: nothing a clip is compared with
     has a component along the removed directions, and a clip's score is the same whether its windows are
