@@ -356,8 +356,9 @@ def main() -> None:
             print(f"{args.part} {name:20s} recall {result['overall_recall']['rate']:.3f} of "
                   f"{result['overall_recall']['trials']}  threshold {result['threshold']:.4f} "
                   f"(set by {', '.join(result['threshold_set_by'])})  calibration recall "
-                  f"{result['calibration_recall']:.3f}  other voices flagged {result['other_voices_flagged']['rate']:.3f}  "
-                  f"worst non-leak row {worst_rate:.2f} ({worst_kind})", flush=True)
+                  f"{result['calibration_recall']:.3f}  other voices flagged "
+                  f"{result['other_voices_flagged']['rate']:.3f}  worst non-leak row {worst_rate:.2f} ({worst_kind})",
+                  flush=True)
     if args.json:
         args.json.write_text(json.dumps({"part": args.part, "designs": results}, indent=1) + "\n")
 
