@@ -247,16 +247,15 @@ def calibration_trials(index, encoder, cache_dir, outsiders=()) -> tuple[dict, d
     left_out = LeaveOneOut(index)
     for trial in trial_windows(index, encoder, cache_dir, outsiders):
         if trial.group == "genuine":
-            centroids = left_out.without(trial.enrolled)
+            trials, centroids = genuine, left_out.without(trial.enrolled)
             if centroids is None:
                 continue  # its speaker's only file: no centroid to score it against (`genuine_trial_count`)
-            trials, scores = genuine, (None if trial.windows is None
-                                       else index.speaker_scores(trial.windows, centroids))
         else:
-            trials, scores = impostor, (None if trial.windows is None
-                                        else index.speaker_scores(trial.windows, exclude_voice=trial.exclude_voice))
+            trials, centroids = impostor, None  # the index's own centroids
         # no voice heard: a leak the check would miss, an impostor it would pass
-        trials.setdefault(trial.name, []).append(-np.inf if scores is None else float(scores.max()))
+        score = -np.inf if trial.windows is None else float(
+            index.speaker_scores(trial.windows, centroids, trial.exclude_voice).max())
+        trials.setdefault(trial.name, []).append(score)
         detected.setdefault(trial.name, []).append(
             DEFAULT_CONDITION if trial.windows is None else index.condition(trial.windows))
     return genuine, impostor, detected

@@ -9,6 +9,7 @@ from pipeline.errors import LeakCheckFailed
 from pipeline.privacy.calibration import (calibrate, calibrate_index, equal_error_rate, genuine_trial_count,
                                           recall_shortfall, required_trials, threshold_for_fpr, wilson_interval)
 from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
+from pipeline.privacy.reference import speaker_centroids
 from pipeline.testing import run_cli
 
 
@@ -154,8 +155,7 @@ class _TrialIndex:
         self.enrolled = [(0, unit(rng.normal(size=(2, 4)))), (0, unit(rng.normal(size=(2, 4)))),
                          (1, unit(rng.normal(size=(2, 4))))]
         self.enrolled_files = ["a1", "a2", "b1"]
-        sums = np.stack([self.enrolled[0][1] + self.enrolled[1][1], self.enrolled[2][1]])
-        self.centroids = unit(sums)
+        self.centroids = speaker_centroids(self.enrolled, len(self.speakers))
         self.cohort = []
 
     def speaker_scores(self, windows, centroids=None, exclude_voice=None):
