@@ -2,7 +2,7 @@
 throughput of the scoring path, scoring scale.
 
     python benchmarks/privacy.py [--part held_out|held_out_espeak|held_out_tools|tuning|tuning_espeak] [--out DIR]
-                                 [--skip robustness,throughput,scale]
+                                 [--skip robustness,throughput,scale] [--encoder NAME]
 
 1. Robustness, on one part of the frozen split (`benchmarks/privacy_split.json`, audio built by
    `benchmarks/privacy_corpus.py`): the part's reference set (6 utterances per speaker, 16 kHz) is
@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 
-def robustness(root: Path, part: str, cache: Path) -> dict:
+def robustness(root: Path, part: str, cache: Path, encoder_name: str) -> dict:
     from privacy_corpus import SPLIT_FILE, build
 
     from pipeline.config import PrivacyConfig
@@ -56,10 +56,10 @@ def robustness(root: Path, part: str, cache: Path) -> dict:
 
     folder = build(root, part)
     defaults = PrivacyConfig(reference_dir=str(folder / "reference"))
-    encoder = load_encoder()
+    encoder = load_encoder(encoder_name)
     t = time.perf_counter()
     index = build_index(folder / "reference", encoder, cache, defaults.canaries_per_speaker)
-    result = {"part": part, "split_sha256": hashlib.sha256(SPLIT_FILE.read_bytes()).hexdigest(),
+    result = {"part": part, "split_sha256": hashlib.sha256(SPLIT_FILE.read_bytes()).hexdigest(), "encoder": encoder.version,
               "target_recall": defaults.target_recall, "max_fpr": defaults.max_fpr, "speakers": len(index.speakers),
               "cohort_voices": [v.voice for v in index.cohort]}
     try:
@@ -95,7 +95,7 @@ def robustness(root: Path, part: str, cache: Path) -> dict:
 
 def print_table(result: dict) -> None:
     print(f"part {result['part']} (split sha256 {result['split_sha256'][:12]}), {result['speakers']} reference speakers, "
-          f"cohort {len(result['cohort_voices'])} voices")
+          f"cohort {len(result['cohort_voices'])} voices, encoder {result['encoder']}")
     if "calibration_failed" in result:
         print(f"  calibration refused: {result['calibration_failed']}")
         return
@@ -161,6 +161,7 @@ def scoring_scale() -> dict:
 
 
 def main() -> None:
+    from pipeline.privacy.encoder import DEFAULT_ENCODER, ROBUST, SHIPPED
     from pipeline.privacy.test_voices import synthesise
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -174,11 +175,14 @@ def main() -> None:
     parser.add_argument("--clip-s", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=0, help="scoring processes; 0 = one per core")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: robustness,throughput,scale")
+    parser.add_argument("--encoder", choices=(ROBUST, SHIPPED), default=DEFAULT_ENCODER,
+                        help=f"speaker encoder of the robustness measurement (default {DEFAULT_ENCODER}, the pipeline's; "
+                             f"{SHIPPED}: resemblyzer's own weights, for comparison)")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     cache = args.out / "_cache"
     if "robustness" not in skip:
-        result = robustness(args.out, args.part, cache)
+        result = robustness(args.out, args.part, cache, args.encoder)
         print_table(result)
         print(json.dumps(result), flush=True)
     if "throughput" not in skip:

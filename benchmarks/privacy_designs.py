@@ -1,7 +1,7 @@
 """Screen leak-check score designs on the privacy benchmark's tuning parts, in seconds per design.
 
     python benchmarks/privacy_designs.py --part tuning|tuning_espeak [--out DIR] [--design NAME ...]
-                                         [--nap-directions N[,N...]] [--json FILE]
+                                         [--nap-directions N[,N...]] [--encoder NAME] [--json FILE]
 
 A design that changes only how embeddings are compared (the margin over the cohort, which centroids count, a trained
 backend, condition offsets) needs no new embedding. This tool embeds one part once — the raw window embeddings of
@@ -13,8 +13,9 @@ threshold is the lowest that holds `max_fpr` for every impostor kind (`calibrati
 offsets where the design detects conditions), and a clip is flagged when its best speaker's score reaches it. The
 landed design (`landed`) reproduces `benchmarks/privacy.py --part P`'s recall. The nuisance projection's direction
 count is screened the same way (`--nap-directions`: the stored windows are raw, so only the index is rebuilt, from
-cached embeddings). A design that needs new embeddings (other enrolment variants, another encoder, cutting signals)
-is measured with `benchmarks/privacy.py` instead.
+cached embeddings). `--encoder` embeds with another of the pipeline's encoders (resemblyzer's own weights, for
+comparison); a design that needs other new embeddings (other enrolment variants, cutting signals) is measured with
+`benchmarks/privacy.py` instead.
 
 Held-out parts are refused: designs are chosen on the tuning parts only, and the held-out parts report a design
 already chosen (`benchmarks/PRIVACY.md`). Printed per design: the threshold and the impostor kinds that set it,
@@ -93,7 +94,7 @@ def collect(index, encoder, cache: Path, folder: Path, workers: int = 0) -> Tria
         for trial in trial_windows(index, encoder, cache)]
     rows = list(csv.DictReader(open(folder / "clips.csv")))
     paths = [str(folder / row["path"]) for row in rows]
-    embedded = ordered_map(_embed_clip, paths, workers, state=(load_encoder, ()), local_state=encoder)
+    embedded = ordered_map(_embed_clip, paths, workers, state=(load_encoder, (encoder.name,)), local_state=encoder)
     for row, windows in zip(rows, progress(embedded, total=len(rows), desc="embedding clips", unit="clip")):
         found.append((windows, "clip", f"{row['kind']}: {row['transform']}", -1, ""))
     counts = [0 if windows is None else len(windows) for windows, *_ in found]
@@ -309,6 +310,8 @@ def evaluate(index, trials: Trials, design, max_fpr: float, target_recall: float
 
 
 def main() -> None:
+    from pipeline.privacy.encoder import DEFAULT_ENCODER, ROBUST, SHIPPED
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=TUNING_PARTS, required=True,
                         help="a tuning part (held-out parts only report a design already chosen: benchmarks/privacy.py)")
@@ -321,6 +324,9 @@ def main() -> None:
                                                  "NAP N' for any other count")
     parser.add_argument("--workers", type=int, default=0, help="embedding processes; 0 = one per core")
     parser.add_argument("--json", type=Path, help="write every design's figures here")
+    parser.add_argument("--encoder", choices=(ROBUST, SHIPPED), default=DEFAULT_ENCODER,
+                        help=f"speaker encoder (default {DEFAULT_ENCODER}, the pipeline's; {SHIPPED}: resemblyzer's own "
+                             "weights)")
     args = parser.parse_args()
 
     from privacy_corpus import build
@@ -332,7 +338,7 @@ def main() -> None:
 
     folder = build(args.out, args.part)
     defaults = PrivacyConfig(reference_dir=str(folder / "reference"))
-    encoder, cache = load_encoder(), args.out / "_cache"
+    encoder, cache = load_encoder(args.encoder), args.out / "_cache"
     index = build_index(folder / "reference", encoder, cache, defaults.canaries_per_speaker)
     # the index (reference and cohort files, enrolment code, encoder), how calibration trials are made, the clips
     key = hashlib.sha256(f"{index.fingerprint}|{conditions_key(encoder)}|{NO_VOICE_CLIPS}".encode()
@@ -353,14 +359,14 @@ def main() -> None:
             result = evaluate(judged, trials, DESIGNS[design](), defaults.max_fpr, defaults.target_recall)
             results[name] = {key: value for key, value in result.items() if key != "clip_scores"}
             worst_kind, worst_rate = result["worst_false_positive_row"]
-            print(f"{args.part} {name:20s} recall {result['overall_recall']['rate']:.3f} of "
+            print(f"{args.part} {args.encoder} {name:20s} recall {result['overall_recall']['rate']:.3f} of "
                   f"{result['overall_recall']['trials']}  threshold {result['threshold']:.4f} "
                   f"(set by {', '.join(result['threshold_set_by'])})  calibration recall "
                   f"{result['calibration_recall']:.3f}  other voices flagged "
                   f"{result['other_voices_flagged']['rate']:.3f}  worst non-leak row {worst_rate:.2f} ({worst_kind})",
                   flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"part": args.part, "designs": results}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"part": args.part, "encoder": encoder.version, "designs": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
-"""Speaker encoders behind one small interface; scoring never depends on which one is used."""
+"""Speaker encoders behind one small interface; scoring never depends on which one is used.
+
+Two are known: resemblyzer's GE2E with the weights its package ships (`resemblyzer-ge2e`), and the same network
+fine-tuned to hear a voice through music and rooms (`resemblyzer-ge2e-robust`, `robust_encoder.py`; its weights ship
+with this package), which the leak check uses.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -10,6 +16,9 @@ import numpy as np
 from pipeline.parallel import single_thread
 
 
+SHIPPED = "resemblyzer-ge2e"
+ROBUST = "resemblyzer-ge2e-robust"
+DEFAULT_ENCODER = ROBUST  # privacy benchmark, 2026-12-07: benchmarks/PRIVACY.md
 WINDOW_S = 3.0  # a leaked voice lasting this long inside a longer clip is scored on its own
 WINDOW_HOP_S = 1.5
 
@@ -69,18 +78,19 @@ class SpeechDetector:
 
 
 class ResemblyzerEncoder:
-    """resemblyzer's GE2E voice encoder; its weights ship inside the package (nothing is downloaded)."""
+    """resemblyzer's GE2E voice encoder, with the weights resemblyzer ships (`SHIPPED`) or our fine-tuned ones
+    (`ROBUST`, checked against their recorded sha256); nothing is downloaded."""
 
-    name = "resemblyzer-ge2e"
     embedding_size = 256
     sample_rate = 16_000
     min_voiced_s = 0.3  # less voiced speech than this after VAD trimming: no voice to compare
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, name: str = DEFAULT_ENCODER, device: str = "cpu"):
         from resemblyzer import VoiceEncoder
 
-        self.version = encoder_version(self.name)
-        self._encoder = VoiceEncoder(device, verbose=False)
+        self.name = name
+        self.version = encoder_version(name)
+        self._encoder = VoiceEncoder(device, verbose=False, weights_fpath=_weights(name))
         self._speech = SpeechDetector()
 
     def voiced(self, audio: np.ndarray, sample_rate: int, known_speech: bool = False) -> np.ndarray | None:
@@ -174,12 +184,31 @@ class ResemblyzerEncoder:
         return results
 
 
-def encoder_version(name: str = "resemblyzer-ge2e") -> str:
-    """The encoder's version (its package's), read without loading the package or its weights."""
+def _known(name: str) -> None:
+    if name not in (SHIPPED, ROBUST):
+        raise ValueError(f"unknown speaker encoder {name!r}; known: {ROBUST}, {SHIPPED}")
+
+
+def _weights(name: str) -> Path | None:
+    """The weights file of encoder `name` (None: resemblyzer's own), verified against its recorded sha256."""
+    _known(name)
+    if name == SHIPPED:
+        return None
+    from pipeline.files import sha256_file
+    from pipeline.privacy.robust_encoder import ROBUST_WEIGHTS, ROBUST_WEIGHTS_SHA256
+
+    if not ROBUST_WEIGHTS.is_file() or sha256_file(ROBUST_WEIGHTS) != ROBUST_WEIGHTS_SHA256:
+        raise RuntimeError(f"the leak check's encoder weights {ROBUST_WEIGHTS} are missing or damaged (expected "
+                           f"sha256 {ROBUST_WEIGHTS_SHA256}): reinstall the package (make install)")
+    return ROBUST_WEIGHTS
+
+
+def encoder_version(name: str = DEFAULT_ENCODER) -> str:
+    """The encoder's version (its packages' and, for the fine-tuned one, its weights' hash), read without loading
+    the package or its weights."""
     from importlib.metadata import PackageNotFoundError, version
 
-    if name != ResemblyzerEncoder.name:
-        raise ValueError(f"unknown speaker encoder {name!r}; known: {ResemblyzerEncoder.name}")
+    _known(name)
 
     def installed(package: str) -> str:
         try:
@@ -187,10 +216,13 @@ def encoder_version(name: str = "resemblyzer-ge2e") -> str:
         except PackageNotFoundError:
             return "unknown"
 
-    return f"resemblyzer-{installed('resemblyzer')}+silero-vad-{installed('silero-vad')}"
+    weights = ""
+    if name == ROBUST:
+        from pipeline.privacy.robust_encoder import ROBUST_WEIGHTS_SHA256
+
+        weights = f"+robust-{ROBUST_WEIGHTS_SHA256[:12]}"
+    return f"resemblyzer-{installed('resemblyzer')}{weights}+silero-vad-{installed('silero-vad')}"
 
 
-def load_encoder(name: str = "resemblyzer-ge2e") -> SpeakerEncoder:
-    if name != ResemblyzerEncoder.name:
-        raise ValueError(f"unknown speaker encoder {name!r}; known: {ResemblyzerEncoder.name}")
-    return ResemblyzerEncoder()
+def load_encoder(name: str = DEFAULT_ENCODER) -> SpeakerEncoder:
+    return ResemblyzerEncoder(name)
