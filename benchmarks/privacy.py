@@ -59,7 +59,8 @@ def robustness(root: Path, part: str, cache: Path, encoder_name: str) -> dict:
     encoder = load_encoder(encoder_name)
     t = time.perf_counter()
     index = build_index(folder / "reference", encoder, cache, defaults.canaries_per_speaker)
-    result = {"part": part, "split_sha256": hashlib.sha256(SPLIT_FILE.read_bytes()).hexdigest(), "encoder": encoder.version,
+    result = {"part": part, "split_sha256": hashlib.sha256(SPLIT_FILE.read_bytes()).hexdigest(),
+              "encoder": encoder.version,
               "target_recall": defaults.target_recall, "max_fpr": defaults.max_fpr, "speakers": len(index.speakers),
               "cohort_voices": [v.voice for v in index.cohort]}
     try:
@@ -176,8 +177,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="scoring processes; 0 = one per core")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: robustness,throughput,scale")
     parser.add_argument("--encoder", choices=(ROBUST, SHIPPED), default=DEFAULT_ENCODER,
-                        help=f"speaker encoder of the robustness measurement (default {DEFAULT_ENCODER}, the pipeline's; "
-                             f"{SHIPPED}: resemblyzer's own weights, for comparison)")
+                        help=f"speaker encoder of the robustness measurement (default {DEFAULT_ENCODER}, the "
+                             f"pipeline's; {SHIPPED}: resemblyzer's own weights, for comparison)")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     cache = args.out / "_cache"

@@ -325,8 +325,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="embedding processes; 0 = one per core")
     parser.add_argument("--json", type=Path, help="write every design's figures here")
     parser.add_argument("--encoder", choices=(ROBUST, SHIPPED), default=DEFAULT_ENCODER,
-                        help=f"speaker encoder (default {DEFAULT_ENCODER}, the pipeline's; {SHIPPED}: resemblyzer's own "
-                             "weights)")
+                        help=f"speaker encoder (default {DEFAULT_ENCODER}, the pipeline's; {SHIPPED}: resemblyzer's "
+                             "own weights)")
     args = parser.parse_args()
 
     from privacy_corpus import build
@@ -366,7 +366,8 @@ def main() -> None:
                   f"{result['other_voices_flagged']['rate']:.3f}  worst non-leak row {worst_rate:.2f} ({worst_kind})",
                   flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"part": args.part, "encoder": encoder.version, "designs": results}, indent=1) + "\n")
+        figures = {"part": args.part, "encoder": encoder.version, "designs": results}
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

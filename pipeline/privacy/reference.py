@@ -374,8 +374,9 @@ def _cache_embeddings(encoder: SpeakerEncoder, job: tuple[ReferenceFile, Path]) 
 def warm_embedding_cache(encoder: SpeakerEncoder, files: list[ReferenceFile], cache_dir: Path,
                          workers: int = 0, what: str = "reference") -> None:
     """Embed the files not cached yet (every variant and calibration condition) over a process pool (one
-    worker per core by default, each loading its own encoder of the same name); the sequential readers then hit the cache. The
-    first run on a reference set spends its minutes here, so it shows a progress bar (`what` names the files)."""
+    worker per core by default, each loading its own encoder of the same name); the sequential readers then hit the
+    cache. The first run on a reference set spends its minutes here, so it shows a progress bar (`what` names the
+    files)."""
     from pipeline.parallel import ordered_map
     from pipeline.privacy.encoder import load_encoder
     from pipeline.progress import progress
@@ -384,7 +385,8 @@ def warm_embedding_cache(encoder: SpeakerEncoder, files: list[ReferenceFile], ca
         return
     with exclusive(cache_dir / ".embedding.lock"):  # concurrent leak checks sharing a cache embed each file once
         pending = [(file, cache_dir) for file in files if not _is_cached(encoder, file, cache_dir)]
-        embedded = ordered_map(_cache_embeddings, pending, workers, state=(load_encoder, (encoder.name,)), local_state=encoder)
+        embedded = ordered_map(_cache_embeddings, pending, workers, state=(load_encoder, (encoder.name,)),
+                               local_state=encoder)
         for _ in progress(embedded, total=len(pending), desc=f"embedding {what} audio", unit="file"):
             pass
 
