@@ -17,7 +17,8 @@ What it learns from never touches the privacy benchmark's held-out split (`bench
   variants), `UTTERANCES_PER_VOICE` utterances each of seeded word strings drawn from the GPL-3 text every Debian
   system carries;
 - transformations: implementations of our own that neither calibration (`conditions.py`) nor any benchmark part
-  uses: TimGM6mb sampled instruments (`music.py`) from other seeds and offsets than enrolment's, at -3..+9 dB, the
+  uses: TimGM6mb sampled instruments (`music.py`, rendered by FluidSynth as enrolment's are; `held_out_tools` renders
+  other instruments, FluidR3's, with the same program) from other seeds and offsets than enrolment's, at -3..+9 dB, the
   arpeggio and plucked bands of `transforms.py` from other seeds, a four-band exponential-decay room (RT60 0.3-1.6 s
   per band, direct-to-reverberant ratio -6..+6 dB), that room under sampled music, white noise at 0-10 dB.
 
