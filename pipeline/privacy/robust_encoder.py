@@ -103,17 +103,11 @@ def band_room(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (wet / (np.max(np.abs(wet)) + 1e-9) * 0.9).astype(np.float32)
 
 
-_PIECES: dict[int, np.ndarray] = {}
-
-
 def _sampled_music(n_samples: int, rng: np.random.Generator) -> np.ndarray:
     """`n_samples` of one of eight minutes of TimGM6mb music (seeds 100-107, not enrolment's), from a seeded offset."""
-    from pipeline.privacy.music import sampled_band
+    from pipeline.privacy.transforms import _sampled_piece  # a minute per seed, rendered once per process
 
-    seed = int(rng.integers(100, 108))
-    if seed not in _PIECES:
-        _PIECES[seed] = sampled_band(60 * RATE, seed)
-    piece = _PIECES[seed]
+    piece = _sampled_piece(int(rng.integers(100, 108)))
     start = int(rng.integers(0, piece.size - n_samples)) if piece.size > n_samples else 0
     return np.resize(piece[start:], n_samples)
 

@@ -123,7 +123,7 @@ def _tones(root_hz: float) -> Callable[[np.ndarray], np.ndarray]:
     return lambda audio: mix_at_snr(audio, tone_chord(audio.size, root_hz=root_hz), 0.0)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)  # enrolment's two seeds; the encoder training's eight (robust_encoder.py)
 def _sampled_piece(seed: int) -> np.ndarray:
     from pipeline.privacy.music import sampled_band
 
