@@ -37,7 +37,7 @@ from pipeline.errors import BadInput, LeakCheckFailed
 from pipeline.parallel import ordered_map
 from pipeline.privacy.calibration import Calibration, calibrate_index, recall_shortfall
 from pipeline.privacy.copycheck import RATE as COPY_RATE, CopyBaseline, baseline_key, build_baseline, clip_dcr
-from pipeline.privacy.encoder import SpeakerEncoder, encoder_version, load_encoder
+from pipeline.privacy.encoder import DEFAULT_ENCODER, SpeakerEncoder, encoder_version, load_encoder
 from pipeline.privacy.fingerprint import MAX_BER as FINGERPRINT_MAX_BER
 from pipeline.privacy.reference import BANK_TOP_N, ReferenceIndex, build_index, reference_files_fingerprint
 from pipeline.privacy.transforms import canaries
@@ -167,9 +167,11 @@ class Scorer:
     copies: CopyChecker | None = None  # the copy check, when the run's model learned from the corpus
 
 
-def make_scorer(index: ReferenceIndex, threshold: float, copies: CopyChecker | None = None) -> Scorer:
-    """A worker's scorer: loads its own encoder (the index, threshold and copy check come from the parent)."""
-    return Scorer(load_encoder(), index, threshold, copies)
+def make_scorer(index: ReferenceIndex, threshold: float, copies: CopyChecker | None = None,
+                encoder_name: str = DEFAULT_ENCODER) -> Scorer:
+    """A worker's scorer: loads its own encoder, the one the index was built with (`encoder_name`; the index,
+    threshold and copy check come from the parent)."""
+    return Scorer(load_encoder(encoder_name), index, threshold, copies)
 
 
 def _audit_row(clip_id: str, verdict: ClipVerdict, attempts: int) -> dict:
@@ -364,7 +366,8 @@ def leakcheck(ctx: RunContext, shard: int, encoder: SpeakerEncoder | None = None
         copies = copy_checker(ctx)
         scorer = Scorer(encoder, index, threshold, copies)
         rows = list(progress(ordered_map(score_job, jobs, privacy.workers,
-                                         state=(make_scorer, (index, threshold, copies)), local_state=scorer),
+                                         state=(make_scorer, (index, threshold, copies, encoder.name)),
+                                         local_state=scorer),
                              desc=f"leakcheck shard {shard}", quiet=ctx.quiet, unit="clip", total=len(jobs)))
         first_pass = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
         extra = []
