@@ -11,19 +11,18 @@ from pipeline.files import sha256_file
 from pipeline.privacy.encoder import ROBUST, SHIPPED, encoder_version, load_encoder
 from pipeline.privacy.robust_encoder import (ROBUST_WEIGHTS, ROBUST_WEIGHTS_SHA256, band_room, distill, partial_pairs,
                                              transform)
+from pipeline.privacy.test_voices import _espeak
 from pipeline.privacy.transforms import mix_at_snr, tone_chord
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="make deps installs espeak-ng")
 
 
-def _utterance(tmp_path, voice: str, text: str) -> np.ndarray:
-    from pipeline.privacy.test_voices import _espeak
-
-    path = tmp_path / f"{voice.replace('+', '_')}-{abs(hash(text)) % 10_000}.wav"
-    _espeak(voice, text, path)
-    audio, rate = sf.read(path, dtype="float32")
+def _utterance(path, voice: str, text: str) -> np.ndarray:
+    """`voice` reading `text`, written to `path`: (samples,) @ 16 kHz."""
     import librosa
 
+    _espeak(voice, text, path)
+    audio, rate = sf.read(path, dtype="float32")
     return librosa.resample(audio, orig_sr=rate, target_sr=16_000)
 
 
@@ -68,8 +67,6 @@ def test_distillation_brings_transformed_partials_towards_their_clean_selves(tmp
     for number, text in enumerate(["The birch canoe slid on the smooth planks of the old boat house.",
                                    "Glue the sheet to the dark blue background and let it dry overnight."]):
         path = tmp_path / f"{number}.wav"
-        from pipeline.privacy.test_voices import _espeak
-
         _espeak("en+m3", text, path)
         files.append(path)
     clean, transformed, kinds = partial_pairs(files, variants=2)
@@ -91,8 +88,9 @@ def test_robust_weights_hear_a_new_voice_under_music_closer_to_its_clean_self(tm
 
     texts = ["A large size in stockings is hard to sell to the people in town.",
              "The wrist was badly strained and hung limp from the end of the arm."]
-    voice = [_utterance(tmp_path, "en-us+m6", text) for text in texts]
-    others = [_utterance(tmp_path, other, texts[0]) for other in ("en+f2", "en-gb-x-rp+f1")]
+    voice = [_utterance(tmp_path / f"voice-{number}.wav", "en-us+m6", text) for number, text in enumerate(texts)]
+    others = [_utterance(tmp_path / f"other-{number}.wav", other, texts[0])
+              for number, other in enumerate(("en+f2", "en-gb-x-rp+f1"))]
     shipped, robust = load_encoder(SHIPPED), load_encoder(ROBUST)
 
     def closeness(encoder):
