@@ -115,7 +115,7 @@ def print_table(result: dict) -> None:
     print(f"  overall recall {overall['rate']:.3f} [{overall['ci95'][0]:.3f}, {overall['ci95'][1]:.3f}] of {overall['trials']}")
 
 
-def throughput(voices: Path, cache: Path, clip_s: float, minutes: float, workers: int) -> dict:
+def throughput(voices: Path, cache: Path, clip_s: float, minutes: float, workers: int, encoder_name: str) -> dict:
     import soundfile as sf
 
     from pipeline.parallel import ordered_map
@@ -124,7 +124,7 @@ def throughput(voices: Path, cache: Path, clip_s: float, minutes: float, workers
     from pipeline.privacy.encoder import load_encoder
     from pipeline.privacy.reference import build_index
 
-    encoder = load_encoder()
+    encoder = load_encoder(encoder_name)
     index = build_index(voices / "reference", encoder, cache, canaries_per_speaker=1)
     calibration = calibrate_index(index, encoder, cache)
     threshold, index = calibration.threshold, index.calibrated(calibration.condition_offsets)
@@ -139,11 +139,12 @@ def throughput(voices: Path, cache: Path, clip_s: float, minutes: float, workers
             sf.write(path, speech[start:start + int(clip_s * rate)], rate, format="FLAC")
             jobs.append((path.stem, str(path)))
         t = time.perf_counter()
-        rows = list(ordered_map(leakcheck.score_job, jobs, workers, state=(leakcheck.make_scorer, (index, threshold)),
+        worker_state = (leakcheck.make_scorer, (index, threshold, None, encoder_name))  # the encoder measured
+        rows = list(ordered_map(leakcheck.score_job, jobs, workers, state=worker_state,
                                 local_state=leakcheck.Scorer(encoder, index, threshold)))
         wall = time.perf_counter() - t
     windows = sum(r["windows"] or 0 for r in rows)
-    return {"clips": n, "clip_s": clip_s, "audio_s": n * clip_s, "wall_s": round(wall, 2),
+    return {"encoder": encoder.version, "clips": n, "clip_s": clip_s, "audio_s": n * clip_s, "wall_s": round(wall, 2),
             "audio_s_per_wall_s": round(n * clip_s / wall, 1), "windows": windows,
             "workers": workers or os.cpu_count()}
 
@@ -177,8 +178,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="scoring processes; 0 = one per core")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: robustness,throughput,scale")
     parser.add_argument("--encoder", choices=(ROBUST, SHIPPED), default=DEFAULT_ENCODER,
-                        help=f"speaker encoder of the robustness measurement (default {DEFAULT_ENCODER}, the "
-                             f"pipeline's; {SHIPPED}: resemblyzer's own weights, for comparison)")
+                        help=f"speaker encoder of the robustness and throughput measurements (default "
+                             f"{DEFAULT_ENCODER}, the pipeline's; {SHIPPED}: resemblyzer's own weights, to "
+                             "compare)")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     cache = args.out / "_cache"
@@ -188,7 +190,8 @@ def main() -> None:
         print(json.dumps(result), flush=True)
     if "throughput" not in skip:
         synthesise(args.voices, sentences=12, seed=1)
-        print(json.dumps(throughput(args.voices, cache, args.clip_s, args.minutes, args.workers)), flush=True)
+        measured = throughput(args.voices, cache, args.clip_s, args.minutes, args.workers, args.encoder)
+        print(json.dumps(measured), flush=True)
     if "scale" not in skip:
         print(json.dumps(scoring_scale()), flush=True)
 
