@@ -203,10 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     files = synthesise_voices(args.out)
     clean, transformed, _ = partial_pairs(files)
     print(f"{len(files)} utterances, {len(clean)} partial pairs ({time.time() - started:.0f} s)", flush=True)
+    def keep_earlier_epoch(epoch: int, model) -> None:  # the last epoch is the weights file below
+        if epoch + 1 < args.epochs:
+            torch.save({"model_state": model.state_dict()}, args.out / f"epoch-{epoch + 1}.pt")
+
     student = distill(clean, transformed, args.epochs,
                       log=lambda line: print(f"{line} ({time.time() - started:.0f} s)", flush=True),
-                      after_epoch=lambda epoch, model: torch.save({"model_state": model.state_dict()},
-                                                                  args.out / f"epoch-{epoch + 1}.pt"))
+                      after_epoch=keep_earlier_epoch)
     weights = args.out / ROBUST_WEIGHTS.name
     torch.save({"model_state": student.state_dict()}, weights)
     print(f"{weights}: sha256 {hashlib.sha256(weights.read_bytes()).hexdigest()}")
