@@ -30,7 +30,6 @@ seeded and, at the same thread count, repeatable.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import re
 import sys
@@ -38,6 +37,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.files import sha256_file
 
 RATE = 16_000
 PARTIAL_FRAMES = 160  # resemblyzer's partial: 1.6 s of 10 ms mel frames
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     files = synthesise_voices(args.out)
     clean, transformed, _ = partial_pairs(files)
     print(f"{len(files)} utterances, {len(clean)} partial pairs ({time.time() - started:.0f} s)", flush=True)
+
     def keep_earlier_epoch(epoch: int, model) -> None:  # the last epoch is the weights file below
         if epoch + 1 < args.epochs:
             torch.save({"model_state": model.state_dict()}, args.out / f"epoch-{epoch + 1}.pt")
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                       after_epoch=keep_earlier_epoch)
     weights = args.out / ROBUST_WEIGHTS.name
     torch.save({"model_state": student.state_dict()}, weights)
-    print(f"{weights}: sha256 {hashlib.sha256(weights.read_bytes()).hexdigest()}")
+    print(f"{weights}: sha256 {sha256_file(weights)}")
     return 0
 
 
