@@ -161,10 +161,23 @@ def partial_pairs(files: list[Path], variants: int = VARIANTS_PER_UTTERANCE) -> 
     return np.array(clean, np.float32), np.array(transformed, np.float32), kinds
 
 
+def relational_loss(student_heard, teacher_clean):
+    """Mean squared difference, over a batch's pairs of partials, between the cosine of the student's embeddings of
+    the transformed partials and the cosine of the teacher's clean ones: voices kept as far apart under a
+    transformation as they are clean. Both (batch, dim), unit rows."""
+    import torch
+
+    pairs = torch.triu_indices(len(student_heard), len(student_heard), offset=1)
+    heard = (student_heard @ student_heard.T)[pairs[0], pairs[1]]
+    clean = (teacher_clean @ teacher_clean.T)[pairs[0], pairs[1]]
+    return ((heard - clean) ** 2).mean()
+
+
 def distill(clean: np.ndarray, transformed: np.ndarray, epochs: int = EPOCHS, learning_rate: float = LEARNING_RATE,
-            batch: int = BATCH, log=print, after_epoch=None):
+            batch: int = BATCH, log=print, after_epoch=None, relational: float = 0.0):
     """The student after `epochs` passes over the pairs (seeded order), starting from resemblyzer's weights;
-    `after_epoch(epoch, student)` is called after each pass."""
+    `after_epoch(epoch, student)` is called after each pass. `relational` > 0 adds that weight of
+    `relational_loss` (an experiment, benchmarks/PRIVACY.md 2026-12-07 late; the shipped weights use none)."""
     import torch
     from resemblyzer import VoiceEncoder
 
@@ -180,8 +193,11 @@ def distill(clean: np.ndarray, transformed: np.ndarray, epochs: int = EPOCHS, le
         for start in range(0, len(clean), batch):
             chosen = order[start:start + batch]
             wanted = target[chosen]
-            loss = ((1 - (student(torch.from_numpy(transformed[chosen])) * wanted).sum(1)).mean()
+            heard = student(torch.from_numpy(transformed[chosen]))
+            loss = ((1 - (heard * wanted).sum(1)).mean()
                     + (1 - (student(torch.from_numpy(clean[chosen])) * wanted).sum(1)).mean())
+            if relational:
+                loss = loss + relational * relational_loss(heard, wanted)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -197,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="training audio, pairs and the weights go here")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--relational", type=float, default=0.0,
+                        help="weight of the relational term (keeps voices apart under transformations); "
+                             "the shipped weights use 0")
     args = parser.parse_args(argv)
     import torch
 
@@ -211,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
     student = distill(clean, transformed, args.epochs,
                       log=lambda line: print(f"{line} ({time.time() - started:.0f} s)", flush=True),
-                      after_epoch=keep_earlier_epoch)
+                      after_epoch=keep_earlier_epoch, relational=args.relational)
     weights = args.out / ROBUST_WEIGHTS.name
     torch.save({"model_state": student.state_dict()}, weights)
     print(f"{weights}: sha256 {sha256_file(weights)}")

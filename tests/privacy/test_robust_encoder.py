@@ -10,7 +10,7 @@ import soundfile as sf
 from pipeline.files import sha256_file
 from pipeline.privacy.encoder import ROBUST, SHIPPED, encoder_version, load_encoder
 from pipeline.privacy.robust_encoder import (ROBUST_WEIGHTS, ROBUST_WEIGHTS_SHA256, band_room, distill, partial_pairs,
-                                             transform)
+                                             relational_loss, transform)
 from pipeline.privacy.test_voices import _espeak
 from pipeline.privacy.transforms import mix_at_snr, tone_chord
 
@@ -57,6 +57,17 @@ def test_training_transformations_are_seeded_and_keep_the_length():
     assert len(kinds) == 7  # every kind of transformation came up and was checked
     wet = band_room(voice, np.random.default_rng(0))
     assert wet.shape == voice.shape and np.max(np.abs(wet)) == pytest.approx(0.9, abs=1e-3)
+
+
+def test_relational_loss_is_the_mean_squared_cosine_difference_over_pairs():
+    import torch
+
+    teacher = torch.eye(3)  # three voices, pairwise cosine 0 clean
+    assert float(relational_loss(teacher.clone(), teacher)) == 0.0
+    student = torch.stack([teacher[0], teacher[0], teacher[1]])  # the first two heard as one voice: cosine 1
+    assert float(relational_loss(student, teacher)) == pytest.approx(1 / 3)  # pairs (0,1)=1, (0,2)=0, (1,2)=0
+    halfway = torch.nn.functional.normalize(torch.stack([teacher[0], teacher[0] + teacher[1], teacher[2]]), dim=1)
+    assert float(relational_loss(halfway, teacher)) == pytest.approx(0.5 / 3)  # cos(e0, e0+e1) = 1/sqrt(2)
 
 
 def test_distillation_brings_transformed_partials_towards_their_clean_selves(tmp_path):
