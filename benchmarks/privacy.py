@@ -1,8 +1,8 @@
 """Leak-check measurements (run on demand): recall and false positives on a frozen held-out split,
 throughput of the scoring path, scoring scale.
 
-    python benchmarks/privacy.py [--part held_out|held_out_espeak|held_out_tools|tuning|tuning_espeak] [--out DIR]
-                                 [--skip robustness,throughput,scale] [--encoder NAME]
+    python benchmarks/privacy.py [--part held_out|held_out_espeak|held_out_espeak2|held_out_tools|tuning|tuning_espeak]
+                                 [--out DIR] [--skip robustness,throughput,scale] [--encoder NAME]
 
 1. Robustness, on one part of the frozen split (`benchmarks/privacy_split.json`, audio built by
    `benchmarks/privacy_corpus.py`): the part's reference set (6 utterances per speaker, 16 kHz) is
@@ -16,7 +16,9 @@ throughput of the scoring path, scoring scale.
    default; `held_out_espeak` is a second held-out part (espeak-ng voices of other languages, the same sox
    transformations), added when the benchmark was found to hold no espeak-ng voice; `held_out_tools` a third
    (the held-out voices through rubberband, pyroomacoustics rooms, FluidSynth General MIDI music and a GSM
-   codec: tools nothing else here uses; `make bench-deps`); `tuning` is the part
+   codec: tools nothing else here uses; `make bench-deps`); `held_out_espeak2` a fourth (espeak-ng voices whose
+   variants no other part, the cohort or the encoder's training uses: an espeak-ng voice is mostly its variant, and
+   `held_out_espeak` shares variants with `tuning_espeak`); `tuning` is the part
    designs may be chosen on, and `tuning_espeak` (English espeak-ng variants, the tuning transformations)
    another.
 2. Throughput of the whole scoring path (decode -> resample -> VAD -> windowed GE2E -> scores) over
@@ -167,7 +169,8 @@ def main() -> None:
     from pipeline.privacy.test_voices import synthesise
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("held_out", "held_out_espeak", "held_out_tools", "tuning", "tuning_espeak"),
+    parser.add_argument("--part", choices=("held_out", "held_out_espeak", "held_out_espeak2", "held_out_tools",
+                                           "tuning", "tuning_espeak"),
                         default="held_out",
                         help="which part of the frozen split to measure (default held_out: the reported figure)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "privacy_bench", help="benchmark audio and caches")

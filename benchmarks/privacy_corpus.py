@@ -1,6 +1,7 @@
 """The privacy benchmark's audio: voices and transformed clips for one part of the frozen split.
 
-    python benchmarks/privacy_corpus.py OUT_DIR --part held_out|held_out_espeak|held_out_tools|tuning|tuning_espeak
+    python benchmarks/privacy_corpus.py OUT_DIR --part held_out|held_out_espeak|held_out_espeak2|held_out_tools|tuning|
+                                                       tuning_espeak
 
 writes
   OUT_DIR/<part>/reference/<speaker>/<nn>.wav    the reference set (16 kHz, as a user would give it)
@@ -489,7 +490,8 @@ def _slug(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--part", choices=("tuning", "tuning_espeak", "held_out", "held_out_espeak", "held_out_tools"),
+    parser.add_argument("--part", choices=("tuning", "tuning_espeak", "held_out", "held_out_espeak", "held_out_espeak2",
+                                           "held_out_tools"),
                         required=True)
     args = parser.parse_args()
     print(build(args.out_dir, args.part))
