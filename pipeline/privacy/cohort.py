@@ -11,7 +11,9 @@ Voices: flite's awb, rms, slt and kal16, festival's Italian lp and Czech ph, and
 (`COHORT_VOICES`), those installed (`make deps`). A cohort voice that sounds like a reference speaker
 (its clean centroid within `SAME_VOICE_COSINE` of the speaker's) is left out, so a reference speaker is
 never its own impostor — the embedded default's reference set is made of the flite voices. None of these
-voices is in the privacy benchmark's held-out split (`benchmarks/privacy_split.json`).
+voices is in the privacy benchmark's held-out split (`benchmarks/privacy_split.json`; `tests/privacy/test_split.py`),
+but an espeak-ng voice is mostly its variant, and `en-us+f4` shares its variant with `held_out_espeak`'s impostor
+`cs+f4` (`held_out_espeak2` shares none: benchmarks/PRIVACY.md).
 Files are written once under `<cache>/cohort/` and embedded (cached like reference files).
 """
 

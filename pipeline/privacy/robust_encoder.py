@@ -15,7 +15,8 @@ resemblyzer's own, so the student loads into `resemblyzer.VoiceEncoder(weights_f
 What it learns from never touches the privacy benchmark's held-out split (`benchmarks/privacy_split.json`):
 - voices: the pipeline's impostor cohort (`cohort.COHORT_VOICES`: flite, festival lp and ph, English espeak-ng
   variants), `UTTERANCES_PER_VOICE` utterances each of seeded word strings drawn from the GPL-3 text every Debian
-  system carries;
+  system carries (by variant, the cohort's `en-us+f4` is near `held_out_espeak`'s impostor `cs+f4`;
+  `held_out_espeak2` shares no variant with the cohort);
 - transformations: implementations of our own that neither calibration (`conditions.py`) nor any benchmark part
   uses: TimGM6mb sampled instruments (`music.py`, rendered by FluidSynth as enrolment's are; `held_out_tools` renders
   other instruments, FluidR3's, with the same program) from other seeds and offsets than enrolment's, at -3..+9 dB, the
