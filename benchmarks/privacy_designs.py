@@ -1,7 +1,8 @@
 """Screen leak-check score designs on the privacy benchmark's tuning parts, in seconds per design.
 
     python benchmarks/privacy_designs.py --part tuning|tuning_espeak [--out DIR] [--design NAME ...]
-                                         [--nap-directions N[,N...]] [--encoder NAME] [--json FILE]
+                                         [--nap-directions N[,N...]] [--encoder NAME] [--cohort-cut COSINE]
+                                         [--json FILE]
 
 A design that changes only how embeddings are compared (the margin over the cohort, which centroids count, a trained
 backend, condition offsets) needs no new embedding. This tool embeds one part once — the raw window embeddings of
@@ -14,8 +15,9 @@ offsets where the design detects conditions), and a clip is flagged when its bes
 landed design (`landed`) reproduces `benchmarks/privacy.py --part P`'s recall. The nuisance projection's direction
 count is screened the same way (`--nap-directions`: the stored windows are raw, so only the index is rebuilt, from
 cached embeddings). `--encoder` embeds with another of the pipeline's encoders (resemblyzer's own weights, for
-comparison); a design that needs other new embeddings (other enrolment variants, cutting signals) is measured with
-`benchmarks/privacy.py` instead.
+comparison); `--cohort-cut` moves the cohort's lookalike cut, so that encoders whose clean embeddings put a
+cohort voice on either side of it are compared on one cohort; a design that needs other new embeddings (other
+enrolment variants, cutting signals) is measured with `benchmarks/privacy.py` instead.
 
 Held-out parts are refused: designs are chosen on the tuning parts only, and the held-out parts report a design
 already chosen (`benchmarks/PRIVACY.md`). Printed per design: the threshold and the impostor kinds that set it,
@@ -322,6 +324,9 @@ def main() -> None:
                         metavar="N[,N...]", help="judge each design with the index's nuisance projection removing N "
                                                  "directions (default: the pipeline's); designs are named '<design>, "
                                                  "NAP N' for any other count")
+    parser.add_argument("--cohort-cut", type=float, default=None, metavar="COSINE",
+                        help="leave out cohort voices whose clean centroid is this close to a reference speaker's "
+                             "(default: the pipeline's cohort.SAME_VOICE_COSINE); compares encoders on one cohort")
     parser.add_argument("--workers", type=int, default=0, help="embedding processes; 0 = one per core")
     parser.add_argument("--json", type=Path, help="write every design's figures here")
     parser.add_argument("--encoder", choices=(ROBUST, SHIPPED), default=DEFAULT_ENCODER,
@@ -336,6 +341,10 @@ def main() -> None:
     from pipeline.privacy.calibration import NO_VOICE_CLIPS
     from pipeline.privacy.reference import NAP_DIRECTIONS, build_index, conditions_key
 
+    if args.cohort_cut is not None:  # read by cohort.drop_reference_lookalikes when the index is built, below
+        import pipeline.privacy.cohort as cohort
+
+        cohort.SAME_VOICE_COSINE = args.cohort_cut
     folder = build(args.out, args.part)
     defaults = PrivacyConfig(reference_dir=str(folder / "reference"))
     encoder, cache = load_encoder(args.encoder), args.out / "_cache"
