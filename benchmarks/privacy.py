@@ -165,13 +165,13 @@ def scoring_scale() -> dict:
 
 
 def main() -> None:
+    from privacy_corpus import split_parts
+
     from pipeline.privacy.encoder import DEFAULT_ENCODER, ROBUST, SHIPPED
     from pipeline.privacy.test_voices import synthesise
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("held_out", "held_out_espeak", "held_out_espeak2", "held_out_tools",
-                                           "tuning", "tuning_espeak"),
-                        default="held_out",
+    parser.add_argument("--part", choices=split_parts(), default="held_out",
                         help="which part of the frozen split to measure (default held_out: the reported figure)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "privacy_bench", help="benchmark audio and caches")
     parser.add_argument("--voices", type=Path, default=REPO / "var" / "reference_voices_bench",

@@ -56,6 +56,12 @@ def load_split() -> dict:
     return json.loads(SPLIT_FILE.read_text())
 
 
+def split_parts() -> tuple[str, ...]:
+    """The split's parts (those with a reference set), in the file's order."""
+    return tuple(part for part, spec in load_split().items()
+                 if isinstance(spec, dict) and isinstance(spec.get("reference"), dict))
+
+
 def synthesise(engine: str, voice: str, text: str, path: Path) -> None:
     """`text` read by `voice` of `engine` (flite, festival's text2wave or espeak-ng), written to `path` as 16 kHz mono
     16-bit."""
@@ -490,9 +496,7 @@ def _slug(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--part", choices=("tuning", "tuning_espeak", "held_out", "held_out_espeak", "held_out_espeak2",
-                                           "held_out_tools"),
-                        required=True)
+    parser.add_argument("--part", choices=split_parts(), required=True)
     args = parser.parse_args()
     print(build(args.out_dir, args.part))
 

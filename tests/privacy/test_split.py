@@ -3,13 +3,20 @@ learns from: no held-out voice is a cohort voice (the cohort is calibration's im
 training voices), and `held_out_espeak2`'s espeak-ng variants are used nowhere else (an espeak-ng voice is mostly its
 variant: benchmarks/PRIVACY.md, 2026-12-07)."""
 
-import json
+import importlib.util
 from pathlib import Path
 
 from pipeline.privacy.cohort import COHORT_VOICES
 
-SPLIT = json.loads((Path(__file__).resolve().parents[2] / "benchmarks" / "privacy_split.json").read_text())
-PARTS = [part for part, spec in SPLIT.items() if isinstance(spec, dict) and isinstance(spec.get("reference"), dict)]
+# the benchmark's own reading of the split, loaded by path: benchmarks/ is not a package, and putting it on sys.path
+# would let its generation.py, training.py ... shadow other modules for the rest of the test session
+_spec = importlib.util.spec_from_file_location(
+    "privacy_corpus", Path(__file__).resolve().parents[2] / "benchmarks" / "privacy_corpus.py")
+privacy_corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(privacy_corpus)
+
+SPLIT = privacy_corpus.load_split()
+PARTS = privacy_corpus.split_parts()
 HELD_OUT = [part for part in PARTS if part.startswith("held_out")]
 
 
