@@ -341,14 +341,11 @@ def main() -> None:
     from pipeline.privacy.calibration import NO_VOICE_CLIPS
     from pipeline.privacy.reference import NAP_DIRECTIONS, build_index, conditions_key
 
-    if args.cohort_cut is not None:  # read by cohort.drop_reference_lookalikes when the index is built, below
-        import pipeline.privacy.cohort as cohort
-
-        cohort.SAME_VOICE_COSINE = args.cohort_cut
     folder = build(args.out, args.part)
     defaults = PrivacyConfig(reference_dir=str(folder / "reference"))
     encoder, cache = load_encoder(args.encoder), args.out / "_cache"
-    index = build_index(folder / "reference", encoder, cache, defaults.canaries_per_speaker)
+    index = build_index(folder / "reference", encoder, cache, defaults.canaries_per_speaker,
+                        same_voice_cosine=args.cohort_cut)
     # the index (reference and cohort files, enrolment code, encoder), how calibration trials are made, the clips
     key = hashlib.sha256(f"{index.fingerprint}|{conditions_key(encoder)}|{NO_VOICE_CLIPS}".encode()
                          + (folder / "clips.csv").read_bytes()).hexdigest()[:12]
@@ -362,7 +359,8 @@ def main() -> None:
     for directions in args.nap_directions or [NAP_DIRECTIONS]:
         # the stored windows are raw: another direction count rebuilds only the index (from cached embeddings)
         judged = index if directions == NAP_DIRECTIONS else build_index(
-            folder / "reference", encoder, cache, defaults.canaries_per_speaker, nap_directions=directions)
+            folder / "reference", encoder, cache, defaults.canaries_per_speaker, nap_directions=directions,
+            same_voice_cosine=args.cohort_cut)
         for design in args.design or list(DESIGNS):
             name = design if directions == NAP_DIRECTIONS else f"{design}, NAP {directions}"
             result = evaluate(judged, trials, DESIGNS[design](), defaults.max_fpr, defaults.target_recall)

@@ -92,15 +92,16 @@ def synthesise_cohort(cache_dir: Path) -> list[CohortVoice]:
 
 
 def drop_reference_lookalikes(cohort: list[tuple[CohortVoice, np.ndarray]], centroids: np.ndarray,
-                              clean_variant: int = 0) -> list[tuple[CohortVoice, np.ndarray]]:
-    """Leave out cohort voices whose clean centroid is within SAME_VOICE_COSINE of a reference speaker's.
+                              clean_variant: int = 0, same_voice_cosine: float = SAME_VOICE_COSINE,
+                              ) -> list[tuple[CohortVoice, np.ndarray]]:
+    """Leave out cohort voices whose clean centroid is within `same_voice_cosine` of a reference speaker's.
 
     `cohort`: (voice, (files, variants, dim) enrolment embeddings); `centroids`: (speakers, variants, dim)."""
     kept = []
     for voice, embeddings in cohort:
         mean = embeddings[:, clean_variant].mean(axis=0)
         similarity = centroids[:, clean_variant] @ (mean / np.linalg.norm(mean))  # (speakers,)
-        if similarity.max() >= SAME_VOICE_COSINE:
+        if similarity.max() >= same_voice_cosine:
             log.info("impostor cohort: %s left out (it sounds like a reference speaker)", voice.voice)
             continue
         kept.append((voice, embeddings))

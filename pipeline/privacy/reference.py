@@ -243,10 +243,11 @@ def embed_files(encoder, files, cache_dir, skip_bad: bool, what: str) -> list[tu
 
 def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, canaries_per_speaker: int, *,
                 cohort_dir: Path | None = None, skip_bad: bool = False, with_cohort: bool = True,
-                nap_directions: int = NAP_DIRECTIONS) -> ReferenceIndex:
+                nap_directions: int = NAP_DIRECTIONS, same_voice_cosine: float | None = None) -> ReferenceIndex:
     """Embed (or load cached embeddings of) every reference file; hold out canaries per speaker; embed the
     impostor cohort into the score-normalisation bank (`with_cohort=False`: raw cosine, for tests).
-    `nap_directions`: the nuisance directions projected out (another count only to screen it: benchmarks)."""
+    `nap_directions`: the nuisance directions projected out; `same_voice_cosine`: the cohort's lookalike cut
+    (default `cohort.SAME_VOICE_COSINE`). Other values only to screen them: benchmarks."""
     files = list_reference_files(reference_dir)
     if with_cohort:  # a run calibrates too: embed variants and conditions of every file in parallel first
         warm_embedding_cache(encoder, files, cache_dir)
@@ -278,15 +279,15 @@ def build_index(reference_dir: Path, encoder: SpeakerEncoder, cache_dir: Path, c
                            enrolled, canaries, encoder.sample_rate, "", speech_s=speech_s,
                            enrolled_files=enrolled_files)
     if with_cohort:
-        _add_cohort(index, encoder, cache_dir, cohort_dir, digest, nap_directions)
+        _add_cohort(index, encoder, cache_dir, cohort_dir, digest, nap_directions, same_voice_cosine)
     index.fingerprint = digest.hexdigest()
     return index
 
 
 def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path, cohort_dir: Path | None,
-                digest, nap_directions: int = NAP_DIRECTIONS) -> None:
+                digest, nap_directions: int = NAP_DIRECTIONS, same_voice_cosine: float | None = None) -> None:
     """Embed the impostor cohort (every variant and calibration condition) into `index.bank`."""
-    from pipeline.privacy.cohort import CohortVoice, drop_reference_lookalikes, synthesise_cohort
+    from pipeline.privacy.cohort import SAME_VOICE_COSINE, CohortVoice, drop_reference_lookalikes, synthesise_cohort
 
     voices = synthesise_cohort(cache_dir)
     if cohort_dir is not None:
@@ -301,7 +302,8 @@ def _add_cohort(index: ReferenceIndex, encoder: SpeakerEncoder, cache_dir: Path,
         if done:
             voice = CohortVoice(voice.voice, tuple(file for file, _, _ in done))
             embedded.append((voice, np.stack([embeddings for _, embeddings, _ in done])))  # (files, variants, dim)
-    kept = drop_reference_lookalikes(embedded, index.centroids)
+    cut = SAME_VOICE_COSINE if same_voice_cosine is None else same_voice_cosine
+    kept = drop_reference_lookalikes(embedded, index.centroids, same_voice_cosine=cut)
     rows, owners, made_under = [], [], []
     moves = [_variant_moves(embeddings) for _, embeddings in kept]  # (files * (variants - 1), dim) each
     moves += [_variant_moves(embeddings[None]) for _, embeddings in index.enrolled]

@@ -190,3 +190,26 @@ def test_calibration_trials_score_each_file_without_itself_and_skip_a_speakers_o
     np.testing.assert_allclose(genuine[clean], expected)
     assert impostor == {} and detected[clean] == ["other", "other"]
     assert calibration.LeaveOneOut(index).without(2) is None
+
+
+def test_cohort_lookalike_cut_leaves_out_voices_at_or_above_it_and_can_be_moved():
+    from pipeline.privacy.cohort import SAME_VOICE_COSINE, CohortVoice, drop_reference_lookalikes
+
+    def unit(vector):
+        return np.asarray(vector, dtype=np.float32) / np.linalg.norm(vector)
+
+    speaker = unit([1.0, 0.0, 0.0])
+    centroids = np.stack([speaker, unit([0.0, 0.0, 1.0])])[:, None]  # (speakers, variants = 1, dim)
+
+    def voice(name, cosine):  # two utterances whose clean mean sits at `cosine` to the first speaker
+        direction = unit([cosine, math.sqrt(1 - cosine ** 2), 0.0])
+        return CohortVoice(name, ()), np.stack([direction, direction])[:, None]
+
+    assert 0.84 < SAME_VOICE_COSINE < 0.86
+    cohort = [voice("far", 0.70), voice("near", 0.84), voice("twin", 0.86)]
+    kept = [v.voice for v, _ in drop_reference_lookalikes(cohort, centroids)]
+    assert kept == ["far", "near"]  # the shipped cut
+    kept = [v.voice for v, _ in drop_reference_lookalikes(cohort, centroids, same_voice_cosine=0.833)]
+    assert kept == ["far"]
+    kept = [v.voice for v, _ in drop_reference_lookalikes(cohort, centroids, same_voice_cosine=0.99)]
+    assert kept == ["far", "near", "twin"]
