@@ -2,7 +2,7 @@
 
     python benchmarks/privacy_designs.py --part tuning|tuning_espeak [--out DIR] [--design NAME ...]
                                          [--nap-directions N[,N...]] [--encoder NAME] [--cohort-cut COSINE]
-                                         [--json FILE]
+                                         [--jackknife] [--json FILE]
 
 A design that changes only how embeddings are compared (the margin over the cohort, which centroids count, a trained
 backend, condition offsets) needs no new embedding. This tool embeds one part once — the raw window embeddings of
@@ -22,8 +22,12 @@ enrolment variants, cutting signals) is measured with `benchmarks/privacy.py` in
 Held-out parts are refused: designs are chosen on the tuning parts only, and the held-out parts report a design
 already chosen (`benchmarks/PRIVACY.md`). Printed per design: the threshold and the impostor kinds that set it,
 calibration recall, the part's recall over its leaks, the share of other voices' clips flagged (pooled over their
-transformations: a design that raises recall by flagging more impostors shows it here) and the worst non-leak row;
-`--json` writes every row's figures.
+transformations: a design that raises recall by flagging more impostors shows it here), the worst non-leak row, and
+two figures that do not depend on where calibration puts the threshold: the chance that a leak outscores another
+voice's clip (AUC) and the recall at the threshold that flags 5% of the other voices' clips. `--jackknife` also
+calibrates once without each cohort voice's trials and prints the range of the calibrated figures: a few cohort
+voices set the threshold, so a design that moves them moves the figures by this much without separating voices any
+better. `--json` writes every row's figures.
 """
 
 from __future__ import annotations
@@ -268,15 +272,30 @@ def probes(index, trials: Trials) -> dict[int, Probe | None]:
     return found
 
 
-def evaluate(index, trials: Trials, design, max_fpr: float, target_recall: float) -> dict:
-    """Calibrate `design` on the calibration trials as a run does, then judge the benchmark clips at its threshold."""
-    from pipeline.privacy.calibration import calibrate, rate_entry
+def separation(leaks: np.ndarray, others: np.ndarray, flagged: float = 0.05) -> dict:
+    """How far a design's scores keep the part's leaks from its other voices, wherever calibration puts the
+    threshold: the chance that a leak outscores another voice's clip (ties count half), and the share of leaks
+    caught at the lowest threshold that flags at most `flagged` of the other voices' clips. A design that moves
+    only along the recall / false-positive line leaves both where they were."""
+    if leaks.size == 0 or others.size == 0:
+        return {"auc": None, f"recall_at_{flagged:g}_other_voices": None}
+    above = (leaks[:, None] > others[None, :]).mean() + 0.5 * (leaks[:, None] == others[None, :]).mean()
+    ranked = np.sort(others)[::-1]
+    allowed = int(np.floor(flagged * others.size))  # other voices' clips that may score at or above the threshold
+    cut = ranked[allowed] if allowed < others.size else -np.inf  # the threshold lies just above this clip's score
+    return {"auc": round(float(above), 4), f"recall_at_{flagged:g}_other_voices": round(float(np.mean(leaks > cut)), 4)}
+
+
+def evaluate(index, trials: Trials, design, max_fpr: float, target_recall: float, jackknife: bool = False) -> dict:
+    """Calibrate `design` on the calibration trials as a run does, then judge the benchmark clips at its threshold.
+    `jackknife`: also calibrate once without each cohort voice's impostor trials (the clips' scores unchanged) and
+    give the range of the figures: how far the calibrated figures move with which voices the cohort happens to hold."""
     from pipeline.privacy.conditions import DEFAULT_CONDITION
 
     against = probes(index, trials)
     if hasattr(design, "fit"):
         design = design.fit(index, trials, against)
-    genuine, impostor, detected = {}, {}, {}
+    calibration_trials: list[tuple[str, str, float, str, str]] = []  # (group, kind, score, condition, cohort voice)
     clips: list[tuple[str, float, str | None]] = []
     for i in range(len(trials.group)):
         group, kind, windows = trials.group[i], str(trials.kind[i]), trials.of(i)
@@ -289,9 +308,34 @@ def evaluate(index, trials: Trials, design, max_fpr: float, target_recall: float
             score = float(np.max(scores))
         if group == "clip":
             clips.append((kind, score, condition))
-            continue
+        else:
+            calibration_trials.append((group, kind, score, condition or DEFAULT_CONDITION, str(trials.exclude[i])))
+    result = _judge(calibration_trials, clips, max_fpr, target_recall)
+    if jackknife:
+        voices = sorted({voice for group, *_, voice in calibration_trials if group != "genuine" and voice})
+        runs = [_judge([t for t in calibration_trials if t[0] == "genuine" or t[4] != voice], clips, max_fpr,
+                       target_recall) for voice in voices]
+
+        def spread(figure) -> list[float]:
+            return [round(min(map(figure, runs)), 4), round(max(map(figure, runs)), 4)]
+
+        result["jackknife"] = {"cohort_voices": len(voices), "threshold": spread(lambda r: r["threshold"]),
+                               "recall": spread(lambda r: r["overall_recall"]["rate"]),
+                               "other_voices_flagged": spread(lambda r: r["other_voices_flagged"]["rate"])}
+    return result
+
+
+def _judge(calibration_trials: list[tuple[str, str, float, str, str]], clips: list[tuple[str, float, str | None]],
+           max_fpr: float, target_recall: float) -> dict:
+    """Calibrate on `calibration_trials` ((group, kind, score, detected condition, cohort voice)) and judge `clips`
+    ((row, score, detected condition)) at the threshold and offsets it gives."""
+    from pipeline.privacy.calibration import calibrate, rate_entry
+    from pipeline.privacy.conditions import DEFAULT_CONDITION
+
+    genuine, impostor, detected = {}, {}, {}
+    for group, kind, score, condition, _ in calibration_trials:
         (genuine if group == "genuine" else impostor).setdefault(kind, []).append(score)
-        detected.setdefault(kind, []).append(condition or DEFAULT_CONDITION)
+        detected.setdefault(kind, []).append(condition)
     uses_conditions = any(c != DEFAULT_CONDITION for labels in detected.values() for c in labels)
     calibration = calibrate(genuine, impostor, target_recall, max_fpr, detected=detected if uses_conditions else None)
     offsets = calibration.condition_offsets
@@ -302,12 +346,15 @@ def evaluate(index, trials: Trials, design, max_fpr: float, target_recall: float
     leaks = [flag for kind, found in flags.items() if kind.startswith("leak") for flag in found]
     others = {kind: float(np.mean(found)) for kind, found in flags.items() if not kind.startswith("leak")}
     impostors = [flag for kind, found in flags.items() if kind.startswith("other_voice") for flag in found]
+    leak_scores = np.array([score for (kind, _, _), score in zip(clips, judged) if kind.startswith("leak")])
+    other_scores = np.array([score for (kind, _, _), score in zip(clips, judged) if kind.startswith("other_voice")])
     return {"threshold": round(calibration.threshold, 4), "threshold_set_by": calibration.threshold_set_by,
             "condition_offsets": offsets, "calibration_recall": round(calibration.recall, 4),
             "overall_recall": rate_entry(sum(leaks), len(leaks)),
             "other_voices_flagged": rate_entry(sum(impostors), len(impostors)),  # pooled over their rows
             "worst_false_positive_row": max(others.items(), key=lambda kv: kv[1]),
             "rows": {kind: rate_entry(sum(found), len(found)) for kind, found in sorted(flags.items())},
+            "separation": separation(leak_scores, other_scores),
             "clip_scores": judged}  # each clip's score as judged (offset), in clips.csv order; -inf: no voice
 
 
@@ -329,6 +376,9 @@ def main() -> None:
                              "(default: the pipeline's cohort.SAME_VOICE_COSINE); compares encoders on one cohort")
     parser.add_argument("--workers", type=int, default=0, help="embedding processes; 0 = one per core")
     parser.add_argument("--json", type=Path, help="write every design's figures here")
+    parser.add_argument("--jackknife", action="store_true",
+                        help="also calibrate without each cohort voice in turn and print the figures' range: "
+                             "differences between designs inside it are the cohort's luck, not the design's")
     parser.add_argument("--encoder", choices=(ROBUST, SHIPPED), default=DEFAULT_ENCODER,
                         help=f"speaker encoder (default {DEFAULT_ENCODER}, the pipeline's; {SHIPPED}: resemblyzer's "
                              "own weights)")
@@ -363,15 +413,21 @@ def main() -> None:
             same_voice_cosine=args.cohort_cut)
         for design in args.design or list(DESIGNS):
             name = design if directions == NAP_DIRECTIONS else f"{design}, NAP {directions}"
-            result = evaluate(judged, trials, DESIGNS[design](), defaults.max_fpr, defaults.target_recall)
+            result = evaluate(judged, trials, DESIGNS[design](), defaults.max_fpr, defaults.target_recall,
+                              jackknife=args.jackknife)
             results[name] = {key: value for key, value in result.items() if key != "clip_scores"}
             worst_kind, worst_rate = result["worst_false_positive_row"]
             print(f"{args.part} {args.encoder} {name:20s} recall {result['overall_recall']['rate']:.3f} of "
                   f"{result['overall_recall']['trials']}  threshold {result['threshold']:.4f} "
                   f"(set by {', '.join(result['threshold_set_by'])})  calibration recall "
                   f"{result['calibration_recall']:.3f}  other voices flagged "
-                  f"{result['other_voices_flagged']['rate']:.3f}  worst non-leak row {worst_rate:.2f} ({worst_kind})",
-                  flush=True)
+                  f"{result['other_voices_flagged']['rate']:.3f}  worst non-leak row {worst_rate:.2f} ({worst_kind})"
+                  f"  separation: AUC {result['separation']['auc']}, recall at 0.05 of other voices flagged "
+                  f"{result['separation']['recall_at_0.05_other_voices']}", flush=True)
+            if "jackknife" in result:
+                spread = result["jackknife"]
+                print(f"    without one of {spread['cohort_voices']} cohort voices: threshold {spread['threshold']}, "
+                      f"recall {spread['recall']}, other voices flagged {spread['other_voices_flagged']}", flush=True)
     if args.json:
         figures = {"part": args.part, "encoder": encoder.version, "designs": results}
         args.json.write_text(json.dumps(figures, indent=1) + "\n")

@@ -72,3 +72,19 @@ def test_the_landed_design_calibrates_and_judges_as_the_pipeline_does(voices_roo
     # and a design that is not the landed one gives other figures from the same stored windows
     single = evaluate(index, trials, DESIGNS["one-threshold"](), defaults.max_fpr, defaults.target_recall)
     assert single["condition_offsets"] == {} and np.isfinite(single["threshold"])
+
+
+def test_separation_is_threshold_free_and_counts_leaks_above_the_allowed_other_voices():
+    from benchmarks.privacy_designs import separation
+
+    others = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0] * 2)  # 20 clips: 5% lets one score above
+    leaks = np.array([0.95, 0.85, 0.65, 0.05])
+    found = separation(leaks, others)
+    # at most 1 of 20 other voices flagged: the threshold lies just above the second-highest (1.0), so no leak
+    assert found["recall_at_0.05_other_voices"] == 0.0
+    assert found["auc"] == pytest.approx(np.mean([0.9, 0.8, 0.6, 0.0]))
+    # shifting every score moves a calibrated threshold's figures, never these
+    assert separation(leaks + 0.3, others + 0.3) == found
+    assert separation(np.array([2.0, 1.0]), others)["recall_at_0.05_other_voices"] == 0.5  # 1.0 ties the cut
+    assert separation(np.array([0.5]), np.array([0.5]))["auc"] == 0.5
+    assert separation(np.array([]), others)["auc"] is None
