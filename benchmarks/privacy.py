@@ -106,6 +106,11 @@ def print_table(result: dict) -> None:
     print(f"  threshold {result['threshold']} chosen by the pipeline: lowest with FPR <= {result['max_fpr']} in every "
           f"impostor condition of its calibration (calibration recall {cal['recall']}, EER {cal['equal_error_rate']}); "
           f"set by {', '.join(cal['threshold_set_by'])}")
+    if cal.get("cohort_jackknife"):
+        spread = cal["cohort_jackknife"]
+        print(f"  calibrated without one of its {spread['cohort_voices']} cohort voices in turn: threshold "
+              f"{spread['threshold'][0]}-{spread['threshold'][1]}, calibration recall "
+              f"{spread['recall'][0]}-{spread['recall'][1]}")
     if result.get("recall_shortfall"):
         print(f"  a run would fail here (on_recall_shortfall: fail) or warn: {result['recall_shortfall']}")
     print(f"  {'clips':58} {'rate':>6} {'95% CI':>15} {'n':>4} {'reverberant':>11}")

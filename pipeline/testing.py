@@ -172,7 +172,8 @@ def fake_finished_run(folder: Path, *, n_clips: int = 6, leaked: tuple[int, ...]
                         else 1.0, "false_positive_rate": 0.01, "equal_error_rate": 0.02, "recall_at_fpr_1pct": 0.9,
                         "recall_at_fpr_01pct": 0.8, "genuine_trials": 10, "impostor_trials": 100,
                         "recall_by_condition": {"clean": rate}, "fpr_by_kind": {"other voices, clean": rate | {
-                            "rate": 0.0, "hits": 0}}, "threshold_set_by": ["other voices, clean"]},
+                            "rate": 0.0, "hits": 0}}, "threshold_set_by": ["other voices, clean"],
+                        "cohort_jackknife": {"cohort_voices": 14, "threshold": [0.93, 1.0], "recall": [1.0, 1.0]}},
         "recall_shortfall": recall_shortfall, "score_normalisation": "cohort margin (fake run)",
         "enrolment_variants": ["clean"], "reference_fingerprint": "f" * 64, "encoder": "resemblyzer-test",
         "copy_check": copy_check})

@@ -152,7 +152,7 @@ def privacy_report(ctx: RunContext, audit: list[dict], summaries: list[dict]) ->
         "calibration": {k: calibration.get(k) for k in (
             "recall", "false_positive_rate", "equal_error_rate", "recall_at_fpr_1pct", "recall_at_fpr_01pct",
             "genuine_trials", "impostor_trials", "recall_by_condition", "fpr_by_kind", "score_histograms",
-            "condition_offsets", "detected_conditions", "threshold_set_by")},
+            "condition_offsets", "detected_conditions", "threshold_set_by", "cohort_jackknife")},
         # clips per condition their voice was detected under (whose calibrated offset applied); aggregate only
         "clips_by_detected_condition": dict(sorted(Counter(a["condition"] for a in audit if a.get("condition")).items())),
         "recall_target_met": first.get("recall_shortfall") is None,

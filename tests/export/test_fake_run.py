@@ -64,7 +64,11 @@ def test_a_recall_shortfall_is_stated_in_the_card_and_the_report(tmp_path):
     assert json.loads((release / "manifest.json").read_text())["leak_check"]["recall_target_met"] is False
     assert "| clean | 1.0 | 0.72-1.0 | 10 |" in card
     assert report["calibration"]["threshold_set_by"] == ["other voices, clean"]
-    assert "the impostor trials that set it: other voices, clean." in card
+    assert "the impostor trials that set it: other voices, clean. The impostor trials come from 14 cohort voices; " \
+        "calibrated without any one of them, the threshold would lie between 0.93 and 1.0 (recall between 1.0 and " \
+        "1.0)" in card
+    assert report["calibration"]["cohort_jackknife"] == {"cohort_voices": 14, "threshold": [0.93, 1.0],
+                                                         "recall": [1.0, 1.0]}
 
 
 def test_a_version_is_never_rewritten_and_private_strings_stop_publishing(tmp_path):

@@ -114,6 +114,11 @@ def test_privacy_report_holds_figures_only(cli_release):
     # the impostor kinds named as setting the threshold are kinds that were scored
     assert calibration["threshold_set_by"] and set(calibration["threshold_set_by"]) <= set(calibration["fpr_by_kind"])
     assert calibration["recall_by_condition"]["clean"]["rate"] >= 0.95
+    # calibrated again without each cohort voice in turn: ranges of figures, no voice named
+    spread = calibration["cohort_jackknife"]
+    assert set(spread) == {"cohort_voices", "threshold", "recall"} and spread["cohort_voices"] >= 2
+    assert -1 < spread["threshold"][0] <= spread["threshold"][1] < 1
+    assert 0 <= spread["recall"][0] <= spread["recall"][1] <= 1
     assert report["recall_target_met"] == (calibration["recall"] >= 0.95)
     counts = report["counts"]
     assert sum(report["score_histogram"]["counts"]) == counts["clips"] - counts["no_voice"] - counts["unscorable"]

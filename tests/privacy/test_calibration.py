@@ -178,7 +178,7 @@ def test_calibration_trials_score_each_file_without_itself_and_skip_a_speakers_o
     monkeypatch.setattr(reference, "condition_windows", lambda encoder, file, cache: {
         **{name: heard[file] for name in (clean, *others)}, unheard: None})
     monkeypatch.setattr(conditions, "no_voice_clips", lambda count, seed: {})
-    genuine, impostor, detected = calibration.calibration_trials(index, encoder=None, cache_dir=None)
+    genuine, impostor, detected, voices = calibration.calibration_trials(index, encoder=None, cache_dir=None)
 
     assert sum(len(scores) for scores in genuine.values()) == genuine_trial_count(index) \
         == 2 * len(CALIBRATION_CONDITIONS)
@@ -188,7 +188,7 @@ def test_calibration_trials_score_each_file_without_itself_and_skip_a_speakers_o
     expected = [max(heard["a1"][0] @ alone[0], heard["a1"][0] @ index.centroids[1, 0]),
                 max(heard["a2"][0] @ alone[1], heard["a2"][0] @ index.centroids[1, 0])]
     np.testing.assert_allclose(genuine[clean], expected)
-    assert impostor == {} and detected[clean] == ["other", "other"]
+    assert impostor == {} and voices == {} and detected[clean] == ["other", "other"]
     assert calibration.LeaveOneOut(index).without(2) is None
 
 
@@ -213,3 +213,25 @@ def test_cohort_lookalike_cut_leaves_out_voices_at_or_above_it_and_can_be_moved(
     assert kept == ["far"]
     kept = [v.voice for v, _ in drop_reference_lookalikes(cohort, centroids, same_voice_cosine=0.99)]
     assert kept == ["far", "near", "twin"]
+
+
+def test_cohort_jackknife_shows_a_threshold_held_up_by_one_voice():
+    from pipeline.privacy.calibration import cohort_jackknife
+
+    rng = np.random.default_rng(3)
+    genuine = {"clean": rng.uniform(0.5, 1.0, 60)}
+    # 10 cohort voices, 10 trials each; the lookalike's scores are the top tenth: it alone holds the bound up
+    scores = {f"voice{v}": rng.uniform(0.0, 0.3, 10) for v in range(9)} | {"lookalike": rng.uniform(0.6, 0.7, 10)}
+    impostor = {"other voices, clean": np.concatenate(list(scores.values()))}
+    voices = {"other voices, clean": [name for name, found in scores.items() for _ in found]}
+    full = calibrate(genuine, impostor, 0.95, 0.05)
+    assert full.threshold > 0.6
+    spread = cohort_jackknife(genuine, impostor, voices, 0.95, 0.05)
+    assert spread["cohort_voices"] == 10
+    without_lookalike = calibrate(genuine, {"other voices, clean": np.concatenate(
+        [found for name, found in scores.items() if name != "lookalike"])}, 0.95, 0.05)
+    assert spread["threshold"][0] == round(without_lookalike.threshold, 4)
+    assert spread["threshold"][1] >= round(full.threshold, 4)  # without another voice, the lookalike weighs more
+    assert spread["threshold"][0] < 0.3 and spread["recall"][1] == 1.0 > spread["recall"][0]
+    # trials of no cohort voice (music, noise, an outsider) are never left out, and one voice gives no range
+    assert cohort_jackknife(genuine, impostor, {"other voices, clean": [""] * 100}, 0.95, 0.05) == {}
