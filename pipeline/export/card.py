@@ -154,10 +154,11 @@ def _calibration_text(report: dict) -> str:
         how += f"; the impostor trials that set it: {', '.join(calibration['threshold_set_by'])}"
     spread = calibration.get("cohort_jackknife") or {}
     if report["threshold_source"] == "calibrated" and spread:
+        low, high = spread["recall"]
+        recall = f"recall {low}" if low == high else f"recall between {low} and {high}"
         how += (f". The impostor trials come from {spread['cohort_voices']} cohort voices; calibrated without any "
                 f"one of them, the threshold would lie between {spread['threshold'][0]} and {spread['threshold'][1]} "
-                f"(recall between {spread['recall'][0]} and {spread['recall'][1]}): a threshold held up by one voice "
-                "near a reference speaker moves with it")
+                f"({recall}): a threshold held up by one voice near a reference speaker moves with it")
     lines = [f"{how}. On those trials: recall {calibration['recall']} of {calibration['genuine_trials']} genuine "
              f"trials, false-positive rate {calibration['false_positive_rate']} of {calibration['impostor_trials']} "
              f"impostor trials, equal error rate {calibration['equal_error_rate']}, recall "

@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import LeakCheckFailed, PrivateDataInRelease, ReleaseConflict
+from pipeline.export.card import _calibration_text
 from pipeline.export.release import export
 from pipeline.export.verify import verify_release
 from pipeline.testing import fake_finished_run
@@ -65,10 +66,13 @@ def test_a_recall_shortfall_is_stated_in_the_card_and_the_report(tmp_path):
     assert "| clean | 1.0 | 0.72-1.0 | 10 |" in card
     assert report["calibration"]["threshold_set_by"] == ["other voices, clean"]
     assert "the impostor trials that set it: other voices, clean. The impostor trials come from 14 cohort voices; " \
-        "calibrated without any one of them, the threshold would lie between 0.93 and 1.0 (recall between 1.0 and " \
-        "1.0)" in card
+        "calibrated without any one of them, the threshold would lie between 0.93 and 1.0 (recall 1.0)" in card
     assert report["calibration"]["cohort_jackknife"] == {"cohort_voices": 14, "threshold": [0.93, 1.0],
                                                          "recall": [1.0, 1.0]}
+    report["calibration"]["cohort_jackknife"]["recall"] = [0.88, 0.97]
+    assert "(recall between 0.88 and 0.97)" in _calibration_text(report)
+    report["calibration"]["cohort_jackknife"] = {}  # fewer than two cohort voices: nothing to say
+    assert "cohort voices" not in _calibration_text(report)
 
 
 def test_a_version_is_never_rewritten_and_private_strings_stop_publishing(tmp_path):
