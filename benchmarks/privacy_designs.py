@@ -289,13 +289,15 @@ def separation(leaks: np.ndarray, others: np.ndarray, flagged: float = 0.05) -> 
 def evaluate(index, trials: Trials, design, max_fpr: float, target_recall: float, jackknife: bool = False) -> dict:
     """Calibrate `design` on the calibration trials as a run does, then judge the benchmark clips at its threshold.
     `jackknife`: also calibrate once without each cohort voice's impostor trials (the clips' scores unchanged) and
-    give the range of the figures: how far the calibrated figures move with which voices the cohort happens to hold."""
+    give the range of the figures: how far the calibrated figures move with which voices the cohort happens to hold
+    (`calibration.without_each_cohort_voice`, as a run's `cohort_jackknife` leaves them out)."""
+    from pipeline.privacy.calibration import without_each_cohort_voice
     from pipeline.privacy.conditions import DEFAULT_CONDITION
 
     against = probes(index, trials)
     if hasattr(design, "fit"):
         design = design.fit(index, trials, against)
-    calibration_trials: list[tuple[str, str, float, str, str]] = []  # (group, kind, score, condition, cohort voice)
+    genuine, impostor, detected, voices = {}, {}, {}, {}
     clips: list[tuple[str, float, str | None]] = []
     for i in range(len(trials.group)):
         group, kind, windows = trials.group[i], str(trials.kind[i]), trials.of(i)
@@ -308,36 +310,34 @@ def evaluate(index, trials: Trials, design, max_fpr: float, target_recall: float
             score = float(np.max(scores))
         if group == "clip":
             clips.append((kind, score, condition))
-        else:
-            calibration_trials.append((group, kind, score, condition or DEFAULT_CONDITION, str(trials.exclude[i])))
-    result = _judge(calibration_trials, clips, max_fpr, target_recall)
-    if jackknife:
-        voices = sorted({voice for group, *_, voice in calibration_trials if group != "genuine" and voice})
-        runs = [_judge([t for t in calibration_trials if t[0] == "genuine" or t[4] != voice], clips, max_fpr,
-                       target_recall) for voice in voices]
-
+            continue
+        (genuine if group == "genuine" else impostor).setdefault(kind, []).append(score)
+        detected.setdefault(kind, []).append(condition or DEFAULT_CONDITION)
+        if group != "genuine":
+            voices.setdefault(kind, []).append(str(trials.exclude[i]))
+    uses_conditions = any(c != DEFAULT_CONDITION for labels in detected.values() for c in labels)
+    detected = detected if uses_conditions else None
+    result = _judge(genuine, impostor, detected, clips, max_fpr, target_recall)
+    runs = [_judge(genuine, without, labels, clips, max_fpr, target_recall)
+            for without, labels in without_each_cohort_voice(impostor, voices, detected)] if jackknife else []
+    if runs:  # none with fewer than two cohort voices
         def spread(figure) -> list[float]:
             return [round(min(map(figure, runs)), 4), round(max(map(figure, runs)), 4)]
 
-        result["jackknife"] = {"cohort_voices": len(voices), "threshold": spread(lambda r: r["threshold"]),
+        result["jackknife"] = {"cohort_voices": len(runs), "threshold": spread(lambda r: r["threshold"]),
                                "recall": spread(lambda r: r["overall_recall"]["rate"]),
                                "other_voices_flagged": spread(lambda r: r["other_voices_flagged"]["rate"])}
     return result
 
 
-def _judge(calibration_trials: list[tuple[str, str, float, str, str]], clips: list[tuple[str, float, str | None]],
+def _judge(genuine: dict, impostor: dict, detected: dict | None, clips: list[tuple[str, float, str | None]],
            max_fpr: float, target_recall: float) -> dict:
-    """Calibrate on `calibration_trials` ((group, kind, score, detected condition, cohort voice)) and judge `clips`
-    ((row, score, detected condition)) at the threshold and offsets it gives."""
+    """Calibrate on the calibration trials' scores (`calibration.calibrate`'s arguments) and judge `clips` ((row,
+    score, detected condition)) at the threshold and offsets it gives."""
     from pipeline.privacy.calibration import calibrate, rate_entry
     from pipeline.privacy.conditions import DEFAULT_CONDITION
 
-    genuine, impostor, detected = {}, {}, {}
-    for group, kind, score, condition, _ in calibration_trials:
-        (genuine if group == "genuine" else impostor).setdefault(kind, []).append(score)
-        detected.setdefault(kind, []).append(condition)
-    uses_conditions = any(c != DEFAULT_CONDITION for labels in detected.values() for c in labels)
-    calibration = calibrate(genuine, impostor, target_recall, max_fpr, detected=detected if uses_conditions else None)
+    calibration = calibrate(genuine, impostor, target_recall, max_fpr, detected=detected)
     offsets = calibration.condition_offsets
     judged = [score - offsets.get(condition or DEFAULT_CONDITION, 0.0) for _, score, condition in clips]
     flags: dict[str, list[bool]] = {}

@@ -267,27 +267,34 @@ def calibration_trials(index, encoder, cache_dir, outsiders=()) -> tuple[dict, d
     return genuine, impostor, detected, voices
 
 
-def cohort_jackknife(genuine: dict, impostor: dict, voices: dict, target_recall: float, max_fpr: float,
-                     detected: dict | None = None) -> dict:
-    """Calibrate again without each cohort voice's impostor trials in turn (`voices`: see `calibration_trials`);
-    the range of the thresholds and calibration recalls that gives. A few cohort voices hold the threshold up (the
-    ones nearest a reference speaker), so it moves with which voices the cohort happens to hold: on the privacy
-    benchmark's `tuning_espeak` part, leaving out one of its 9 voices moved it from 0.366 to as low as 0.230. {}
-    with fewer than two cohort voices."""
+def without_each_cohort_voice(impostor: dict, voices: dict, detected: dict | None = None,
+                              ) -> Iterator[tuple[dict, dict | None]]:
+    """For each cohort voice named in `voices` (see `calibration_trials`), in name order: the impostor trials without
+    that voice's, and `detected` without their labels (None stays None). Nothing with fewer than two cohort voices."""
     names = sorted({voice for kind in voices.values() for voice in kind if voice})
     if len(names) < 2:
-        return {}
-    thresholds, recalls = [], []
+        return
     for name in names:
         keep = {kind: np.array([voice != name for voice in voices[kind]], dtype=bool) for kind in impostor}
         without = {kind: np.asarray(scores, dtype=np.float64)[keep[kind]] for kind, scores in impostor.items()}
         labels = None if detected is None else {
-            **{kind: detected[kind] for kind in genuine},
-            **{kind: list(np.asarray(detected[kind])[keep[kind]]) for kind in impostor}}
-        again = calibrate(genuine, without, target_recall, max_fpr, detected=labels)
-        thresholds.append(again.threshold)
-        recalls.append(again.recall)
-    return {"cohort_voices": len(names), "threshold": [round(min(thresholds), 4), round(max(thresholds), 4)],
+            **detected, **{kind: list(np.asarray(detected[kind])[keep[kind]]) for kind in impostor}}
+        yield without, labels
+
+
+def cohort_jackknife(genuine: dict, impostor: dict, voices: dict, target_recall: float, max_fpr: float,
+                     detected: dict | None = None) -> dict:
+    """Calibrate again without each cohort voice's impostor trials in turn (`without_each_cohort_voice`); the range
+    of the thresholds and calibration recalls that gives. A few cohort voices hold the threshold up (the ones nearest
+    a reference speaker), so it moves with which voices the cohort happens to hold: on the privacy benchmark's
+    `tuning_espeak` part, leaving out one of its 9 voices moved it from 0.366 to as low as 0.230. {} with fewer than
+    two cohort voices."""
+    runs = [calibrate(genuine, without, target_recall, max_fpr, detected=labels)
+            for without, labels in without_each_cohort_voice(impostor, voices, detected)]
+    if not runs:
+        return {}
+    thresholds, recalls = [run.threshold for run in runs], [run.recall for run in runs]
+    return {"cohort_voices": len(runs), "threshold": [round(min(thresholds), 4), round(max(thresholds), 4)],
             "recall": [round(min(recalls), 4), round(max(recalls), 4)]}
 
 
