@@ -24,7 +24,9 @@ already chosen (`benchmarks/PRIVACY.md`). Printed per design: the threshold and 
 calibration recall, the part's recall over its leaks, the share of other voices' clips flagged (pooled over their
 transformations: a design that raises recall by flagging more impostors shows it here), the worst non-leak row, and
 two figures that do not depend on where calibration puts the threshold: the chance that a leak outscores another
-voice's clip (AUC) and the recall at the threshold that flags 5% of the other voices' clips. `--jackknife` also
+voice's clip (AUC) and the recall at the threshold that flags 5% of the other voices' clips; and where the AUC is
+lost: the leak / other-voice pairs in the wrong order, and the other-voice row that holds most of them (every row's
+count, leak rows too, in `--json`). `--jackknife` also
 calibrates once without each cohort voice's trials and prints the range of the calibrated figures: a few cohort
 voices set the threshold, so a design that moves them moves the figures by this much without separating voices any
 better. `--json` writes every row's figures.
@@ -272,18 +274,31 @@ def probes(index, trials: Trials) -> dict[int, Probe | None]:
     return found
 
 
-def separation(leaks: np.ndarray, others: np.ndarray, flagged: float = 0.05) -> dict:
+def separation(leaks: np.ndarray, others: np.ndarray, flagged: float = 0.05, leak_rows: np.ndarray | None = None,
+               other_rows: np.ndarray | None = None) -> dict:
     """How far a design's scores keep the part's leaks from its other voices, wherever calibration puts the
     threshold: the chance that a leak outscores another voice's clip (ties count half), and the share of leaks
     caught at the lowest threshold that flags at most `flagged` of the other voices' clips. A design that moves
-    only along the recall / false-positive line leaves both where they were."""
+    only along the recall / false-positive line leaves both where they were. With each clip's row (`leak_rows`,
+    `other_rows`, aligned with the scores), also where the AUC is lost: the discordant pairs (a leak scoring under
+    another voice's clip; ties half) counted by leak row and by other-voice row, most first, rows with none left
+    out. One row can hold nearly all of them (benchmarks/PRIVACY.md, 2026-12-07, seventh session)."""
     if leaks.size == 0 or others.size == 0:
         return {"auc": None, f"recall_at_{flagged:g}_other_voices": None}
-    above = (leaks[:, None] > others[None, :]).mean() + 0.5 * (leaks[:, None] == others[None, :]).mean()
+    discordant = (leaks[:, None] < others[None, :]) + 0.5 * (leaks[:, None] == others[None, :])  # (leaks, others)
     ranked = np.sort(others)[::-1]
     allowed = int(np.floor(flagged * others.size))  # other voices' clips that may score at or above the threshold
     cut = ranked[allowed] if allowed < others.size else -np.inf  # the threshold lies just above this clip's score
-    return {"auc": round(float(above), 4), f"recall_at_{flagged:g}_other_voices": round(float(np.mean(leaks > cut)), 4)}
+    found = {"auc": round(float(1 - discordant.mean()), 4),
+             f"recall_at_{flagged:g}_other_voices": round(float(np.mean(leaks > cut)), 4)}
+    if leak_rows is not None and other_rows is not None:
+        def by_row(rows: np.ndarray, axis: int) -> dict[str, float]:
+            counts = {str(row): float(discordant.sum(axis=axis)[rows == row].sum()) for row in np.unique(rows)}
+            return dict(sorted(((row, n) for row, n in counts.items() if n), key=lambda kv: (-kv[1], kv[0])))
+
+        found["discordant_pairs"] = {"total": float(discordant.sum()), "by_leak_row": by_row(leak_rows, 1),
+                                     "by_other_row": by_row(other_rows, 0)}
+    return found
 
 
 def evaluate(index, trials: Trials, design, max_fpr: float, target_recall: float, jackknife: bool = False) -> dict:
@@ -348,13 +363,18 @@ def _judge(genuine: dict, impostor: dict, detected: dict | None, clips: list[tup
     impostors = [flag for kind, found in flags.items() if kind.startswith("other_voice") for flag in found]
     leak_scores = np.array([score for (kind, _, _), score in zip(clips, judged) if kind.startswith("leak")])
     other_scores = np.array([score for (kind, _, _), score in zip(clips, judged) if kind.startswith("other_voice")])
+
+    def rows_of(prefix: str) -> np.ndarray:
+        return np.array([kind for kind, _, _ in clips if kind.startswith(prefix)])
+
     return {"threshold": round(calibration.threshold, 4), "threshold_set_by": calibration.threshold_set_by,
             "condition_offsets": offsets, "calibration_recall": round(calibration.recall, 4),
             "overall_recall": rate_entry(sum(leaks), len(leaks)),
             "other_voices_flagged": rate_entry(sum(impostors), len(impostors)),  # pooled over their rows
             "worst_false_positive_row": max(others.items(), key=lambda kv: kv[1]),
             "rows": {kind: rate_entry(sum(found), len(found)) for kind, found in sorted(flags.items())},
-            "separation": separation(leak_scores, other_scores),
+            "separation": separation(leak_scores, other_scores, leak_rows=rows_of("leak"),
+                                     other_rows=rows_of("other_voice")),
             "clip_scores": judged}  # each clip's score as judged (offset), in clips.csv order; -inf: no voice
 
 
@@ -424,6 +444,11 @@ def main() -> None:
                   f"{result['other_voices_flagged']['rate']:.3f}  worst non-leak row {worst_rate:.2f} ({worst_kind})"
                   f"  separation: AUC {result['separation']['auc']}, recall at 0.05 of other voices flagged "
                   f"{result['separation']['recall_at_0.05_other_voices']}", flush=True)
+            pairs = result["separation"].get("discordant_pairs")
+            if pairs and pairs["total"]:
+                row, count = next(iter(pairs["by_other_row"].items()))
+                print(f"    discordant leak / other-voice pairs: {pairs['total']:g}, {count:g} of them against "
+                      f"'{row}'", flush=True)
             if "jackknife" in result:
                 spread = result["jackknife"]
                 print(f"    without one of {spread['cohort_voices']} cohort voices: threshold {spread['threshold']}, "

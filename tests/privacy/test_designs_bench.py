@@ -88,3 +88,22 @@ def test_separation_is_threshold_free_and_counts_leaks_above_the_allowed_other_v
     assert separation(np.array([2.0, 1.0]), others)["recall_at_0.05_other_voices"] == 0.5  # 1.0 ties the cut
     assert separation(np.array([0.5]), np.array([0.5]))["auc"] == 0.5
     assert separation(np.array([]), others)["auc"] is None
+
+
+def test_separation_counts_the_discordant_pairs_by_row():
+    from benchmarks.privacy_designs import separation
+
+    leaks = np.array([0.9, 0.5, 0.2])
+    others = np.array([0.1, 0.6, 0.7, 0.2])
+    leak_rows = np.array(["leak: clean", "leak: clean", "leak: room"])
+    other_rows = np.array(["other_voice: clean", "other_voice: music", "other_voice: music", "other_voice: room"])
+    found = separation(leaks, others, leak_rows=leak_rows, other_rows=other_rows)
+    # 0.5 is under 0.6 and 0.7; 0.2 is under 0.6 and 0.7 and ties 0.2 (half): 4.5 of 12 pairs in the wrong order
+    pairs = found["discordant_pairs"]
+    assert pairs["total"] == 4.5 and found["auc"] == pytest.approx(1 - 4.5 / 12, abs=1e-4)
+    assert pairs["by_other_row"] == {"other_voice: music": 4.0, "other_voice: room": 0.5}  # most first; none left out
+    assert list(pairs["by_other_row"]) == ["other_voice: music", "other_voice: room"]
+    assert pairs["by_leak_row"] == {"leak: room": 2.5, "leak: clean": 2.0}
+    assert list(pairs["by_leak_row"]) == ["leak: room", "leak: clean"]
+    # the same figures as without rows
+    assert {k: v for k, v in found.items() if k != "discordant_pairs"} == separation(leaks, others)
