@@ -293,7 +293,8 @@ def separation(leaks: np.ndarray, others: np.ndarray, flagged: float = 0.05, lea
              f"recall_at_{flagged:g}_other_voices": round(float(np.mean(leaks > cut)), 4)}
     if leak_rows is not None and other_rows is not None:
         def by_row(rows: np.ndarray, axis: int) -> dict[str, float]:
-            counts = {str(row): float(discordant.sum(axis=axis)[rows == row].sum()) for row in np.unique(rows)}
+            per_clip = discordant.sum(axis=axis)  # each clip's pairs in the wrong order
+            counts = {str(row): float(per_clip[rows == row].sum()) for row in np.unique(rows)}
             return dict(sorted(((row, n) for row, n in counts.items() if n), key=lambda kv: (-kv[1], kv[0])))
 
         found["discordant_pairs"] = {"total": float(discordant.sum()), "by_leak_row": by_row(leak_rows, 1),
@@ -361,20 +362,16 @@ def _judge(genuine: dict, impostor: dict, detected: dict | None, clips: list[tup
     leaks = [flag for kind, found in flags.items() if kind.startswith("leak") for flag in found]
     others = {kind: float(np.mean(found)) for kind, found in flags.items() if not kind.startswith("leak")}
     impostors = [flag for kind, found in flags.items() if kind.startswith("other_voice") for flag in found]
-    leak_scores = np.array([score for (kind, _, _), score in zip(clips, judged) if kind.startswith("leak")])
-    other_scores = np.array([score for (kind, _, _), score in zip(clips, judged) if kind.startswith("other_voice")])
-
-    def rows_of(prefix: str) -> np.ndarray:
-        return np.array([kind for kind, _, _ in clips if kind.startswith(prefix)])
-
+    rows, scores = np.array([kind for kind, _, _ in clips], dtype=str), np.array(judged, dtype=np.float64)
+    is_leak, is_other = np.char.startswith(rows, "leak"), np.char.startswith(rows, "other_voice")
     return {"threshold": round(calibration.threshold, 4), "threshold_set_by": calibration.threshold_set_by,
             "condition_offsets": offsets, "calibration_recall": round(calibration.recall, 4),
             "overall_recall": rate_entry(sum(leaks), len(leaks)),
             "other_voices_flagged": rate_entry(sum(impostors), len(impostors)),  # pooled over their rows
             "worst_false_positive_row": max(others.items(), key=lambda kv: kv[1]),
             "rows": {kind: rate_entry(sum(found), len(found)) for kind, found in sorted(flags.items())},
-            "separation": separation(leak_scores, other_scores, leak_rows=rows_of("leak"),
-                                     other_rows=rows_of("other_voice")),
+            "separation": separation(scores[is_leak], scores[is_other], leak_rows=rows[is_leak],
+                                     other_rows=rows[is_other]),
             "clip_scores": judged}  # each clip's score as judged (offset), in clips.csv order; -inf: no voice
 
 
