@@ -1,7 +1,7 @@
 """The privacy benchmark's audio: voices and transformed clips for one part of the frozen split.
 
     python benchmarks/privacy_corpus.py OUT_DIR --part held_out|held_out_espeak|held_out_espeak2|held_out_tools|tuning|
-                                                       tuning_espeak
+                                                       tuning_espeak|tuning_made
 
 writes
   OUT_DIR/<part>/reference/<speaker>/<nn>.wav    the reference set (16 kHz, as a user would give it)
@@ -17,6 +17,9 @@ calibration is made of. `held_out_tools` puts the held-out voices under a fourth
 nothing else here uses (`TOOLS_TRANSFORMS`: rubberband, pyroomacoustics, FluidSynth with a General MIDI sound
 font, sox's GSM codec; `make bench-deps` installs them). The tuning parts also hold music played by sampled
 instruments from another sound font (`SAMPLED_FAMILY`, and "sampled music only" clips with no voice).
+`tuning_made`'s voices are espeak-ng variants made from seeds (`privacy_made_voices.py`): the split commits each
+variant's text, and espeak-ng reads them from `OUT_DIR/tuning_made/_espeak-ng/` (`test_voices.espeak_data`). A part
+may set its own utterance counts (`tuning_made`: six impostors of six utterances, where others have three of twelve).
 """
 
 from __future__ import annotations
@@ -62,16 +65,17 @@ def split_parts() -> tuple[str, ...]:
                  if isinstance(spec, dict) and isinstance(spec.get("reference"), dict))
 
 
-def synthesise(engine: str, voice: str, text: str, path: Path) -> None:
-    """`text` read by `voice` of `engine` (flite, festival's text2wave or espeak-ng), written to `path` as 16 kHz mono
-    16-bit."""
+def synthesise(engine: str, voice: str, text: str, path: Path, espeak_path: Path | None = None) -> None:
+    """`text` read by `voice` of `engine` (flite, festival's text2wave or espeak-ng; with `espeak_path`, espeak-ng
+    reads its data there: `test_voices.espeak_data`, for made variants), written to `path` as 16 kHz mono 16-bit."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "raw.wav"
         if engine == "flite":
             subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(raw)], check=True, capture_output=True)
         elif engine == "espeak-ng":
-            subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
+            subprocess.run(["espeak-ng", *([f"--path={espeak_path}"] if espeak_path else []), "-v", voice, "-w",
+                            str(raw), text], check=True, capture_output=True)
         else:
             txt = Path(scratch) / "t.txt"
             txt.write_text(text)
@@ -422,9 +426,13 @@ def build(out_dir: Path, part: str) -> Path:
     """Write one part of the benchmark (see the module docstring); returns its folder."""
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
 
+    from pipeline.privacy.test_voices import espeak_data
+
     split = load_split()
-    spec, counts = split[part], split["utterances"]
+    spec = split[part]
+    counts = {**split["utterances"], **spec.get("utterances", {})}  # a part may have more impostors, fewer each
     root = out_dir / part
+    made = espeak_data(spec["variants"], root / "_espeak-ng") if spec.get("variants") else None
     rows = []
     if part == "held_out_tools":
         transforms, transform = TOOLS_TRANSFORMS, tools_transform
@@ -442,7 +450,7 @@ def build(out_dir: Path, part: str) -> Path:
                 for i, text in enumerate(texts[: counts["reference"]]):
                     path = root / "reference" / speaker / f"{i:02d}.wav"
                     if not path.is_file():
-                        synthesise(engine, voice, text, path)
+                        synthesise(engine, voice, text, path, made)
                 probes = texts[counts["reference"]:]
             elif group == "another_synthesiser":
                 probes = texts[counts["reference"]:]
@@ -452,7 +460,7 @@ def build(out_dir: Path, part: str) -> Path:
             for i, text in enumerate(probes):
                 source = raw / group / speaker / f"{i:02d}.wav"
                 if not source.is_file():
-                    synthesise(engine, voice, text, source)
+                    synthesise(engine, voice, text, source, made)
                 for name in transforms:
                     label = name if group != "another_synthesiser" else f"another synthesiser, {name}"
                     if group == "another_synthesiser" and name not in ("clean", "8 kHz band-limit", "telephone",

@@ -1,6 +1,6 @@
 """Screen leak-check score designs on the privacy benchmark's tuning parts, in seconds per design.
 
-    python benchmarks/privacy_designs.py --part tuning|tuning_espeak [--out DIR] [--design NAME ...]
+    python benchmarks/privacy_designs.py --part tuning|tuning_espeak|tuning_made [--out DIR] [--design NAME ...]
                                          [--nap-directions N[,N...]] [--encoder NAME] [--cohort-cut COSINE]
                                          [--jackknife] [--json FILE]
 
@@ -48,8 +48,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+from privacy_corpus import split_parts  # noqa: E402 - benchmarks/ is on the path now
 
-TUNING_PARTS = ("tuning", "tuning_espeak")
+TUNING_PARTS = tuple(part for part in split_parts() if part.startswith("tuning"))
 
 
 @dataclass

@@ -25,7 +25,8 @@ What it learns from never touches the privacy benchmark's held-out split (`bench
 
 `python -m pipeline.privacy.robust_encoder --out DIR` trains it (about 10 minutes on 2 cores) and prints the
 weights' sha256; `ROBUST_WEIGHTS` is the file it wrote with the defaults, shipped with the package. The run is
-seeded and, at the same thread count, repeatable.
+seeded and, at the same thread count, repeatable. `--extra-espeak` adds espeak-ng voices to learn from and
+`--without-cohort` leaves the cohort's out: the notebook's experiments with more training voices (none shipped).
 """
 
 from __future__ import annotations
@@ -62,16 +63,19 @@ def _vocabulary() -> list[str]:
     return [word.lower() for word in re.findall(r"[A-Za-z]{3,}", WORDS.read_text())]
 
 
-def synthesise_voices(folder: Path) -> list[Path]:
+def synthesise_voices(folder: Path, extra_espeak: tuple[str, ...] = (), cohort: bool = True) -> list[Path]:
     """The training utterances, written once under `folder/audio/<voice>/NNN.wav`: every installed cohort voice
-    reading `UTTERANCES_PER_VOICE` seeded strings of 8-14 words."""
+    (unless `cohort` is False) and each espeak-ng voice of `extra_espeak` (e.g. `en+Alicia`) reading
+    `UTTERANCES_PER_VOICE` seeded strings of 8-14 words."""
     from pipeline.privacy.cohort import COHORT_VOICES, _available
     from pipeline.privacy.test_voices import _espeak, _festival, _flite, synthesise_files
 
     synths = {"flite": _flite, "festival": _festival, "espeak-ng": _espeak}
     vocabulary = _vocabulary()
+    voices = [*(COHORT_VOICES if cohort else ()),
+              *((f"extra_{voice.replace('+', '_')}", "espeak-ng", voice) for voice in extra_espeak)]
     jobs = []
-    for voice_id, engine, voice in COHORT_VOICES:
+    for voice_id, engine, voice in voices:
         if not _available(engine, voice):
             continue
         rng = random.Random("distill" + voice_id)
@@ -217,11 +221,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--relational", type=float, default=0.0,
                         help="weight of the relational term (keeps voices apart under transformations); "
                              "the shipped weights use 0")
+    parser.add_argument("--extra-espeak", default="", metavar="VOICE,...",
+                        help="espeak-ng voices to learn from beside the cohort's, comma-separated (e.g. "
+                             "en+Alicia,en+Andrea); the shipped weights use none (benchmarks/PRIVACY.md, seventh "
+                             "session: more voices, not kept)")
+    parser.add_argument("--without-cohort", action="store_true",
+                        help="learn from the --extra-espeak voices only, so that calibration's impostors (the "
+                             "cohort) are voices the encoder never heard")
     args = parser.parse_args(argv)
+    extra = tuple(voice for voice in args.extra_espeak.split(",") if voice)
+    if args.without_cohort and not extra:
+        parser.error("--without-cohort needs --extra-espeak voices to learn from")
     import torch
 
     started = time.time()
-    files = synthesise_voices(args.out)
+    files = synthesise_voices(args.out, extra, cohort=not args.without_cohort)
     clean, transformed, _ = partial_pairs(files)
     print(f"{len(files)} utterances, {len(clean)} partial pairs ({time.time() - started:.0f} s)", flush=True)
 

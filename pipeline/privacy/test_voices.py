@@ -81,8 +81,41 @@ def _festival(voice: str, text: str, path: Path) -> None:
         _run(["text2wave", "-eval", f"(voice_{voice})", str(txt), "-o", str(path)], path)
 
 
-def _espeak(voice: str, text: str, path: Path) -> None:
-    _run(["espeak-ng", "-v", voice, "-w", str(path), text], path)
+def _espeak(voice: str, text: str, path: Path, data: Path | None = None) -> None:
+    _run(["espeak-ng", *([f"--path={data}"] if data else []), "-v", voice, "-w", str(path), text], path)
+
+
+MAX_MADE_VARIANTS = 100
+
+
+def espeak_data(variants: dict[str, str], folder: Path) -> Path:
+    """A folder for `espeak-ng --path` whose data is the installed espeak-ng's (linked, not copied) and whose voice
+    variants are `variants` (name -> the text of an espeak-ng variant file) instead of the installed ones, so that
+    `-v en+<name>` reads with a voice no installed variant is. espeak-ng lists at most 349 languages and variants,
+    so at most `MAX_MADE_VARIANTS` go in one folder. Written once per set of variants; returns `folder`."""
+    if len(variants) > MAX_MADE_VARIANTS:
+        raise ValueError(f"{len(variants)} variants: espeak-ng reads at most {MAX_MADE_VARIANTS} beside its "
+                         "languages from one data folder; split them over several folders")
+    installed = subprocess.run(["espeak-ng", "--version"], check=True, capture_output=True, text=True).stdout
+    source = Path(installed.rsplit("Data at:", 1)[1].strip())
+    data = folder / "espeak-ng-data"
+    variant_dir = data / "voices" / "!v"
+    if all((variant_dir / name).is_file() and (variant_dir / name).read_text() == text
+           for name, text in variants.items()):
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    variant_dir.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name != "voices":
+            (data / entry.name).symlink_to(entry)
+    for entry in (source / "voices").iterdir():
+        if entry.name != "!v":
+            (data / "voices" / entry.name).symlink_to(entry)
+    for name, text in variants.items():
+        if (source / "voices" / "!v" / name).exists():
+            raise ValueError(f"variant {name!r} is an installed espeak-ng variant's name: pick another")
+        (variant_dir / name).write_text(text)
+    return folder
 
 
 def _festival_voice_installed(voice: str) -> bool:

@@ -115,3 +115,21 @@ def test_robust_weights_hear_a_new_voice_under_music_closer_to_its_clean_self(tm
     (shipped_same, shipped_other), (robust_same, robust_other) = closeness(shipped), closeness(robust)
     assert robust_same > shipped_same + 0.03
     assert robust_same - robust_other > shipped_same - shipped_other
+
+
+def test_extra_espeak_voices_train_beside_the_cohort_or_alone(monkeypatch, tmp_path):
+    import pipeline.privacy.robust_encoder as robust
+    from pipeline.privacy.cohort import COHORT_VOICES
+    from pipeline.privacy.cohort import _available as cohort_available
+
+    monkeypatch.setattr(robust, "UTTERANCES_PER_VOICE", 1)
+    alone = robust.synthesise_voices(tmp_path / "alone", ("en+Alicia", "en-us+paul"), cohort=False)
+    assert [path.parent.name for path in alone] == ["extra_en-us_paul", "extra_en_Alicia"]
+    again = robust.synthesise_voices(tmp_path / "alone", ("en+Alicia", "en-us+paul"), cohort=False)
+    assert again == alone and sf.read(alone[0])[0].size > 16_000  # written once, a sentence long
+    beside = robust.synthesise_voices(tmp_path / "beside", ("en+Alicia",))
+    installed = {voice_id for voice_id, engine, voice in COHORT_VOICES if cohort_available(engine, voice)}
+    assert {path.parent.name for path in beside} == installed | {"extra_en_Alicia"} and len(beside) == len(installed) + 1
+    monkeypatch.setattr(robust, "synthesise_voices", lambda *args, **kwargs: pytest.fail("trained on nothing"))
+    with pytest.raises(SystemExit):  # --without-cohort and no extra voice: nothing to learn from
+        robust.main(["--out", str(tmp_path / "none"), "--without-cohort"])

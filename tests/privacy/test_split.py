@@ -4,9 +4,15 @@ training voices), and `held_out_espeak2`'s espeak-ng variants are used nowhere e
 variant: benchmarks/PRIVACY.md, 2026-12-07)."""
 
 import importlib.util
+import shutil
 from pathlib import Path
 
+import numpy as np
+import pytest
+import soundfile as sf
+
 from pipeline.privacy.cohort import COHORT_VOICES
+from pipeline.privacy.test_voices import _espeak, espeak_data
 
 # the benchmark's own reading of the split, loaded by path: benchmarks/ is not a package, and putting it on sys.path
 # would let its generation.py, training.py ... shadow other modules for the rest of the test session
@@ -44,3 +50,42 @@ def test_held_out_espeak2_shares_no_espeak_variant_with_anything_else():
     own = _variants(_voices("held_out_espeak2"))
     assert len(own) == 9 and not own & elsewhere
     assert {"f4", "f3", "m6"} <= elsewhere  # the check sees the variants that held_out_espeak shares
+
+
+_made_spec = importlib.util.spec_from_file_location(
+    "privacy_made_voices", Path(__file__).resolve().parents[2] / "benchmarks" / "privacy_made_voices.py")
+privacy_made_voices = importlib.util.module_from_spec(_made_spec)
+_made_spec.loader.exec_module(privacy_made_voices)
+
+
+def test_tuning_made_reads_with_its_own_committed_variants_used_nowhere_else():
+    spec = SPLIT["tuning_made"]
+    own = _voices("tuning_made")
+    assert len(own) == 12 and not set(spec["reference"]) & set(spec["impostors"])
+    for engine, voice in own:
+        base, name = voice.split("+")
+        # the committed text is what the generator draws from the voice's seed, on the base voice it drew
+        assert engine == "espeak-ng" and privacy_made_voices.made_variant(int(name[4:])) == (base, spec["variants"][name])
+    elsewhere = _variants((engine, voice) for _, engine, voice in COHORT_VOICES)
+    elsewhere |= {voice.split("+", 1)[1].lower() for voice in privacy_made_voices.TRAINING_EXTRAS}
+    for part in PARTS:
+        if part != "tuning_made":
+            elsewhere |= _variants(_voices(part))
+    assert not _variants(own) & elsewhere
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="make deps installs espeak-ng")
+def test_made_variants_are_seeded_and_each_is_its_own_voice(tmp_path):
+    first, second = privacy_made_voices.made_variant(1), privacy_made_voices.made_variant(2)
+    assert first == privacy_made_voices.made_variant(1) and first != second
+    data = espeak_data({"made001": first[1], "made002": second[1]}, tmp_path / "data")
+    audio = {}
+    for voice in ("en+made001", "en+made002", "en"):
+        _espeak(voice, "The birch canoe slid on the smooth planks.", tmp_path / f"{voice}.wav",
+                data if "made" in voice else None)
+        audio[voice], _ = sf.read(tmp_path / f"{voice}.wav", dtype="float32")
+    for one, other in [("en+made001", "en+made002"), ("en+made001", "en"), ("en+made002", "en")]:
+        assert audio[one].shape != audio[other].shape or not np.allclose(audio[one], audio[other]), (one, other)
+    assert espeak_data({"made001": first[1], "made002": second[1]}, tmp_path / "data") == tmp_path / "data"
+    with pytest.raises(ValueError, match="installed espeak-ng variant"):
+        espeak_data({"m1": first[1]}, tmp_path / "clash")
