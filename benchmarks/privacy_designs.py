@@ -275,6 +275,23 @@ def probes(index, trials: Trials) -> dict[int, Probe | None]:
     return found
 
 
+def flagged_by_voice(speakers: list[str], rows: list[str], scores: list[float], threshold: float) -> dict:
+    """Each voice's share of its clips at or above `threshold`: {"other_voice": {voice: rate}, "leak": {voice: rate}},
+    most flagged first (other voices) and fewest caught first (leaks): whether a few voices or all of them make a
+    false-positive rate, or a recall."""
+    counts: dict[str, dict[str, list[int]]] = {"other_voice": {}, "leak": {}}
+    for speaker, row, score in zip(speakers, rows, scores):
+        kind = row.split(":", 1)[0]
+        if kind in counts:
+            tally = counts[kind].setdefault(speaker, [0, 0])
+            tally[0] += score >= threshold
+            tally[1] += 1
+    rates = {kind: {voice: round(hit / total, 4) for voice, (hit, total) in voices.items()}
+             for kind, voices in counts.items()}
+    return {"other_voice": dict(sorted(rates["other_voice"].items(), key=lambda kv: (-kv[1], kv[0]))),
+            "leak": dict(sorted(rates["leak"].items(), key=lambda kv: (kv[1], kv[0])))}
+
+
 def separation(leaks: np.ndarray, others: np.ndarray, flagged: float = 0.05, leak_rows: np.ndarray | None = None,
                other_rows: np.ndarray | None = None) -> dict:
     """How far a design's scores keep the part's leaks from its other voices, wherever calibration puts the
@@ -423,6 +440,8 @@ def main() -> None:
     else:
         trials = collect(index, encoder, cache, folder, args.workers)
         trials.save(stored)
+    table = list(csv.DictReader(open(folder / "clips.csv")))
+    speakers, rows = [row["speaker"] for row in table], [f"{row['kind']}: {row['transform']}" for row in table]
     results = {}
     for directions in args.nap_directions or [NAP_DIRECTIONS]:
         # the stored windows are raw: another direction count rebuilds only the index (from cached embeddings)
@@ -433,6 +452,7 @@ def main() -> None:
             name = design if directions == NAP_DIRECTIONS else f"{design}, NAP {directions}"
             result = evaluate(judged, trials, DESIGNS[design](), defaults.max_fpr, defaults.target_recall,
                               jackknife=args.jackknife)
+            result["flagged_by_voice"] = flagged_by_voice(speakers, rows, result["clip_scores"], result["threshold"])
             results[name] = {key: value for key, value in result.items() if key != "clip_scores"}
             worst_kind, worst_rate = result["worst_false_positive_row"]
             print(f"{args.part} {args.encoder} {name:20s} recall {result['overall_recall']['rate']:.3f} of "
@@ -447,6 +467,10 @@ def main() -> None:
                 row, count = next(iter(pairs["by_other_row"].items()))
                 print(f"    discordant leak / other-voice pairs: {pairs['total']:g}, {count:g} of them against "
                       f"'{row}'", flush=True)
+            voices = result["flagged_by_voice"]
+            print("    other voices flagged, by voice: " + ", ".join(
+                f"{voice} {rate:.2f}" for voice, rate in voices["other_voice"].items()) + "; leaks caught, fewest: "
+                + ", ".join(f"{voice} {rate:.2f}" for voice, rate in list(voices["leak"].items())[:3]), flush=True)
             if "jackknife" in result:
                 spread = result["jackknife"]
                 print(f"    without one of {spread['cohort_voices']} cohort voices: threshold {spread['threshold']}, "
