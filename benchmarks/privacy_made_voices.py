@@ -1,7 +1,7 @@
 """Voices no installed synthesiser has: espeak-ng voice variants made from a seed, and the rule that picks the ones far
 from every voice the benchmark, the cohort and the encoder's training already use.
 
-    python benchmarks/privacy_made_voices.py --count 12 [--candidates 200] [--out DIR] [--json FILE]
+    python benchmarks/privacy_made_voices.py --count 12 [--candidates 200] [--first-seed 1] [--out DIR] [--json FILE]
 
 Why: the leak check's false-positive bound is set on the cohort's voices, and whether it holds for voices that
 neither calibration nor the encoder's training has heard is what a benchmark part must be able to show before a
@@ -10,11 +10,11 @@ the parts, the cohort and the training experiments. A variant is a short text fi
 height and width, voice quality: espeak-ng's own format), so new ones can be made from a seed, and
 `test_voices.espeak_data` lets `espeak-ng --path` read with them.
 
-`made_variant(seed)` draws one; the candidates are seeds 1, 2, 3, ... in order. The rule picks the first `--count`
-whose clean centroid (resemblyzer's own weights, the benchmark's first 4 sentences, 16 kHz) is under `--max-cosine`
-(0.90, `held_out_espeak2`'s rule) to every voice of every part of `privacy_split.json` (reference, another
-synthesiser, impostors), every cohort voice, every `--also` voice (the encoder-training experiments' extra voices)
-and every voice already picked. Printed as JSON: the picked variants' texts and the nearest voice of each; the split
+`made_variant(seed)` draws one; the candidates are seeds 1, 2, 3, ... in order (`--first-seed`: training voices
+start at 1001, so no seed is both). The rule picks the first `--count` whose clean centroid (resemblyzer's own
+weights, the benchmark's first 4 sentences, 16 kHz) is under `--max-cosine` (0.90, `held_out_espeak2`'s rule) to
+every voice of every part of `privacy_split.json` (reference, another synthesiser, impostors), every cohort voice,
+every `--also` voice (the encoder-training experiments' extra voices) and every voice already picked. Printed as JSON: the picked variants' texts and the nearest voice of each; the split
 commits the texts, so the part does not depend on this file staying as it is.
 """
 
@@ -61,20 +61,23 @@ def made_variant(seed: int) -> tuple[str, str]:
     return rng.choice(ENGLISH), "\n".join(lines) + "\n"
 
 
-def known_voices(also: tuple[str, ...]) -> dict[str, tuple[str, str]]:
-    """Every voice the split's parts, the cohort and `also` (espeak-ng voices) use: label -> (engine, voice)."""
+def known_voices(also: tuple[str, ...], out: Path) -> dict[str, tuple[str, str, Path | None]]:
+    """Every voice the split's parts, the cohort and `also` (espeak-ng voices) use: label -> (engine, voice, the
+    espeak-ng data folder of a part's made variants or None)."""
     from privacy_corpus import load_split, split_parts
 
     from pipeline.privacy.cohort import COHORT_VOICES
+    from pipeline.privacy.test_voices import espeak_data
 
     split = load_split()
     voices = {}
     for part in split_parts():
+        made = espeak_data(split[part]["variants"], out / f"part-{part}") if split[part].get("variants") else None
         for group in ("reference", "another_synthesiser", "impostors"):
             for speaker, (engine, voice) in split[part][group].items():
-                voices[f"{engine}:{voice}"] = (engine, voice)
-    voices.update({f"{engine}:{voice}": (engine, voice) for _, engine, voice in COHORT_VOICES})
-    voices.update({f"espeak-ng:{voice}": ("espeak-ng", voice) for voice in also})
+                voices[f"{engine}:{voice}"] = (engine, voice, made)
+    voices.update({f"{engine}:{voice}": (engine, voice, None) for _, engine, voice in COHORT_VOICES})
+    voices.update({f"espeak-ng:{voice}": ("espeak-ng", voice, None) for voice in also})
     return voices
 
 
@@ -92,7 +95,7 @@ def centroid(encoder, engine: str, voice: str, scratch: Path, data: Path | None 
     return mean / np.linalg.norm(mean)
 
 
-def pick(count: int, candidates: int, max_cosine: float, also: tuple[str, ...], out: Path) -> dict:
+def pick(count: int, candidates: int, max_cosine: float, also: tuple[str, ...], out: Path, first_seed: int = 1) -> dict:
     """Apply the module's rule; returns {"picked": {name: {"base", "variant", "nearest", "cosine"}}, "turned_down"}."""
     from resemblyzer import VoiceEncoder
 
@@ -100,7 +103,7 @@ def pick(count: int, candidates: int, max_cosine: float, also: tuple[str, ...], 
     from pipeline.progress import progress
 
     encoder = VoiceEncoder("cpu", verbose=False)
-    made = {f"made{seed:03d}": made_variant(seed) for seed in range(1, candidates + 1)}
+    made = {f"made{seed:03d}": made_variant(seed) for seed in range(first_seed, first_seed + candidates)}
     names = list(made)
     data = {}  # the candidates' data folders, MAX_MADE_VARIANTS to a folder
     for start in range(0, len(names), MAX_MADE_VARIANTS):
@@ -108,8 +111,9 @@ def pick(count: int, candidates: int, max_cosine: float, also: tuple[str, ...], 
         folder = espeak_data({name: made[name][1] for name in block}, out / f"espeak-data-{start // MAX_MADE_VARIANTS}")
         data.update(dict.fromkeys(block, folder))
     with tempfile.TemporaryDirectory() as scratch:
-        known = {label: centroid(encoder, engine, voice, Path(scratch))
-                 for label, (engine, voice) in progress(known_voices(also).items(), desc="known voices")}
+        known = {label: centroid(encoder, engine, voice, Path(scratch), made_data)
+                 for label, (engine, voice, made_data) in progress(known_voices(also, out).items(),
+                                                                     desc="known voices")}
         picked, turned_down = {}, {}
         for name, (base, text) in progress(made.items(), desc="candidates"):
             if len(picked) == count:
@@ -132,14 +136,18 @@ def pick(count: int, candidates: int, max_cosine: float, also: tuple[str, ...], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, required=True, help="how many voices to pick")
-    parser.add_argument("--candidates", type=int, default=200, help="seeds 1..N are the candidates, in order")
+    parser.add_argument("--candidates", type=int, default=200,
+                        help="how many seeds are candidates, in order from --first-seed")
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="1 for the benchmark's tuning_made; training voices are drawn from 1001 on")
     parser.add_argument("--max-cosine", type=float, default=MAX_COSINE)
     parser.add_argument("--also", default=",".join(TRAINING_EXTRAS),
                         help="more espeak-ng voices to keep apart from (default: the training experiments' 24)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "privacy_bench" / "_made_voices")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
-    result = pick(args.count, args.candidates, args.max_cosine, tuple(v for v in args.also.split(",") if v), args.out)
+    result = pick(args.count, args.candidates, args.max_cosine, tuple(v for v in args.also.split(",") if v), args.out,
+                  args.first_seed)
     text = json.dumps(result, indent=1)
     if args.json:
         args.json.write_text(text + "\n")

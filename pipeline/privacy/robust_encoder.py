@@ -25,8 +25,9 @@ What it learns from never touches the privacy benchmark's held-out split (`bench
 
 `python -m pipeline.privacy.robust_encoder --out DIR` trains it (about 10 minutes on 2 cores) and prints the
 weights' sha256; `ROBUST_WEIGHTS` is the file it wrote with the defaults, shipped with the package. The run is
-seeded and, at the same thread count, repeatable. `--extra-espeak` adds espeak-ng voices to learn from and
-`--without-cohort` leaves the cohort's out: the notebook's experiments with more training voices (none shipped).
+seeded and, at the same thread count, repeatable. `--extra-espeak` adds espeak-ng voices to learn from,
+`--made-voices` espeak-ng variants made from seeds, and `--without-cohort` leaves the cohort's out: the notebook's
+experiments with more training voices (none shipped).
 """
 
 from __future__ import annotations
@@ -63,20 +64,28 @@ def _vocabulary() -> list[str]:
     return [word.lower() for word in re.findall(r"[A-Za-z]{3,}", WORDS.read_text())]
 
 
-def synthesise_voices(folder: Path, extra_espeak: tuple[str, ...] = (), cohort: bool = True) -> list[Path]:
+def synthesise_voices(folder: Path, extra_espeak: tuple[str, ...] = (), cohort: bool = True,
+                      made: dict[str, tuple[str, str]] | None = None) -> list[Path]:
     """The training utterances, written once under `folder/audio/<voice>/NNN.wav`: every installed cohort voice
-    (unless `cohort` is False) and each espeak-ng voice of `extra_espeak` (e.g. `en+Alicia`) reading
+    (unless `cohort` is False), each espeak-ng voice of `extra_espeak` (e.g. `en+Alicia`) and each made espeak-ng
+    variant of `made` (name -> (English base voice, variant file text): `benchmarks/privacy_made_voices.py`) reading
     `UTTERANCES_PER_VOICE` seeded strings of 8-14 words."""
+    from functools import partial
+
     from pipeline.privacy.cohort import COHORT_VOICES, _available
-    from pipeline.privacy.test_voices import _espeak, _festival, _flite, synthesise_files
+    from pipeline.privacy.test_voices import _espeak, _festival, _flite, espeak_data, synthesise_files
 
     synths = {"flite": _flite, "festival": _festival, "espeak-ng": _espeak}
+    if made:
+        data = espeak_data({name: text for name, (_, text) in made.items()}, folder / "espeak-ng")
+        synths["made"] = partial(_espeak, data=data)
     vocabulary = _vocabulary()
     voices = [*(COHORT_VOICES if cohort else ()),
-              *((f"extra_{voice.replace('+', '_')}", "espeak-ng", voice) for voice in extra_espeak)]
+              *((f"extra_{voice.replace('+', '_')}", "espeak-ng", voice) for voice in extra_espeak),
+              *((f"made_{name}", "made", f"{base}+{name}") for name, (base, _) in (made or {}).items())]
     jobs = []
     for voice_id, engine, voice in voices:
-        if not _available(engine, voice):
+        if engine != "made" and not _available(engine, voice):
             continue
         rng = random.Random("distill" + voice_id)
         for number in range(UTTERANCES_PER_VOICE):
@@ -225,17 +234,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="espeak-ng voices to learn from beside the cohort's, comma-separated (e.g. "
                              "en+Alicia,en+Andrea); the shipped weights use none (benchmarks/PRIVACY.md, seventh "
                              "session: more voices, not kept)")
+    parser.add_argument("--made-voices", type=Path, metavar="JSON",
+                        help="made espeak-ng variants to learn from beside the cohort's: the \"picked\" voices of "
+                             "`benchmarks/privacy_made_voices.py --json` (name -> base and variant text)")
     parser.add_argument("--without-cohort", action="store_true",
-                        help="learn from the --extra-espeak voices only, so that calibration's impostors (the "
-                             "cohort) are voices the encoder never heard")
+                        help="learn from the --extra-espeak and --made-voices voices only, so that calibration's "
+                             "impostors (the cohort) are voices the encoder never heard")
     args = parser.parse_args(argv)
     extra = tuple(voice for voice in args.extra_espeak.split(",") if voice)
-    if args.without_cohort and not extra:
-        parser.error("--without-cohort needs --extra-espeak voices to learn from")
+    made = None
+    if args.made_voices:
+        import json
+
+        picked = json.loads(args.made_voices.read_text())["picked"]
+        made = {name: (voice["base"], voice["variant"]) for name, voice in picked.items()}
+    if args.without_cohort and not extra and not made:
+        parser.error("--without-cohort needs --extra-espeak or --made-voices voices to learn from")
     import torch
 
     started = time.time()
-    files = synthesise_voices(args.out, extra, cohort=not args.without_cohort)
+    files = synthesise_voices(args.out, extra, cohort=not args.without_cohort, made=made)
     clean, transformed, _ = partial_pairs(files)
     print(f"{len(files)} utterances, {len(clean)} partial pairs ({time.time() - started:.0f} s)", flush=True)
 

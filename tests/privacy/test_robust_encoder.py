@@ -117,7 +117,7 @@ def test_robust_weights_hear_a_new_voice_under_music_closer_to_its_clean_self(tm
     assert robust_same - robust_other > shipped_same - shipped_other
 
 
-def test_extra_espeak_voices_train_beside_the_cohort_or_alone(monkeypatch, tmp_path):
+def test_extra_and_made_voices_train_beside_the_cohort_or_alone(monkeypatch, tmp_path):
     import pipeline.privacy.robust_encoder as robust
     from pipeline.privacy.cohort import COHORT_VOICES
     from pipeline.privacy.cohort import _available as cohort_available
@@ -127,6 +127,10 @@ def test_extra_espeak_voices_train_beside_the_cohort_or_alone(monkeypatch, tmp_p
     assert [path.parent.name for path in alone] == ["extra_en-us_paul", "extra_en_Alicia"]
     again = robust.synthesise_voices(tmp_path / "alone", ("en+Alicia", "en-us+paul"), cohort=False)
     assert again == alone and sf.read(alone[0])[0].size > 16_000  # written once, a sentence long
+    made = {"made001": ("en-us", "language variant\nname made001\ngender female\npitch 190 260\nformant 1 115 100 100\n")}
+    made_alone = robust.synthesise_voices(tmp_path / "made", cohort=False, made=made)
+    assert [path.parent.name for path in made_alone] == ["made_made001"]
+    assert (tmp_path / "made" / "espeak-ng" / "espeak-ng-data" / "voices" / "!v" / "made001").read_text() == made["made001"][1]
     beside = robust.synthesise_voices(tmp_path / "beside", ("en+Alicia",))
     installed = {voice_id for voice_id, engine, voice in COHORT_VOICES if cohort_available(engine, voice)}
     assert {path.parent.name for path in beside} == installed | {"extra_en_Alicia"} and len(beside) == len(installed) + 1
