@@ -14,8 +14,9 @@ height and width, voice quality: espeak-ng's own format), so new ones can be mad
 start at 1001, so no seed is both). The rule picks the first `--count` whose clean centroid (resemblyzer's own
 weights, the benchmark's first 4 sentences, 16 kHz) is under `--max-cosine` (0.90, `held_out_espeak2`'s rule) to
 every voice of every part of `privacy_split.json` (reference, another synthesiser, impostors), every cohort voice,
-every `--also` voice (the encoder-training experiments' extra voices) and every voice already picked. Printed as JSON: the picked variants' texts and the nearest voice of each; the split
-commits the texts, so the part does not depend on this file staying as it is.
+every `--also` voice (the encoder-training experiments' extra voices) and every voice already picked. Printed as
+JSON: the picked variants' texts and the nearest voice of each; the split commits the texts, so the part does not
+depend on this file staying as it is.
 """
 
 from __future__ import annotations

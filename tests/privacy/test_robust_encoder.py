@@ -127,13 +127,14 @@ def test_extra_and_made_voices_train_beside_the_cohort_or_alone(monkeypatch, tmp
     assert [path.parent.name for path in alone] == ["extra_en-us_paul", "extra_en_Alicia"]
     again = robust.synthesise_voices(tmp_path / "alone", ("en+Alicia", "en-us+paul"), cohort=False)
     assert again == alone and sf.read(alone[0])[0].size > 16_000  # written once, a sentence long
-    made = {"made001": ("en-us", "language variant\nname made001\ngender female\npitch 190 260\nformant 1 115 100 100\n")}
-    made_alone = robust.synthesise_voices(tmp_path / "made", cohort=False, made=made)
+    variant = "language variant\nname made001\ngender female\npitch 190 260\nformant 1 115 100 100\n"
+    made_alone = robust.synthesise_voices(tmp_path / "made", cohort=False, made={"made001": ("en-us", variant)})
     assert [path.parent.name for path in made_alone] == ["made_made001"]
-    assert (tmp_path / "made" / "espeak-ng" / "espeak-ng-data" / "voices" / "!v" / "made001").read_text() == made["made001"][1]
+    assert (tmp_path / "made" / "espeak-ng" / "espeak-ng-data" / "voices" / "!v" / "made001").read_text() == variant
     beside = robust.synthesise_voices(tmp_path / "beside", ("en+Alicia",))
     installed = {voice_id for voice_id, engine, voice in COHORT_VOICES if cohort_available(engine, voice)}
-    assert {path.parent.name for path in beside} == installed | {"extra_en_Alicia"} and len(beside) == len(installed) + 1
+    assert {path.parent.name for path in beside} == installed | {"extra_en_Alicia"}
+    assert len(beside) == len(installed) + 1
     monkeypatch.setattr(robust, "synthesise_voices", lambda *args, **kwargs: pytest.fail("trained on nothing"))
     with pytest.raises(SystemExit):  # --without-cohort and no extra voice: nothing to learn from
         robust.main(["--out", str(tmp_path / "none"), "--without-cohort"])

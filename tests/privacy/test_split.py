@@ -65,7 +65,8 @@ def test_tuning_made_reads_with_its_own_committed_variants_used_nowhere_else():
     for engine, voice in own:
         base, name = voice.split("+")
         # the committed text is what the generator draws from the voice's seed, on the base voice it drew
-        assert engine == "espeak-ng" and privacy_made_voices.made_variant(int(name[4:])) == (base, spec["variants"][name])
+        assert engine == "espeak-ng"
+        assert privacy_made_voices.made_variant(int(name[4:])) == (base, spec["variants"][name])
     elsewhere = _variants((engine, voice) for _, engine, voice in COHORT_VOICES)
     elsewhere |= {voice.split("+", 1)[1].lower() for voice in privacy_made_voices.TRAINING_EXTRAS}
     for part in PARTS:
