@@ -425,7 +425,6 @@ def tools_transform(name: str, source: Path, target: Path, seed: int) -> None:
 def build(out_dir: Path, part: str) -> Path:
     """Write one part of the benchmark (see the module docstring); returns its folder."""
     from pipeline.privacy.conditions import CALIBRATION_CONDITIONS
-
     from pipeline.privacy.test_voices import espeak_data
 
     split = load_split()

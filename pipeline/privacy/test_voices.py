@@ -98,8 +98,12 @@ def espeak_data(variants: dict[str, str], folder: Path) -> Path:
                          "languages from one data folder; split them over several folders")
     installed = subprocess.run(["espeak-ng", "--version"], check=True, capture_output=True, text=True).stdout
     source = Path(installed.rsplit("Data at:", 1)[1].strip())
+    for name in variants:
+        if (source / "voices" / "!v" / name).exists():
+            raise ValueError(f"variant {name!r} is an installed espeak-ng variant's name: pick another")
     data = folder / "espeak-ng-data"
     variant_dir = data / "voices" / "!v"
+    # the variant files are written last, so a folder holding them all was linked in full
     if all((variant_dir / name).is_file() and (variant_dir / name).read_text() == text
            for name, text in variants.items()):
         return folder
@@ -112,8 +116,6 @@ def espeak_data(variants: dict[str, str], folder: Path) -> Path:
         if entry.name != "!v":
             (data / "voices" / entry.name).symlink_to(entry)
     for name, text in variants.items():
-        if (source / "voices" / "!v" / name).exists():
-            raise ValueError(f"variant {name!r} is an installed espeak-ng variant's name: pick another")
         (variant_dir / name).write_text(text)
     return folder
 
