@@ -275,13 +275,12 @@ def probes(index, trials: Trials) -> dict[int, Probe | None]:
     return found
 
 
-def flagged_by_voice(speakers: list[str], rows: list[str], scores: list[float], threshold: float) -> dict:
-    """Each voice's share of its clips at or above `threshold`: {"other_voice": {voice: rate}, "leak": {voice: rate}},
-    most flagged first (other voices) and fewest caught first (leaks): whether a few voices or all of them make a
-    false-positive rate, or a recall."""
+def flagged_by_voice(speakers: list[str], kinds: list[str], scores: list[float], threshold: float) -> dict:
+    """Each voice's share of its clips (clips.csv's speaker and kind columns, in its order) at or above `threshold`:
+    {"other_voice": {voice: rate}, "leak": {voice: rate}}, most flagged first (other voices) and fewest caught first
+    (leaks): whether a few voices or all of them make a false-positive rate, or a recall."""
     counts: dict[str, dict[str, list[int]]] = {"other_voice": {}, "leak": {}}
-    for speaker, row, score in zip(speakers, rows, scores):
-        kind = row.split(":", 1)[0]
+    for speaker, kind, score in zip(speakers, kinds, scores):
         if kind in counts:
             tally = counts[kind].setdefault(speaker, [0, 0])
             tally[0] += score >= threshold
@@ -441,7 +440,7 @@ def main() -> None:
         trials = collect(index, encoder, cache, folder, args.workers)
         trials.save(stored)
     table = list(csv.DictReader(open(folder / "clips.csv")))
-    speakers, rows = [row["speaker"] for row in table], [f"{row['kind']}: {row['transform']}" for row in table]
+    speakers, kinds = [row["speaker"] for row in table], [row["kind"] for row in table]
     results = {}
     for directions in args.nap_directions or [NAP_DIRECTIONS]:
         # the stored windows are raw: another direction count rebuilds only the index (from cached embeddings)
@@ -452,7 +451,7 @@ def main() -> None:
             name = design if directions == NAP_DIRECTIONS else f"{design}, NAP {directions}"
             result = evaluate(judged, trials, DESIGNS[design](), defaults.max_fpr, defaults.target_recall,
                               jackknife=args.jackknife)
-            result["flagged_by_voice"] = flagged_by_voice(speakers, rows, result["clip_scores"], result["threshold"])
+            result["flagged_by_voice"] = flagged_by_voice(speakers, kinds, result["clip_scores"], result["threshold"])
             results[name] = {key: value for key, value in result.items() if key != "clip_scores"}
             worst_kind, worst_rate = result["worst_false_positive_row"]
             print(f"{args.part} {args.encoder} {name:20s} recall {result['overall_recall']['rate']:.3f} of "

@@ -113,9 +113,9 @@ def test_flagged_by_voice_says_which_voices_make_the_rate():
     from benchmarks.privacy_designs import flagged_by_voice
 
     speakers = ["a", "a", "b", "b", "b", "x", "x", "y", ""]
-    rows = ["other_voice: clean", "other_voice: music", "other_voice: clean", "other_voice: music", "other_voice: room",
-            "leak: clean", "leak: room", "leak: clean", "no_voice: music only"]
+    kinds = ["other_voice", "other_voice", "other_voice", "other_voice", "other_voice", "leak", "leak", "leak",
+             "no_voice"]
     scores = [0.1, 0.5, 0.3, 0.3, 0.2, 0.9, 0.2, 0.6, 0.9]
-    found = flagged_by_voice(speakers, rows, scores, threshold=0.3)  # at the threshold counts as flagged
+    found = flagged_by_voice(speakers, kinds, scores, threshold=0.3)  # at the threshold counts as flagged
     assert found == {"other_voice": {"b": 0.6667, "a": 0.5}, "leak": {"x": 0.5, "y": 1.0}}
     assert list(found["other_voice"]) == ["b", "a"] and list(found["leak"]) == ["x", "y"]
