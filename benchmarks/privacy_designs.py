@@ -376,15 +376,14 @@ def _judge(genuine: dict, impostor: dict, detected: dict | None, clips: list[tup
     flags: dict[str, list[bool]] = {}
     for (kind, _, _), score in zip(clips, judged):
         flags.setdefault(kind, []).append(score >= calibration.threshold)
-    leaks = [flag for kind, found in flags.items() if kind.startswith("leak") for flag in found]
     others = {kind: float(np.mean(found)) for kind, found in flags.items() if not kind.startswith("leak")}
-    impostors = [flag for kind, found in flags.items() if kind.startswith("other_voice") for flag in found]
     rows, scores = np.array([kind for kind, _, _ in clips], dtype=str), np.array(judged, dtype=np.float64)
     is_leak, is_other = np.char.startswith(rows, "leak"), np.char.startswith(rows, "other_voice")
+    hit = scores >= calibration.threshold
     return {"threshold": round(calibration.threshold, 4), "threshold_set_by": calibration.threshold_set_by,
             "condition_offsets": offsets, "calibration_recall": round(calibration.recall, 4),
-            "overall_recall": rate_entry(sum(leaks), len(leaks)),
-            "other_voices_flagged": rate_entry(sum(impostors), len(impostors)),  # pooled over their rows
+            "overall_recall": rate_entry(int(hit[is_leak].sum()), int(is_leak.sum())),
+            "other_voices_flagged": rate_entry(int(hit[is_other].sum()), int(is_other.sum())),  # pooled over rows
             "worst_false_positive_row": max(others.items(), key=lambda kv: kv[1]),
             "rows": {kind: rate_entry(sum(found), len(found)) for kind, found in sorted(flags.items())},
             "separation": separation(scores[is_leak], scores[is_other], leak_rows=rows[is_leak],
