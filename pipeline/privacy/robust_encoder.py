@@ -65,11 +65,12 @@ def _vocabulary() -> list[str]:
 
 
 def synthesise_voices(folder: Path, extra_espeak: tuple[str, ...] = (), cohort: bool = True,
-                      made: dict[str, tuple[str, str]] | None = None) -> list[Path]:
+                      made: dict[str, tuple[str, str]] | None = None, leave_out: tuple[str, ...] = ()) -> list[Path]:
     """The training utterances, written once under `folder/audio/<voice>/NNN.wav`: every installed cohort voice
-    (unless `cohort` is False), each espeak-ng voice of `extra_espeak` (e.g. `en+Alicia`) and each made espeak-ng
-    variant of `made` (name -> (English base voice, variant file text): `benchmarks/privacy_made_voices.py`) reading
-    `UTTERANCES_PER_VOICE` seeded strings of 8-14 words."""
+    (unless `cohort` is False) but those whose ids are in `leave_out`, each espeak-ng voice of `extra_espeak` (e.g.
+    `en+Alicia`) and each made espeak-ng variant of `made` (name -> (English base voice, variant file text):
+    `benchmarks/privacy_made_voices.py`) reading `UTTERANCES_PER_VOICE` seeded strings of 8-14 words. Returns these
+    voices' files only, whatever else an earlier run left in the folder."""
     from functools import partial
 
     from pipeline.privacy.cohort import COHORT_VOICES, _available
@@ -80,10 +81,14 @@ def synthesise_voices(folder: Path, extra_espeak: tuple[str, ...] = (), cohort: 
         data = espeak_data({name: text for name, (_, text) in made.items()}, folder / "espeak-ng")
         synths["made"] = partial(_espeak, data=data)
     vocabulary = _vocabulary()
-    voices = [*(COHORT_VOICES if cohort else ()),
+    unknown = set(leave_out) - {voice_id for voice_id, *_ in COHORT_VOICES}
+    if unknown:
+        raise ValueError(f"cannot leave out {', '.join(sorted(unknown))}: not cohort voices; the cohort's ids: "
+                         f"{', '.join(voice_id for voice_id, *_ in COHORT_VOICES)}")
+    voices = [*((voice for voice in COHORT_VOICES if voice[0] not in leave_out) if cohort else ()),
               *((f"extra_{voice.replace('+', '_')}", "espeak-ng", voice) for voice in extra_espeak),
               *((f"made_{name}", "made", f"{base}+{name}") for name, (base, _) in (made or {}).items())]
-    jobs = []
+    jobs, paths = [], []
     for voice_id, engine, voice in voices:
         if engine != "made" and not _available(engine, voice):
             continue
@@ -91,10 +96,11 @@ def synthesise_voices(folder: Path, extra_espeak: tuple[str, ...] = (), cohort: 
         for number in range(UTTERANCES_PER_VOICE):
             path = folder / "audio" / voice_id / f"{number:03d}.wav"
             text = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(8, 14))) + "."
+            paths.append(path)
             if not path.is_file():
                 jobs.append((synths[engine], voice, text, path))
     synthesise_files(jobs)
-    return sorted((folder / "audio").glob("*/*.wav"))
+    return sorted(paths)
 
 
 def band_room(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -240,7 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--without-cohort", action="store_true",
                         help="learn from the --extra-espeak and --made-voices voices only, so that calibration's "
                              "impostors (the cohort) are voices the encoder never heard")
+    parser.add_argument("--leave-out", default="", metavar="VOICE_ID,...",
+                        help="cohort voices (cohort.COHORT_VOICES ids, e.g. flite_slt) not to learn from, so that a "
+                             "benchmark part's voices are ones the encoder never heard; the shipped weights leave "
+                             "out none")
     args = parser.parse_args(argv)
+    leave_out = tuple(voice for voice in args.leave_out.split(",") if voice)
     extra = tuple(voice for voice in args.extra_espeak.split(",") if voice)
     made = None
     if args.made_voices:
@@ -253,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     started = time.time()
-    files = synthesise_voices(args.out, extra, cohort=not args.without_cohort, made=made)
+    try:
+        files = synthesise_voices(args.out, extra, cohort=not args.without_cohort, made=made, leave_out=leave_out)
+    except ValueError as exc:
+        parser.error(str(exc))
     clean, transformed, _ = partial_pairs(files)
     print(f"{len(files)} utterances, {len(clean)} partial pairs ({time.time() - started:.0f} s)", flush=True)
 

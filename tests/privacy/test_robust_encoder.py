@@ -138,3 +138,22 @@ def test_extra_and_made_voices_train_beside_the_cohort_or_alone(monkeypatch, tmp
     monkeypatch.setattr(robust, "synthesise_voices", lambda *args, **kwargs: pytest.fail("trained on nothing"))
     with pytest.raises(SystemExit):  # --without-cohort and no extra voice: nothing to learn from
         robust.main(["--out", str(tmp_path / "none"), "--without-cohort"])
+
+
+def test_cohort_voices_left_out_are_not_learned_from_even_where_an_earlier_run_wrote_them(monkeypatch, tmp_path, capsys):
+    import pipeline.privacy.robust_encoder as robust
+    from pipeline.privacy.cohort import COHORT_VOICES
+    from pipeline.privacy.cohort import _available as cohort_available
+
+    monkeypatch.setattr(robust, "UTTERANCES_PER_VOICE", 1)
+    installed = {voice_id for voice_id, engine, voice in COHORT_VOICES if cohort_available(engine, voice)}
+    everyone = robust.synthesise_voices(tmp_path)
+    assert {path.parent.name for path in everyone} == installed and "flite_slt" in installed
+    fewer = robust.synthesise_voices(tmp_path, leave_out=("flite_slt", "flite_kal16"))  # same folder: files kept
+    assert {path.parent.name for path in fewer} == installed - {"flite_slt", "flite_kal16"}
+    assert (tmp_path / "audio" / "flite_slt" / "000.wav").is_file()  # written by the first run, not learned from
+    with pytest.raises(ValueError, match="flite_ked.*not cohort voices.*flite_awb"):
+        robust.synthesise_voices(tmp_path, leave_out=("flite_ked",))
+    with pytest.raises(SystemExit):
+        robust.main(["--out", str(tmp_path), "--leave-out", "flite_ked"])
+    assert "flite_ked" in capsys.readouterr().err
