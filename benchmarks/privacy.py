@@ -2,7 +2,7 @@
 throughput of the scoring path, scoring scale.
 
     python benchmarks/privacy.py [--part held_out|held_out_espeak|held_out_espeak2|held_out_tools|tuning|tuning_espeak|
-                                        tuning_made] [--out DIR] [--skip robustness,throughput,scale] [--encoder NAME]
+                                        tuning_made|tuning_made2] [--out DIR] [--skip robustness,throughput,scale] [--encoder NAME]
 
 1. Robustness, on one part of the frozen split (`benchmarks/privacy_split.json`, audio built by
    `benchmarks/privacy_corpus.py`): the part's reference set (6 utterances per speaker, 16 kHz) is
@@ -22,7 +22,9 @@ throughput of the scoring path, scoring scale.
    designs may be chosen on, and `tuning_espeak` (English espeak-ng variants, the tuning transformations)
    another; `tuning_made` a third (espeak-ng variants made from seeds, which no synthesiser ships, so neither the
    encoder's training nor calibration's cohort has heard them: where a false-positive bound that does not transfer
-   to unheard voices can show before a held-out part is measured).
+   to unheard voices can show before a held-out part is measured); `tuning_made2` a fourth (made voices all under
+   the pipeline's own same-voice cut of each other, twelve impostors of three utterances: whether the bound holds for
+   other voices that are not lookalikes).
 2. Throughput of the whole scoring path (decode -> resample -> VAD -> windowed GE2E -> scores) over
    the stage's process pool, in audio-seconds per wall-second, on clips of concatenated speech.
 3. Scoring time of 100,000 clip windows against 10,000 reference utterances (cosine, blocked matmul).

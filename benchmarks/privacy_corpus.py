@@ -1,7 +1,7 @@
 """The privacy benchmark's audio: voices and transformed clips for one part of the frozen split.
 
     python benchmarks/privacy_corpus.py OUT_DIR --part held_out|held_out_espeak|held_out_espeak2|held_out_tools|tuning|
-                                                       tuning_espeak|tuning_made
+                                                       tuning_espeak|tuning_made|tuning_made2
 
 writes
   OUT_DIR/<part>/reference/<speaker>/<nn>.wav    the reference set (16 kHz, as a user would give it)
@@ -17,9 +17,10 @@ calibration is made of. `held_out_tools` puts the held-out voices under a fourth
 nothing else here uses (`TOOLS_TRANSFORMS`: rubberband, pyroomacoustics, FluidSynth with a General MIDI sound
 font, sox's GSM codec; `make bench-deps` installs them). The tuning parts also hold music played by sampled
 instruments from another sound font (`SAMPLED_FAMILY`, and "sampled music only" clips with no voice).
-`tuning_made`'s voices are espeak-ng variants made from seeds (`privacy_made_voices.py`): the split commits each
-variant's text, and espeak-ng reads them from `OUT_DIR/tuning_made/_espeak-ng/` (`test_voices.espeak_data`). A part
-may set its own utterance counts (`tuning_made`: six impostors of six utterances, where others have three of twelve).
+`tuning_made`'s and `tuning_made2`'s voices are espeak-ng variants made from seeds (`privacy_made_voices.py`): the
+split commits each variant's text, and espeak-ng reads them from `OUT_DIR/<part>/_espeak-ng/`
+(`test_voices.espeak_data`). A part may set its own utterance counts (`tuning_made`: six impostors of six utterances,
+`tuning_made2` twelve of three, where others have three of twelve).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ height and width, voice quality: espeak-ng's own format), so new ones can be mad
 `test_voices.espeak_data` lets `espeak-ng --path` read with them.
 
 `made_variant(seed)` draws one; the candidates are seeds 1, 2, 3, ... in order (`--first-seed`: training voices
-start at 1001, so no seed is both). The rule picks the first `--count` whose clean centroid (resemblyzer's own
+are drawn from 1001-1999 and benchmark parts from outside it, `tuning_made` from 1 and `tuning_made2` from 2001, so
+no seed is both). The rule picks the first `--count` whose clean centroid (resemblyzer's own
 weights, the benchmark's first 4 sentences, 16 kHz) is under `--max-cosine` (0.90, `held_out_espeak2`'s rule) to
 every voice of every part of `privacy_split.json` (reference, another synthesiser, impostors), every cohort voice,
 every `--also` voice (the encoder-training experiments' extra voices) and every voice already picked. Printed as
@@ -140,7 +141,8 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=200,
                         help="how many seeds are candidates, in order from --first-seed")
     parser.add_argument("--first-seed", type=int, default=1,
-                        help="1 for the benchmark's tuning_made; training voices are drawn from 1001 on")
+                        help="1 for the benchmark's tuning_made, 2001 for tuning_made2; training voices are drawn "
+                             "from 1001-1999")
     parser.add_argument("--max-cosine", type=float, default=MAX_COSINE)
     parser.add_argument("--also", default=",".join(TRAINING_EXTRAS),
                         help="more espeak-ng voices to keep apart from (default: the training experiments' 24)")

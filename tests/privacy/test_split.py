@@ -58,10 +58,16 @@ privacy_made_voices = importlib.util.module_from_spec(_made_spec)
 _made_spec.loader.exec_module(privacy_made_voices)
 
 
-def test_tuning_made_reads_with_its_own_committed_variants_used_nowhere_else():
-    spec = SPLIT["tuning_made"]
-    own = _voices("tuning_made")
-    assert len(own) == 12 and not set(spec["reference"]) & set(spec["impostors"])
+MADE_PARTS = {"tuning_made": (12, 0.90), "tuning_made2": (18, 0.85)}  # voices, the pick rule's cut
+
+
+@pytest.mark.parametrize("part", sorted(MADE_PARTS))
+def test_made_parts_read_with_their_own_committed_variants_used_nowhere_else(part):
+    spec = SPLIT[part]
+    own = _voices(part)
+    count, cut = MADE_PARTS[part]
+    assert len(own) == count and not set(spec["reference"]) & set(spec["impostors"])
+    assert f"under {cut}" in spec["about"]
     for engine, voice in own:
         base, name = voice.split("+")
         # the committed text is what the generator draws from the voice's seed, on the base voice it drew
@@ -69,10 +75,12 @@ def test_tuning_made_reads_with_its_own_committed_variants_used_nowhere_else():
         assert privacy_made_voices.made_variant(int(name[4:])) == (base, spec["variants"][name])
     elsewhere = _variants((engine, voice) for _, engine, voice in COHORT_VOICES)
     elsewhere |= {voice.split("+", 1)[1].lower() for voice in privacy_made_voices.TRAINING_EXTRAS}
-    for part in PARTS:
-        if part != "tuning_made":
-            elsewhere |= _variants(_voices(part))
+    for other in PARTS:
+        if other != part:
+            elsewhere |= _variants(_voices(other))
     assert not _variants(own) & elsewhere
+    # training voices are drawn from seed 1001 on, so no part's seed is ever one an encoder learned from
+    assert all(not 1001 <= int(voice.split("+")[1][4:]) < 2000 for _, voice in own)
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="make deps installs espeak-ng")
