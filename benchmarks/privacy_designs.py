@@ -1,6 +1,6 @@
 """Screen leak-check score designs on the privacy benchmark's tuning parts, in seconds per design.
 
-    python benchmarks/privacy_designs.py --part tuning|tuning_espeak|tuning_made [--out DIR] [--design NAME ...]
+    python benchmarks/privacy_designs.py --part tuning|tuning_espeak|tuning_made|tuning_made2 [--out DIR] [--design NAME ...]
                                          [--nap-directions N[,N...]] [--encoder NAME] [--cohort-cut COSINE]
                                          [--jackknife] [--json FILE]
 
@@ -299,7 +299,9 @@ def separation(leaks: np.ndarray, others: np.ndarray, flagged: float = 0.05, lea
     only along the recall / false-positive line leaves both where they were. With each clip's row (`leak_rows`,
     `other_rows`, aligned with the scores), also where the AUC is lost: the discordant pairs (a leak scoring under
     another voice's clip; ties half) counted by leak row and by other-voice row, most first, rows with none left
-    out. One row can hold nearly all of them (benchmarks/PRIVACY.md, 2026-12-07, seventh session)."""
+    out. One row can hold nearly all of them (benchmarks/PRIVACY.md, 2026-12-07, seventh session). And each leak
+    row's share caught at that same threshold: which transformations the scores separate, whatever calibration does
+    (benchmarks/PRIVACY.md, ninth session: an encoder whose calibrated threshold collapsed)."""
     if leaks.size == 0 or others.size == 0:
         return {"auc": None, f"recall_at_{flagged:g}_other_voices": None}
     discordant = (leaks[:, None] < others[None, :]) + 0.5 * (leaks[:, None] == others[None, :])  # (leaks, others)
@@ -316,6 +318,8 @@ def separation(leaks: np.ndarray, others: np.ndarray, flagged: float = 0.05, lea
 
         found["discordant_pairs"] = {"total": float(discordant.sum()), "by_leak_row": by_row(leak_rows, 1),
                                      "by_other_row": by_row(other_rows, 0)}
+        found[f"recall_at_{flagged:g}_other_voices_by_leak_row"] = {
+            str(row): round(float(np.mean(leaks[leak_rows == row] > cut)), 4) for row in np.unique(leak_rows)}
     return found
 
 

@@ -105,8 +105,13 @@ def test_separation_counts_the_discordant_pairs_by_row():
     assert list(pairs["by_other_row"]) == ["other_voice: music", "other_voice: room"]
     assert pairs["by_leak_row"] == {"leak: room": 2.5, "leak: clean": 2.0}
     assert list(pairs["by_leak_row"]) == ["leak: room", "leak: clean"]
+    # at most 1 of 4 other voices' clips flagged (0.25): the threshold lies just above 0.6, so the clean leak at 0.9
+    # is caught and the one at 0.5 is not; the room leak (0.2) is not
+    assert separation(leaks, others, flagged=0.25, leak_rows=leak_rows, other_rows=other_rows)[
+        "recall_at_0.25_other_voices_by_leak_row"] == {"leak: clean": 0.5, "leak: room": 0.0}
     # the same figures as without rows
-    assert {k: v for k, v in found.items() if k != "discordant_pairs"} == separation(leaks, others)
+    assert {k: v for k, v in found.items() if k not in ("discordant_pairs", "recall_at_0.05_other_voices_by_leak_row")
+            } == separation(leaks, others)
 
 
 def test_flagged_by_voice_says_which_voices_make_the_rate():
