@@ -52,6 +52,7 @@ EPOCHS = 3  # chosen on the privacy benchmark's tuning parts (benchmarks/PRIVACY
 LEARNING_RATE = 1e-4
 BATCH = 64
 WORDS = Path("/usr/share/common-licenses/GPL-3")  # Debian's base-files: on every machine this runs on
+ANCHOR_PREFIX = "anchor_"  # a training voice learned from clean only: its pairs are (clean, clean)
 ROBUST_WEIGHTS = Path(__file__).with_name("weights") / "ge2e-robust-v1.pt"
 ROBUST_WEIGHTS_SHA256 = "cd0c95461af196f84165ece798948f258998c0c4b82814b7a5003978587f21cf"
 
@@ -65,11 +66,13 @@ def _vocabulary() -> list[str]:
 
 
 def synthesise_voices(folder: Path, extra_espeak: tuple[str, ...] = (), cohort: bool = True,
-                      made: dict[str, tuple[str, str]] | None = None, leave_out: tuple[str, ...] = ()) -> list[Path]:
+                      made: dict[str, tuple[str, str]] | None = None, leave_out: tuple[str, ...] = (),
+                      anchors: dict[str, tuple[str, str]] | None = None) -> list[Path]:
     """The training utterances, written once under `folder/audio/<voice>/NNN.wav`: every installed cohort voice
     (unless `cohort` is False) but those whose ids are in `leave_out`, each espeak-ng voice of `extra_espeak` (e.g.
     `en+Alicia`) and each made espeak-ng variant of `made` (name -> (English base voice, variant file text):
-    `benchmarks/privacy_made_voices.py`) reading `UTTERANCES_PER_VOICE` seeded strings of 8-14 words. Returns these
+    `benchmarks/privacy_made_voices.py`) reading `UTTERANCES_PER_VOICE` seeded strings of 8-14 words; `anchors`, made
+    variants like `made`'s, go under `anchor_<name>` (learned from clean only: `ANCHOR_PREFIX`). Returns these
     voices' files only, whatever else an earlier run left in the folder."""
     from functools import partial
 
@@ -77,8 +80,9 @@ def synthesise_voices(folder: Path, extra_espeak: tuple[str, ...] = (), cohort: 
     from pipeline.privacy.test_voices import _espeak, _festival, _flite, espeak_data, synthesise_files
 
     synths = {"flite": _flite, "festival": _festival, "espeak-ng": _espeak}
-    if made:
-        data = espeak_data({name: text for name, (_, text) in made.items()}, folder / "espeak-ng")
+    every_made = {**(made or {}), **(anchors or {})}
+    if every_made:
+        data = espeak_data({name: text for name, (_, text) in every_made.items()}, folder / "espeak-ng")
         synths["made"] = partial(_espeak, data=data)
     vocabulary = _vocabulary()
     unknown = set(leave_out) - {voice_id for voice_id, *_ in COHORT_VOICES}
@@ -87,7 +91,8 @@ def synthesise_voices(folder: Path, extra_espeak: tuple[str, ...] = (), cohort: 
                          f"{', '.join(voice_id for voice_id, *_ in COHORT_VOICES)}")
     voices = [*((voice for voice in COHORT_VOICES if voice[0] not in leave_out) if cohort else ()),
               *((f"extra_{voice.replace('+', '_')}", "espeak-ng", voice) for voice in extra_espeak),
-              *((f"made_{name}", "made", f"{base}+{name}") for name, (base, _) in (made or {}).items())]
+              *((f"made_{name}", "made", f"{base}+{name}") for name, (base, _) in (made or {}).items()),
+              *((f"{ANCHOR_PREFIX}{name}", "made", f"{base}+{name}") for name, (base, _) in (anchors or {}).items())]
     jobs, paths = [], []
     for voice_id, engine, voice in voices:
         if engine != "made" and not _available(engine, voice):
@@ -158,7 +163,9 @@ def transform(voice: np.ndarray, rng: np.random.Generator) -> tuple[str, np.ndar
 
 def partial_pairs(files: list[Path], variants: int = VARIANTS_PER_UTTERANCE) -> tuple[np.ndarray, np.ndarray, list]:
     """Aligned mel partials of every file's voiced part, clean and under `variants` seeded transformations:
-    (clean (n, 160, 40), transformed (n, 160, 40), the transformation of each pair)."""
+    (clean (n, 160, 40), transformed (n, 160, 40), the transformation of each pair). An anchor voice's file (its folder
+    named `ANCHOR_PREFIX`...) gives each clean partial once, paired with itself: the loss only holds it where the
+    teacher has it."""
     import soundfile as sf
     from resemblyzer import preprocess_wav
     from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
@@ -170,6 +177,12 @@ def partial_pairs(files: list[Path], variants: int = VARIANTS_PER_UTTERANCE) -> 
         if voice.size < 1.7 * RATE:
             continue
         clean_mel = wav_to_mel_spectrogram(voice)  # (frames, 40)
+        if path.parent.name.startswith(ANCHOR_PREFIX):  # an anchor: its clean partials, once, as both halves
+            for start in range(0, len(clean_mel) - PARTIAL_FRAMES + 1, PARTIAL_HOP):
+                clean.append(clean_mel[start:start + PARTIAL_FRAMES])
+                transformed.append(clean_mel[start:start + PARTIAL_FRAMES])
+                kinds.append("clean (anchor)")
+            continue
         rng = np.random.default_rng(number)
         for _ in range(variants):
             kind, heard = transform(voice, rng)
@@ -246,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--without-cohort", action="store_true",
                         help="learn from the --extra-espeak and --made-voices voices only, so that calibration's "
                              "impostors (the cohort) are voices the encoder never heard")
+    parser.add_argument("--anchor-made-voices", type=Path, metavar="JSON",
+                        help="made espeak-ng variants (as --made-voices) learned from clean only, to hold their region "
+                             "of the embedding where the teacher has it; the shipped weights use none")
     parser.add_argument("--leave-out", default="", metavar="VOICE_ID,...",
                         help="cohort voices (cohort.COHORT_VOICES ids, e.g. flite_slt) not to learn from, so that a "
                              "benchmark part's voices are ones the encoder never heard; the shipped weights leave "
@@ -253,19 +269,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     leave_out = tuple(voice for voice in args.leave_out.split(",") if voice)
     extra = tuple(voice for voice in args.extra_espeak.split(",") if voice)
-    made = None
-    if args.made_voices:
+    def read_made(path: Path | None) -> dict[str, tuple[str, str]] | None:
+        if path is None:
+            return None
         import json
 
-        picked = json.loads(args.made_voices.read_text())["picked"]
-        made = {name: (voice["base"], voice["variant"]) for name, voice in picked.items()}
+        picked = json.loads(path.read_text())["picked"]
+        return {name: (voice["base"], voice["variant"]) for name, voice in picked.items()}
+
+    made, anchors = read_made(args.made_voices), read_made(args.anchor_made_voices)
     if args.without_cohort and not extra and not made:
         parser.error("--without-cohort needs --extra-espeak or --made-voices voices to learn from")
     import torch
 
     started = time.time()
     try:
-        files = synthesise_voices(args.out, extra, cohort=not args.without_cohort, made=made, leave_out=leave_out)
+        files = synthesise_voices(args.out, extra, cohort=not args.without_cohort, made=made, leave_out=leave_out,
+                                  anchors=anchors)
     except ValueError as exc:
         parser.error(str(exc))
     clean, transformed, _ = partial_pairs(files)

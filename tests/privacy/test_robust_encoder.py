@@ -157,3 +157,25 @@ def test_cohort_voices_left_out_are_not_learned_from_even_where_an_earlier_run_w
     with pytest.raises(SystemExit):
         robust.main(["--out", str(tmp_path), "--leave-out", "flite_ked"])
     assert "flite_ked" in capsys.readouterr().err
+
+
+def test_anchor_voices_are_learned_from_clean_only(monkeypatch, tmp_path):
+    import pipeline.privacy.robust_encoder as robust
+
+    text = "The birch canoe slid on the smooth planks, and glue the sheet to the dark blue background."
+    for folder in ("anchor_made001", "made_made002"):
+        (tmp_path / folder).mkdir()
+        _utterance(tmp_path / folder / "000.wav", "en", text)
+    anchor, plain = tmp_path / "anchor_made001" / "000.wav", tmp_path / "made_made002" / "000.wav"
+    clean, heard, kinds = partial_pairs([anchor], variants=3)
+    assert len(clean) >= 2 and set(kinds) == {"clean (anchor)"}
+    assert np.array_equal(clean, heard)  # each clean partial paired with itself, once: no transformation
+    plain_clean, plain_heard, plain_kinds = partial_pairs([plain], variants=3)
+    assert len(plain_clean) == 3 * len(clean)  # the same audio as a transformed voice: three variants of each
+    assert "clean (anchor)" not in plain_kinds and not np.allclose(plain_clean, plain_heard)
+    # synthesised beside the made voices, under their own prefix, from the same data folder
+    monkeypatch.setattr(robust, "UTTERANCES_PER_VOICE", 1)
+    variant = "language variant\nname made001\ngender female\npitch 190 260\nformant 1 115 100 100\n"
+    files = robust.synthesise_voices(tmp_path / "train", cohort=False, made={"made002": ("en", variant.replace(
+        "made001", "made002"))}, anchors={"made001": ("en-us", variant)})
+    assert [path.parent.name for path in files] == ["anchor_made001", "made_made002"]
