@@ -469,6 +469,11 @@ def main() -> None:
                 row, count = next(iter(pairs["by_other_row"].items()))
                 print(f"    discordant leak / other-voice pairs: {pairs['total']:g}, {count:g} of them against "
                       f"'{row}'", flush=True)
+            by_row = result["separation"].get("recall_at_0.05_other_voices_by_leak_row", {})
+            if by_row:
+                lowest = sorted(by_row.items(), key=lambda kv: (kv[1], kv[0]))[:4]
+                print("    leak rows caught least at that 5%: " + ", ".join(
+                    f"{row.removeprefix('leak: ')} {rate:.2f}" for row, rate in lowest), flush=True)
             voices = result["flagged_by_voice"]
             print("    other voices flagged, by voice: " + ", ".join(
                 f"{voice} {rate:.2f}" for voice, rate in voices["other_voice"].items()) + "; leaks caught, fewest: "
