@@ -241,6 +241,16 @@ def distill(clean: np.ndarray, transformed: np.ndarray, epochs: int = EPOCHS, le
     return student
 
 
+def _made_voices(path: Path | None) -> dict[str, tuple[str, str]] | None:
+    """The "picked" voices of a `benchmarks/privacy_made_voices.py --json` file: name -> (base voice, variant text)."""
+    if path is None:
+        return None
+    import json
+
+    picked = json.loads(path.read_text())["picked"]
+    return {name: (voice["base"], voice["variant"]) for name, voice in picked.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.privacy.robust_encoder", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -269,15 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     leave_out = tuple(voice for voice in args.leave_out.split(",") if voice)
     extra = tuple(voice for voice in args.extra_espeak.split(",") if voice)
-    def read_made(path: Path | None) -> dict[str, tuple[str, str]] | None:
-        if path is None:
-            return None
-        import json
-
-        picked = json.loads(path.read_text())["picked"]
-        return {name: (voice["base"], voice["variant"]) for name, voice in picked.items()}
-
-    made, anchors = read_made(args.made_voices), read_made(args.anchor_made_voices)
+    made, anchors = _made_voices(args.made_voices), _made_voices(args.anchor_made_voices)
     if args.without_cohort and not extra and not made:
         parser.error("--without-cohort needs --extra-espeak or --made-voices voices to learn from")
     import torch
