@@ -2,7 +2,8 @@
 throughput of the scoring path, scoring scale.
 
     python benchmarks/privacy.py [--part held_out|held_out_espeak|held_out_espeak2|held_out_tools|tuning|tuning_espeak|
-                                        tuning_made|tuning_made2] [--out DIR] [--skip robustness,throughput,scale] [--encoder NAME]
+                                        tuning_made|tuning_made2] [--out DIR] [--skip robustness,throughput,scale]
+                                        [--encoder NAME]
 
 1. Robustness, on one part of the frozen split (`benchmarks/privacy_split.json`, audio built by
    `benchmarks/privacy_corpus.py`): the part's reference set (6 utterances per speaker, 16 kHz) is

@@ -1,8 +1,8 @@
 """Screen leak-check score designs on the privacy benchmark's tuning parts, in seconds per design.
 
-    python benchmarks/privacy_designs.py --part tuning|tuning_espeak|tuning_made|tuning_made2 [--out DIR] [--design NAME ...]
-                                         [--nap-directions N[,N...]] [--encoder NAME] [--cohort-cut COSINE]
-                                         [--jackknife] [--json FILE]
+    python benchmarks/privacy_designs.py --part tuning|tuning_espeak|tuning_made|tuning_made2 [--out DIR]
+                                         [--design NAME ...] [--nap-directions N[,N...]] [--encoder NAME]
+                                         [--cohort-cut COSINE] [--jackknife] [--json FILE]
 
 A design that changes only how embeddings are compared (the margin over the cohort, which centroids count, a trained
 backend, condition offsets) needs no new embedding. This tool embeds one part once — the raw window embeddings of

@@ -140,7 +140,8 @@ def test_extra_and_made_voices_train_beside_the_cohort_or_alone(monkeypatch, tmp
         robust.main(["--out", str(tmp_path / "none"), "--without-cohort"])
 
 
-def test_cohort_voices_left_out_are_not_learned_from_even_where_an_earlier_run_wrote_them(monkeypatch, tmp_path, capsys):
+def test_cohort_voices_left_out_are_not_learned_from_even_where_an_earlier_run_wrote_them(monkeypatch, tmp_path,
+                                                                                           capsys):
     import pipeline.privacy.robust_encoder as robust
     from pipeline.privacy.cohort import COHORT_VOICES
     from pipeline.privacy.cohort import _available as cohort_available
