@@ -170,8 +170,12 @@ def partial_pairs(files: list[Path], variants: int = VARIANTS_PER_UTTERANCE) -> 
     from resemblyzer import preprocess_wav
     from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
 
+    # a file's transformations are seeded by its place among the files that are not anchors, so anchors added to a
+    # training set leave every other file's draws as they were
+    seeds = {path: number for number, path in enumerate(
+        one for one in files if not one.parent.name.startswith(ANCHOR_PREFIX))}
     clean, transformed, kinds = [], [], []
-    for number, path in enumerate(files):
+    for path in files:
         audio, rate = sf.read(path, dtype="float32")
         voice = preprocess_wav(audio, source_sr=rate)  # (samples,) @ 16 kHz, trimmed and volume-normalised
         if voice.size < 1.7 * RATE:
@@ -183,7 +187,7 @@ def partial_pairs(files: list[Path], variants: int = VARIANTS_PER_UTTERANCE) -> 
                 transformed.append(clean_mel[start:start + PARTIAL_FRAMES])
                 kinds.append("clean (anchor)")
             continue
-        rng = np.random.default_rng(number)
+        rng = np.random.default_rng(seeds[path])
         for _ in range(variants):
             kind, heard = transform(voice, rng)
             heard_mel = wav_to_mel_spectrogram(normalize_volume(heard, -30, increase_only=True).astype(np.float32))

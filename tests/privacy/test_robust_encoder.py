@@ -174,6 +174,9 @@ def test_anchor_voices_are_learned_from_clean_only(monkeypatch, tmp_path):
     plain_clean, plain_heard, plain_kinds = partial_pairs([plain], variants=3)
     assert len(plain_clean) == 3 * len(clean)  # the same audio as a transformed voice: three variants of each
     assert "clean (anchor)" not in plain_kinds and not np.allclose(plain_clean, plain_heard)
+    # an anchor sorted before a voice leaves that voice's seeded transformations as they were without it
+    both_clean, both_heard, both_kinds = partial_pairs([anchor, plain], variants=3)
+    assert np.array_equal(both_heard[len(clean):], plain_heard) and both_kinds[len(clean):] == plain_kinds
     # synthesised beside the made voices, under their own prefix, from the same data folder
     monkeypatch.setattr(robust, "UTTERANCES_PER_VOICE", 1)
     variant = "language variant\nname made001\ngender female\npitch 190 260\nformant 1 115 100 100\n"
