@@ -181,16 +181,14 @@ def partial_pairs(files: list[Path], variants: int = VARIANTS_PER_UTTERANCE) -> 
         if voice.size < 1.7 * RATE:
             continue
         clean_mel = wav_to_mel_spectrogram(voice)  # (frames, 40)
-        if path.parent.name.startswith(ANCHOR_PREFIX):  # an anchor: its clean partials, once, as both halves
-            for start in range(0, len(clean_mel) - PARTIAL_FRAMES + 1, PARTIAL_HOP):
-                clean.append(clean_mel[start:start + PARTIAL_FRAMES])
-                transformed.append(clean_mel[start:start + PARTIAL_FRAMES])
-                kinds.append("clean (anchor)")
-            continue
-        rng = np.random.default_rng(seeds[path])
-        for _ in range(variants):
-            kind, heard = transform(voice, rng)
-            heard_mel = wav_to_mel_spectrogram(normalize_volume(heard, -30, increase_only=True).astype(np.float32))
+        if path in seeds:
+            rng = np.random.default_rng(seeds[path])
+            draws = (transform(voice, rng) for _ in range(variants))
+            heard_mels = ((kind, wav_to_mel_spectrogram(normalize_volume(heard, -30, increase_only=True)
+                                                        .astype(np.float32))) for kind, heard in draws)
+        else:  # an anchor: its clean partials, once, as both halves
+            heard_mels = [("clean (anchor)", clean_mel)]
+        for kind, heard_mel in heard_mels:
             for start in range(0, min(len(clean_mel), len(heard_mel)) - PARTIAL_FRAMES + 1, PARTIAL_HOP):
                 clean.append(clean_mel[start:start + PARTIAL_FRAMES])
                 transformed.append(heard_mel[start:start + PARTIAL_FRAMES])
